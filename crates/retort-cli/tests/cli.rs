@@ -1,0 +1,240 @@
+//! The `retort` binary end to end: good input gives the documented output; bad input gives
+//! a clear message and a non-zero exit, never a panic.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn retort(args: &[&str], stdin: &str) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_retort"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The command may exit before reading its input (a bad argument): ignore a closed pipe.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let run = Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !run.stderr.contains("panicked"),
+        "retort panicked: {}",
+        run.stderr
+    );
+    run
+}
+
+/// Runs a command that must fail, and returns its error message.
+fn fails(args: &[&str], stdin: &str) -> String {
+    let run = retort(args, stdin);
+    assert!(!run.ok, "expected failure, got success: {}", run.stdout);
+    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
+    run.stderr
+}
+
+/// A copy of a fixture's files into a temporary directory, to break on purpose.
+fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn inspect_reports_architecture_and_parameters() {
+    let run = retort(
+        &["inspect", "--model", s(&fixture("tiny-bert")), "--json"],
+        "",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["model_type"], "bert");
+    assert_eq!(v["layers"], 3);
+    assert_eq!(
+        v["labels"],
+        serde_json::json!(["negative", "neutral", "positive"])
+    );
+    // Embeddings 316×32 + 64×32 + 2×32 + LayerNorm 2×32; per layer 4 × (32×32 + 32) attention,
+    // 2 × 64 LayerNorm, 32×64 + 64 and 64×32 + 32 feed-forward; pooler 32×32 + 32; classifier 32×3 + 3.
+    let layer = 4 * (32 * 32 + 32) + 2 * 64 + (32 * 64 + 64) + (64 * 32 + 32);
+    assert_eq!(
+        v["parameters"],
+        10112 + 2048 + 64 + 64 + 3 * layer + 1056 + 99
+    );
+    let text = retort(&["inspect", "--model", s(&fixture("tiny-distilbert"))], "");
+    assert!(text.stdout.contains("distilbert") && text.stdout.contains("NEG, POS"));
+}
+
+#[test]
+fn predict_prints_one_json_line_per_input_line() {
+    let run = retort(
+        &["predict", "--model", s(&fixture("tiny-distilbert"))],
+        "good film\n\nbad .\n",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["text"], "bad .");
+    let p = &lines[0]["probabilities"];
+    let sum = p["NEG"].as_f64().unwrap() + p["POS"].as_f64().unwrap();
+    assert!((sum - 1.0).abs() < 1e-5);
+    assert!(["NEG", "POS"].contains(&lines[0]["label"].as_str().unwrap()));
+}
+
+#[test]
+fn eval_scores_labelled_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev.tsv");
+    std::fs::write(
+        &data,
+        "sentence\tlabel\ngood film\tPOS\nbad .\t0\nthe end\t1\n",
+    )
+    .unwrap();
+    let run = retort(
+        &[
+            "eval",
+            "--model",
+            s(&fixture("tiny-distilbert")),
+            "--data",
+            s(&data),
+            "--json",
+        ],
+        "",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["count"], 3);
+    let acc = v["accuracy"].as_f64().unwrap();
+    assert!([0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]
+        .iter()
+        .any(|a| (a - acc).abs() < 1e-9));
+}
+
+#[test]
+fn missing_files_are_named() {
+    let err = fails(&["inspect", "--model", "/no/such/model"], "");
+    assert!(
+        err.contains("missing file: /no/such/model (model directory)"),
+        "{err}"
+    );
+    let dir = copy_fixture("tiny-bert");
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    let err = fails(&["inspect", "--model", s(dir.path())], "");
+    assert!(
+        err.contains("model.safetensors") && err.contains("missing file"),
+        "{err}"
+    );
+    let dir = copy_fixture("tiny-distilbert");
+    std::fs::remove_file(dir.path().join("vocab.txt")).unwrap();
+    let err = fails(&["inspect", "--model", s(dir.path())], "");
+    assert!(
+        err.contains("neither tokenizer.json nor vocab.txt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsupported_model_type_lists_the_supported_ones() {
+    let dir = copy_fixture("tiny-bert");
+    let path = dir.path().join("config.json");
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"bert\"", "\"gpt2\"");
+    std::fs::write(&path, config).unwrap();
+    let err = fails(&["inspect", "--model", s(dir.path())], "");
+    assert!(
+        err.contains("unsupported model_type \"gpt2\"")
+            && err.contains("supported: bert, distilbert"),
+        "{err}"
+    );
+}
+
+#[test]
+fn broken_weights_are_clear_errors() {
+    let dir = copy_fixture("tiny-bert");
+    std::fs::write(dir.path().join("model.safetensors"), b"not a checkpoint").unwrap();
+    let err = fails(&["inspect", "--model", s(dir.path())], "");
+    assert!(err.contains("not a readable safetensors file"), "{err}");
+
+    let dir = copy_fixture("tiny-bert");
+    let path = dir.path().join("config.json");
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"intermediate_size\": 64", "\"intermediate_size\": 48");
+    std::fs::write(&path, config).unwrap();
+    let err = fails(&["inspect", "--model", s(dir.path())], "");
+    assert!(
+        err.contains("has shape [64, 32], the config implies [48, 32]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mismatched_vocabulary_is_refused() {
+    let dir = copy_fixture("tiny-bert");
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    let mut vocab = std::fs::read_to_string(dir.path().join("vocab.txt")).unwrap();
+    for i in 0..400 {
+        vocab.push_str(&format!("extra{i}\n"));
+    }
+    std::fs::write(dir.path().join("vocab.txt"), vocab).unwrap();
+    let err = fails(&["predict", "--model", s(dir.path())], "hello\n");
+    assert!(
+        err.contains("vocabulary mismatch") && err.contains("316 rows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_and_empty_data_are_clear_errors() {
+    let model = fixture("tiny-distilbert");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev.tsv");
+    std::fs::write(&data, "sentence\tlabel\ngood\t1\nno label on this line\n").unwrap();
+    let err = fails(&["eval", "--model", s(&model), "--data", s(&data)], "");
+    assert!(
+        err.contains("dev.tsv:3:") && err.contains("expected 2 fields"),
+        "{err}"
+    );
+
+    std::fs::write(&data, "sentence\tlabel\n").unwrap();
+    let err = fails(&["eval", "--model", s(&model), "--data", s(&data)], "");
+    assert!(err.contains("no examples"), "{err}");
+
+    std::fs::write(&data, "sentence\tlabel\ngood\tmaybe\n").unwrap();
+    let err = fails(&["eval", "--model", s(&model), "--data", s(&data)], "");
+    assert!(
+        err.contains("dev.tsv:2:") && err.contains("\"maybe\""),
+        "{err}"
+    );
+
+    let err = fails(&["predict", "--model", s(&model)], "");
+    assert!(err.contains("no input texts"), "{err}");
+}

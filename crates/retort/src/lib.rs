@@ -1,0 +1,18 @@
+//! Retort: knowledge distillation for transformer NLP models.
+//!
+//! The library holds everything reusable; the `retort` binary only parses arguments and calls it.
+//! - [`model`]: the BERT-family encoder, heads, configs and Hugging Face checkpoints;
+//! - [`text`]: tokenisation, datasets and batching;
+//! - [`infer`]: a loaded model + tokenizer that turns texts into probabilities;
+//! - [`eval`]: metrics and evaluation on labelled data;
+//! - [`summary`]: what `retort inspect` shows about a model.
+
+pub mod error;
+pub mod eval;
+pub mod infer;
+pub mod model;
+pub mod summary;
+pub mod text;
+
+pub use error::{Error, Result};
+pub use infer::Classifier;

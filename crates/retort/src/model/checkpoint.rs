@@ -1,0 +1,62 @@
+//! Hugging Face checkpoint directories: `config.json` + `model.safetensors` (+ tokenizer).
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use super::classifier::{LoadReport, SequenceClassifier};
+use super::config::ModelConfig;
+use super::params::{ParamBuilder, TensorSource};
+use crate::error::{Error, Result};
+
+/// File names of a checkpoint directory.
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Loads the classifier stored in `dir`. A base model (no head) gets a fresh head,
+/// reported in the [`LoadReport`].
+pub fn load_classifier(dir: &Path, device: &Device) -> Result<(SequenceClassifier, LoadReport)> {
+    if !dir.is_dir() {
+        return Err(Error::MissingFile {
+            path: dir.to_path_buf(),
+            what: "model directory".into(),
+        });
+    }
+    let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.exists() && dir.join("pytorch_model.bin").exists() {
+        return Err(Error::Checkpoint {
+            path: dir.join("pytorch_model.bin"),
+            message: "only model.safetensors is supported; convert the PyTorch weights first"
+                .into(),
+        });
+    }
+    let source = TensorSource::load(&weights, device)?;
+    SequenceClassifier::from_builder(config, ParamBuilder::from_source(source, device, 0))
+}
+
+/// Writes `config.json` and `model.safetensors` for `model` into `dir` (created if needed).
+pub fn save_classifier(model: &SequenceClassifier, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e, "output directory"))?;
+    let config =
+        serde_json::to_string_pretty(&model.config.to_hf_json()).expect("JSON value serialises");
+    let path = dir.join(CONFIG_FILE);
+    std::fs::write(&path, config + "\n").map_err(|e| Error::io(&path, e, "config.json"))?;
+    model.params.save_safetensors(&dir.join(WEIGHTS_FILE))
+}
+
+/// Bytes of the regular files directly in `dir` (what a user copies to deploy the model).
+pub fn size_on_disk(dir: &Path) -> Result<u64> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e, "model directory"))?;
+    let mut total = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e, "model directory"))?;
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::io(entry.path(), e, "file"))?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}

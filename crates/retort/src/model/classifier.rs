@@ -1,0 +1,114 @@
+//! A sequence classifier: encoder + head, built from a config and (optionally) a checkpoint.
+
+use candle_core::{Device, Tensor};
+
+use super::config::ModelConfig;
+use super::encoder::{Encoder, EncoderInput, Outputs};
+use super::heads::{head_prefixes, ClassifierHead};
+use super::layers::Pass;
+use super::params::{ParamBuilder, Params};
+use crate::error::{Error, Result};
+
+/// The output of a classifier's forward pass.
+#[derive(Debug, Clone)]
+pub struct ClassifierOutput {
+    /// `[batch, labels]` unnormalised scores.
+    pub logits: Tensor,
+    /// Embedding output and each layer's output, when asked for.
+    pub hidden_states: Vec<Tensor>,
+    /// Each layer's attention probabilities, when asked for.
+    pub attentions: Vec<Tensor>,
+    /// `[batch, seq, hidden]` output of the last layer.
+    pub last_hidden_state: Tensor,
+}
+
+/// An encoder with a sequence-classification head.
+#[derive(Debug, Clone)]
+pub struct SequenceClassifier {
+    pub config: ModelConfig,
+    pub encoder: Encoder,
+    pub head: ClassifierHead,
+    pub params: Params,
+}
+
+/// What happened while building a model from a checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// The checkpoint had no classification head: it was initialised afresh.
+    pub fresh_head: bool,
+    /// Tensors in the file that the model did not use (e.g. `position_ids` buffers).
+    pub unused: Vec<String>,
+}
+
+impl SequenceClassifier {
+    /// A model with freshly initialised parameters (reproducible from `seed`).
+    pub fn fresh(config: ModelConfig, device: &Device, seed: u64) -> Result<Self> {
+        let mut b = ParamBuilder::fresh(device, seed);
+        Self::build(config, &mut b)
+    }
+
+    /// Builds the model through `b`, which may hold a checkpoint. Any encoder tensor the
+    /// checkpoint lacks is an error; a missing head is initialised and reported.
+    pub fn from_builder(config: ModelConfig, mut b: ParamBuilder) -> Result<(Self, LoadReport)> {
+        let model = Self::build(config, &mut b)?;
+        let heads = head_prefixes(model.config.architecture);
+        let (head_missing, encoder_missing): (Vec<&String>, Vec<&String>) = b
+            .missing()
+            .iter()
+            .partition(|n| heads.iter().any(|p| n.starts_with(p)));
+        if !encoder_missing.is_empty() {
+            let shown: Vec<&str> = encoder_missing.iter().take(5).map(|s| s.as_str()).collect();
+            return Err(Error::Checkpoint {
+                path: b.source_path().map(|p| p.to_path_buf()).unwrap_or_default(),
+                message: format!(
+                    "{} encoder tensor(s) missing, e.g. {} — is this a {} checkpoint?",
+                    encoder_missing.len(),
+                    shown.join(", "),
+                    model.config.architecture.model_type()
+                ),
+            });
+        }
+        let classifier_missing = head_missing.iter().any(|n| n.starts_with("classifier."));
+        let report = LoadReport {
+            fresh_head: classifier_missing,
+            unused: b.unused(),
+        };
+        Ok((model, report))
+    }
+
+    fn build(config: ModelConfig, b: &mut ParamBuilder) -> Result<Self> {
+        let encoder = Encoder::new(b, &config)?;
+        let head = ClassifierHead::new(b, &config)?;
+        let params = b.take_params();
+        Ok(Self {
+            config,
+            encoder,
+            head,
+            params,
+        })
+    }
+
+    /// Runs the model on a batch.
+    pub fn forward(
+        &self,
+        input: &EncoderInput,
+        pass: Pass,
+        outputs: Outputs,
+    ) -> Result<ClassifierOutput> {
+        let enc = self.encoder.forward(input, pass, outputs)?;
+        let logits = self.head.forward(&enc.last_hidden_state, pass)?;
+        Ok(ClassifierOutput {
+            logits,
+            hidden_states: enc.hidden_states,
+            attentions: enc.attentions,
+            last_hidden_state: enc.last_hidden_state,
+        })
+    }
+
+    /// Parameters in total and without the embedding tables.
+    pub fn parameter_counts(&self) -> (usize, usize) {
+        let total = self.params.count();
+        let embeddings = self.params.count_where(|n| n.contains("embeddings."));
+        (total, total - embeddings)
+    }
+}

@@ -1,0 +1,406 @@
+//! The model configuration, read from a Hugging Face `config.json`.
+//!
+//! BERT and DistilBERT name the same quantities differently (`hidden_size` vs `dim`, ...);
+//! [`ModelConfig`] is the one shape the rest of Retort uses for both.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// The checkpoint families Retort implements, by their `model_type`.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "distilbert"];
+
+/// Which weight layout (and head) a checkpoint uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// BERT and everything laid out like it (MiniLM, e.g. all-MiniLM-L6-v2).
+    Bert,
+    /// DistilBERT: no token types, no pooler, `pre_classifier` head.
+    DistilBert,
+}
+
+impl Architecture {
+    /// The `model_type` string of `config.json`.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert",
+            Architecture::DistilBert => "distilbert",
+        }
+    }
+
+    /// The Hugging Face class name of a sequence classifier of this family.
+    pub fn classifier_class(self) -> &'static str {
+        match self {
+            Architecture::Bert => "BertForSequenceClassification",
+            Architecture::DistilBert => "DistilBertForSequenceClassification",
+        }
+    }
+}
+
+/// The non-linearity of the feed-forward block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU with erf (`"gelu"` in transformers).
+    Gelu,
+    /// GELU with the tanh approximation (`"gelu_new"`, `"gelu_pytorch_tanh"`).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_new",
+            Activation::Relu => "relu",
+        }
+    }
+}
+
+/// Everything Retort needs to know about an encoder and its classification head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    /// Number of token-type (segment) embeddings; 0 for DistilBERT, which has none.
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub activation: Activation,
+    pub hidden_dropout: f32,
+    pub attention_dropout: f32,
+    pub classifier_dropout: f32,
+    pub pad_token_id: u32,
+    /// Class names, index = class id (from `id2label`).
+    pub labels: Vec<String>,
+}
+
+impl ModelConfig {
+    /// Reads and validates `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "config.json"))?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            message: format!("not valid JSON: {e}"),
+        })?;
+        Self::from_json(&value).map_err(|message| match message {
+            ConfigError::Unsupported(found) => Error::UnsupportedModel {
+                path: path.to_path_buf(),
+                found,
+                supported: SUPPORTED_MODEL_TYPES.join(", "),
+            },
+            ConfigError::Field(message) => Error::Config {
+                path: path.to_path_buf(),
+                message,
+            },
+        })
+    }
+
+    /// Builds a config from the JSON object of a `config.json`.
+    pub fn from_json(v: &Value) -> std::result::Result<Self, ConfigError> {
+        let fields = Fields(v);
+        let model_type = fields.str("model_type")?;
+        let cfg = match model_type.as_str() {
+            "bert" => {
+                let position = fields.str_or("position_embedding_type", "absolute")?;
+                if position != "absolute" {
+                    return Err(ConfigError::Field(format!(
+                        "position_embedding_type {position:?} is not supported (only \"absolute\")"
+                    )));
+                }
+                let hidden_dropout = fields.f64_or("hidden_dropout_prob", 0.1)? as f32;
+                ModelConfig {
+                    architecture: Architecture::Bert,
+                    vocab_size: fields.usize("vocab_size")?,
+                    hidden_size: fields.usize("hidden_size")?,
+                    num_layers: fields.usize("num_hidden_layers")?,
+                    num_heads: fields.usize("num_attention_heads")?,
+                    intermediate_size: fields.usize("intermediate_size")?,
+                    max_position_embeddings: fields.usize_or("max_position_embeddings", 512)?,
+                    type_vocab_size: fields.usize_or("type_vocab_size", 2)?,
+                    layer_norm_eps: fields.f64_or("layer_norm_eps", 1e-12)?,
+                    activation: fields.activation("hidden_act", "gelu")?,
+                    hidden_dropout,
+                    attention_dropout: fields.f64_or("attention_probs_dropout_prob", 0.1)? as f32,
+                    classifier_dropout: fields
+                        .f64_or("classifier_dropout", hidden_dropout as f64)?
+                        as f32,
+                    pad_token_id: fields.usize_or("pad_token_id", 0)? as u32,
+                    labels: fields.labels()?,
+                }
+            }
+            "distilbert" => ModelConfig {
+                architecture: Architecture::DistilBert,
+                vocab_size: fields.usize("vocab_size")?,
+                hidden_size: fields.usize("dim")?,
+                num_layers: fields.usize("n_layers")?,
+                num_heads: fields.usize("n_heads")?,
+                intermediate_size: fields.usize("hidden_dim")?,
+                max_position_embeddings: fields.usize_or("max_position_embeddings", 512)?,
+                type_vocab_size: 0,
+                layer_norm_eps: 1e-12,
+                activation: fields.activation("activation", "gelu")?,
+                hidden_dropout: fields.f64_or("dropout", 0.1)? as f32,
+                attention_dropout: fields.f64_or("attention_dropout", 0.1)? as f32,
+                classifier_dropout: fields.f64_or("seq_classif_dropout", 0.2)? as f32,
+                pad_token_id: fields.usize_or("pad_token_id", 0)? as u32,
+                labels: fields.labels()?,
+            },
+            other => return Err(ConfigError::Unsupported(other.to_string())),
+        };
+        cfg.validate().map_err(ConfigError::Field)?;
+        Ok(cfg)
+    }
+
+    /// Checks the relations between sizes that the encoder relies on.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden size", self.hidden_size),
+            ("number of layers", self.num_layers),
+            ("number of attention heads", self.num_heads),
+            ("intermediate size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be positive"));
+        }
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
+            return Err(format!(
+                "hidden size {} is not divisible by the number of heads {}",
+                self.hidden_size, self.num_heads
+            ));
+        }
+        if self.labels.is_empty() {
+            return Err("a classifier needs at least one label".into());
+        }
+        for (name, p) in [
+            ("hidden dropout", self.hidden_dropout),
+            ("attention dropout", self.attention_dropout),
+            ("classifier dropout", self.classifier_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("{name} must be in [0, 1), got {p}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// Number of classes of the classification head.
+    pub fn num_labels(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The `config.json` that transformers reads back as this model, with its head.
+    pub fn to_hf_json(&self) -> Value {
+        let id2label: BTreeMap<String, &str> = self
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l.as_str()))
+            .collect();
+        let label2id: BTreeMap<&str, usize> = self
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i))
+            .collect();
+        let mut v = match self.architecture {
+            Architecture::Bert => json!({
+                "model_type": "bert",
+                "vocab_size": self.vocab_size,
+                "hidden_size": self.hidden_size,
+                "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads,
+                "intermediate_size": self.intermediate_size,
+                "max_position_embeddings": self.max_position_embeddings,
+                "type_vocab_size": self.type_vocab_size,
+                "layer_norm_eps": self.layer_norm_eps,
+                "hidden_act": self.activation.name(),
+                "hidden_dropout_prob": self.hidden_dropout,
+                "attention_probs_dropout_prob": self.attention_dropout,
+                "classifier_dropout": self.classifier_dropout,
+                "position_embedding_type": "absolute",
+                "pad_token_id": self.pad_token_id,
+            }),
+            Architecture::DistilBert => json!({
+                "model_type": "distilbert",
+                "vocab_size": self.vocab_size,
+                "dim": self.hidden_size,
+                "n_layers": self.num_layers,
+                "n_heads": self.num_heads,
+                "hidden_dim": self.intermediate_size,
+                "max_position_embeddings": self.max_position_embeddings,
+                "activation": self.activation.name(),
+                "dropout": self.hidden_dropout,
+                "attention_dropout": self.attention_dropout,
+                "seq_classif_dropout": self.classifier_dropout,
+                "pad_token_id": self.pad_token_id,
+            }),
+        };
+        v["architectures"] = json!([self.architecture.classifier_class()]);
+        v["id2label"] = json!(id2label);
+        v["label2id"] = json!(label2id);
+        v
+    }
+}
+
+/// Why a `config.json` was rejected, before the path is attached.
+#[derive(Debug)]
+pub enum ConfigError {
+    Unsupported(String),
+    Field(String),
+}
+
+/// Typed access to the fields of a JSON object, with messages that name the field.
+struct Fields<'a>(&'a Value);
+
+impl Fields<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    fn str(&self, key: &str) -> std::result::Result<String, ConfigError> {
+        match self.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(field_error(key, "a string", other)),
+            None => Err(ConfigError::Field(format!("missing field {key:?}"))),
+        }
+    }
+
+    fn str_or(&self, key: &str, default: &str) -> std::result::Result<String, ConfigError> {
+        match self.get(key) {
+            None => Ok(default.to_string()),
+            Some(_) => self.str(key),
+        }
+    }
+
+    fn usize(&self, key: &str) -> std::result::Result<usize, ConfigError> {
+        match self.get(key) {
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| field_error(key, "a non-negative integer", v)),
+            None => Err(ConfigError::Field(format!("missing field {key:?}"))),
+        }
+    }
+
+    fn usize_or(&self, key: &str, default: usize) -> std::result::Result<usize, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(_) => self.usize(key),
+        }
+    }
+
+    fn f64_or(&self, key: &str, default: f64) -> std::result::Result<f64, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| field_error(key, "a number", v)),
+        }
+    }
+
+    fn activation(&self, key: &str, default: &str) -> std::result::Result<Activation, ConfigError> {
+        let name = self.str_or(key, default)?;
+        Activation::parse(&name).ok_or_else(|| {
+            ConfigError::Field(format!(
+                "{key} {name:?} is not supported (gelu, gelu_new, relu)"
+            ))
+        })
+    }
+
+    /// Class names from `id2label` (keys are the ids as strings), else `num_labels` generic names.
+    fn labels(&self) -> std::result::Result<Vec<String>, ConfigError> {
+        if let Some(map) = self.get("id2label") {
+            let map = map
+                .as_object()
+                .ok_or_else(|| field_error("id2label", "an object", map))?;
+            let mut labels = vec![None; map.len()];
+            for (id, name) in map {
+                let index: usize = id.parse().ok().filter(|&i| i < map.len()).ok_or_else(|| {
+                    ConfigError::Field(format!(
+                        "id2label key {id:?} is not an id in 0..{}",
+                        map.len()
+                    ))
+                })?;
+                let name = name
+                    .as_str()
+                    .ok_or_else(|| field_error("id2label value", "a string", name))?;
+                labels[index] = Some(name.to_string());
+            }
+            return Ok(labels.into_iter().flatten().collect());
+        }
+        let n = self.usize_or("num_labels", 2)?;
+        Ok((0..n).map(|i| format!("LABEL_{i}")).collect())
+    }
+}
+
+fn field_error(key: &str, expected: &str, found: &Value) -> ConfigError {
+    ConfigError::Field(format!("field {key:?} should be {expected}, found {found}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bert_json() -> Value {
+        json!({
+            "model_type": "bert", "vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64,
+            "id2label": {"0": "neg", "1": "pos"}
+        })
+    }
+
+    #[test]
+    fn reads_bert_fields_and_labels() {
+        let c = ModelConfig::from_json(&bert_json()).unwrap();
+        assert_eq!(c.architecture, Architecture::Bert);
+        assert_eq!((c.hidden_size, c.num_layers, c.head_dim()), (32, 2, 8));
+        assert_eq!(c.labels, vec!["neg", "pos"]);
+        assert_eq!(c.type_vocab_size, 2);
+    }
+
+    #[test]
+    fn round_trips_through_hf_json() {
+        let c = ModelConfig::from_json(&bert_json()).unwrap();
+        assert_eq!(ModelConfig::from_json(&c.to_hf_json()).unwrap(), c);
+    }
+
+    #[test]
+    fn rejects_unsupported_type_and_bad_sizes() {
+        let mut v = bert_json();
+        v["model_type"] = json!("gpt2");
+        assert!(
+            matches!(ModelConfig::from_json(&v), Err(ConfigError::Unsupported(t)) if t == "gpt2")
+        );
+        let mut v = bert_json();
+        v["num_attention_heads"] = json!(5);
+        let err = ModelConfig::from_json(&v).unwrap_err();
+        assert!(matches!(err, ConfigError::Field(m) if m.contains("not divisible")));
+        let mut v = bert_json();
+        v["hidden_size"] = json!("big");
+        assert!(
+            matches!(ModelConfig::from_json(&v), Err(ConfigError::Field(m)) if m.contains("hidden_size"))
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! The transformer encoder shared by BERT and DistilBERT: embeddings and post-LN layers.
+//!
+//! Both families compute the same thing; they differ only in tensor names (see
+//! [`LayerNames`]) and in DistilBERT having no token-type embeddings. The forward pass can
+//! return every layer's hidden states and attention probabilities, which distillation needs.
+
+use candle_core::{DType, Tensor};
+
+use super::config::{Architecture, ModelConfig};
+use super::layers::{activate, dropout, softmax_last, LayerNorm, Linear, Pass};
+use super::params::{Init, ParamBuilder};
+use crate::error::Result;
+
+/// Std of BERT's normal initialisation (`initializer_range`).
+pub const INIT_STD: f64 = 0.02;
+
+/// Additive attention bias for padded keys: large enough that their softmax weight is 0.
+const MASKED: f64 = -1e9;
+
+/// Creates a linear map `in -> out` named `{name}.weight` / `{name}.bias`.
+pub fn linear(b: &mut ParamBuilder, name: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
+    Ok(Linear {
+        weight: b.get(
+            &format!("{name}.weight"),
+            &[out_dim, in_dim],
+            Init::Normal(INIT_STD),
+        )?,
+        bias: b.get(&format!("{name}.bias"), &[out_dim], Init::Zeros)?,
+    })
+}
+
+fn layer_norm(b: &mut ParamBuilder, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+    Ok(LayerNorm {
+        weight: b.get(&format!("{name}.weight"), &[dim], Init::Ones)?,
+        bias: b.get(&format!("{name}.bias"), &[dim], Init::Zeros)?,
+        eps,
+    })
+}
+
+/// A batch as the encoder sees it.
+#[derive(Debug, Clone)]
+pub struct EncoderInput {
+    /// `[batch, seq]` u32 token ids.
+    pub input_ids: Tensor,
+    /// `[batch, seq]` u32 segment ids (ignored by DistilBERT).
+    pub token_type_ids: Tensor,
+    /// `[batch, seq]` f32, 1 for real tokens and 0 for padding.
+    pub attention_mask: Tensor,
+}
+
+/// What the encoder returns.
+#[derive(Debug, Clone)]
+pub struct EncoderOutput {
+    /// `[batch, seq, hidden]` output of the last layer.
+    pub last_hidden_state: Tensor,
+    /// The embedding output then each layer's output (`num_layers + 1` tensors), if asked for.
+    pub hidden_states: Vec<Tensor>,
+    /// Each layer's attention probabilities `[batch, heads, seq, seq]`, if asked for.
+    pub attentions: Vec<Tensor>,
+}
+
+/// Which intermediate outputs to keep.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outputs {
+    pub hidden_states: bool,
+    pub attentions: bool,
+}
+
+/// Token, position and (BERT) token-type embeddings, then LayerNorm and dropout.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    pub word: Tensor,
+    pub position: Tensor,
+    pub token_type: Option<Tensor>,
+    pub norm: LayerNorm,
+    pub dropout: f32,
+}
+
+impl Embeddings {
+    fn new(b: &mut ParamBuilder, cfg: &ModelConfig, prefix: &str) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let p = format!("{prefix}embeddings");
+        let word = b.get(
+            &format!("{p}.word_embeddings.weight"),
+            &[cfg.vocab_size, h],
+            Init::Normal(INIT_STD),
+        )?;
+        let position = b.get(
+            &format!("{p}.position_embeddings.weight"),
+            &[cfg.max_position_embeddings, h],
+            Init::Normal(INIT_STD),
+        )?;
+        let token_type = match cfg.architecture {
+            Architecture::Bert => Some(b.get(
+                &format!("{p}.token_type_embeddings.weight"),
+                &[cfg.type_vocab_size, h],
+                Init::Normal(INIT_STD),
+            )?),
+            Architecture::DistilBert => None,
+        };
+        let norm = layer_norm(b, &format!("{p}.LayerNorm"), h, cfg.layer_norm_eps)?;
+        Ok(Self {
+            word,
+            position,
+            token_type,
+            norm,
+            dropout: cfg.hidden_dropout,
+        })
+    }
+
+    fn forward(&self, input: &EncoderInput, pass: Pass) -> Result<Tensor> {
+        let (batch, seq) = input.input_ids.dims2()?;
+        let lookup = |table: &Tensor, ids: &Tensor| -> Result<Tensor> {
+            let flat = table.index_select(&ids.flatten_all()?, 0)?;
+            Ok(flat.reshape((batch, seq, table.dim(1)?))?)
+        };
+        let mut x = lookup(&self.word, &input.input_ids)?;
+        x = x.broadcast_add(&self.position.narrow(0, 0, seq)?)?;
+        if let Some(tt) = &self.token_type {
+            x = (x + lookup(tt, &input.token_type_ids)?)?;
+        }
+        dropout(&self.norm.forward(&x, pass)?, self.dropout, pass)
+    }
+}
+
+/// The Hugging Face names of one layer's tensors (without `.weight`/`.bias`).
+pub struct LayerNames {
+    pub query: String,
+    pub key: String,
+    pub value: String,
+    pub attn_out: String,
+    pub attn_norm: String,
+    pub ffn_in: String,
+    pub ffn_out: String,
+    pub ffn_norm: String,
+}
+
+impl LayerNames {
+    /// Names of layer `i` in the given layout.
+    pub fn new(arch: Architecture, i: usize) -> Self {
+        let n = |base: &str, s: &str| format!("{base}{s}");
+        match arch {
+            Architecture::Bert => {
+                let b = format!("bert.encoder.layer.{i}.");
+                LayerNames {
+                    query: n(&b, "attention.self.query"),
+                    key: n(&b, "attention.self.key"),
+                    value: n(&b, "attention.self.value"),
+                    attn_out: n(&b, "attention.output.dense"),
+                    attn_norm: n(&b, "attention.output.LayerNorm"),
+                    ffn_in: n(&b, "intermediate.dense"),
+                    ffn_out: n(&b, "output.dense"),
+                    ffn_norm: n(&b, "output.LayerNorm"),
+                }
+            }
+            Architecture::DistilBert => {
+                let b = format!("distilbert.transformer.layer.{i}.");
+                LayerNames {
+                    query: n(&b, "attention.q_lin"),
+                    key: n(&b, "attention.k_lin"),
+                    value: n(&b, "attention.v_lin"),
+                    attn_out: n(&b, "attention.out_lin"),
+                    attn_norm: n(&b, "sa_layer_norm"),
+                    ffn_in: n(&b, "ffn.lin1"),
+                    ffn_out: n(&b, "ffn.lin2"),
+                    ffn_norm: n(&b, "output_layer_norm"),
+                }
+            }
+        }
+    }
+}
+
+/// One post-LN transformer layer: self-attention, then a feed-forward block.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub attn_out: Linear,
+    pub attn_norm: LayerNorm,
+    pub ffn_in: Linear,
+    pub ffn_out: Linear,
+    pub ffn_norm: LayerNorm,
+    cfg: LayerShape,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LayerShape {
+    heads: usize,
+    head_dim: usize,
+    activation: super::config::Activation,
+    hidden_dropout: f32,
+    attention_dropout: f32,
+}
+
+impl Layer {
+    fn new(b: &mut ParamBuilder, cfg: &ModelConfig, i: usize) -> Result<Self> {
+        let names = LayerNames::new(cfg.architecture, i);
+        let (h, f, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        Ok(Self {
+            query: linear(b, &names.query, h, h)?,
+            key: linear(b, &names.key, h, h)?,
+            value: linear(b, &names.value, h, h)?,
+            attn_out: linear(b, &names.attn_out, h, h)?,
+            attn_norm: layer_norm(b, &names.attn_norm, h, eps)?,
+            ffn_in: linear(b, &names.ffn_in, h, f)?,
+            ffn_out: linear(b, &names.ffn_out, f, h)?,
+            ffn_norm: layer_norm(b, &names.ffn_norm, h, eps)?,
+            cfg: LayerShape {
+                heads: cfg.num_heads,
+                head_dim: cfg.head_dim(),
+                activation: cfg.activation,
+                hidden_dropout: cfg.hidden_dropout,
+                attention_dropout: cfg.attention_dropout,
+            },
+        })
+    }
+
+    /// Returns the layer output and its attention probabilities.
+    fn forward(&self, x: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
+        let (batch, seq, hidden) = x.dims3()?;
+        let LayerShape {
+            heads, head_dim, ..
+        } = self.cfg;
+        // [batch, seq, hidden] -> [batch, heads, seq, head_dim]
+        let split = |t: Tensor| -> Result<Tensor> {
+            Ok(t.reshape((batch, seq, heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = split(self.query.forward(x)?)?;
+        let k = split(self.key.forward(x)?)?;
+        let v = split(self.value.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask_bias)?;
+        let probs = softmax_last(&scores, pass)?;
+        let context = dropout(&probs, self.cfg.attention_dropout, pass)?
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch, seq, hidden))?;
+        let attn = dropout(
+            &self.attn_out.forward(&context)?,
+            self.cfg.hidden_dropout,
+            pass,
+        )?;
+        let h = self.attn_norm.forward(&(attn + x)?, pass)?;
+
+        let inner = activate(&self.ffn_in.forward(&h)?, self.cfg.activation)?;
+        let out = dropout(
+            &self.ffn_out.forward(&inner)?,
+            self.cfg.hidden_dropout,
+            pass,
+        )?;
+        let y = self.ffn_norm.forward(&(out + h)?, pass)?;
+        Ok((y, probs))
+    }
+}
+
+/// Embeddings followed by a stack of layers.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    pub embeddings: Embeddings,
+    pub layers: Vec<Layer>,
+}
+
+impl Encoder {
+    /// Creates (or loads, through the builder) the encoder's parameters.
+    pub fn new(b: &mut ParamBuilder, cfg: &ModelConfig) -> Result<Self> {
+        let prefix = match cfg.architecture {
+            Architecture::Bert => "bert.",
+            Architecture::DistilBert => "distilbert.",
+        };
+        let embeddings = Embeddings::new(b, cfg, prefix)?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| Layer::new(b, cfg, i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { embeddings, layers })
+    }
+
+    /// Runs the encoder. Padding (mask 0) never changes the outputs at real tokens.
+    pub fn forward(
+        &self,
+        input: &EncoderInput,
+        pass: Pass,
+        outputs: Outputs,
+    ) -> Result<EncoderOutput> {
+        let (batch, seq) = input.input_ids.dims2()?;
+        // [batch, 1, 1, seq]: 0 for real keys, MASKED for padding.
+        let mask_bias = ((input.attention_mask.to_dtype(DType::F32)? - 1.0)? * -MASKED)?
+            .reshape((batch, 1, 1, seq))?;
+        let mut x = self.embeddings.forward(input, pass)?;
+        let mut hidden_states = Vec::new();
+        let mut attentions = Vec::new();
+        for layer in &self.layers {
+            if outputs.hidden_states {
+                hidden_states.push(x.clone());
+            }
+            let (y, probs) = layer.forward(&x, &mask_bias, pass)?;
+            if outputs.attentions {
+                attentions.push(probs);
+            }
+            x = y;
+        }
+        if outputs.hidden_states {
+            hidden_states.push(x.clone());
+        }
+        Ok(EncoderOutput {
+            last_hidden_state: x,
+            hidden_states,
+            attentions,
+        })
+    }
+}

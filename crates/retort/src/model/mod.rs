@@ -1,0 +1,15 @@
+//! The BERT-family encoder, its heads, and Hugging Face checkpoints.
+
+pub mod checkpoint;
+pub mod classifier;
+pub mod config;
+pub mod encoder;
+pub mod heads;
+pub mod layers;
+pub mod params;
+
+pub use classifier::{ClassifierOutput, LoadReport, SequenceClassifier};
+pub use config::{Architecture, ModelConfig, SUPPORTED_MODEL_TYPES};
+pub use encoder::{EncoderInput, EncoderOutput, Outputs};
+pub use layers::Pass;
+pub use params::Params;

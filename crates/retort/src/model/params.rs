@@ -1,0 +1,293 @@
+//! Named parameters: where every trainable tensor of a model lives, and how it is created.
+//!
+//! A model is built by asking a [`ParamBuilder`] for each tensor by its Hugging Face name.
+//! The builder takes the tensor from a checkpoint when it has one (checking its shape), or
+//! initialises it as BERT does, and remembers which names it had to initialise. The result
+//! is a [`Params`]: the ordered list of [`Var`]s an optimiser updates and a checkpoint saves.
+
+use std::collections::{HashMap, HashSet};
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::error::{Error, Result};
+
+/// How a tensor missing from the checkpoint is initialised (BERT's `_init_weights`).
+#[derive(Debug, Clone, Copy)]
+pub enum Init {
+    /// Normal(0, std): weights of linear maps and embeddings.
+    Normal(f64),
+    Zeros,
+    Ones,
+}
+
+/// Every parameter of a model, in creation order, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    vars: Vec<(String, Var)>,
+}
+
+impl Params {
+    /// The parameters, in the order the model created them.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Var)> {
+        self.vars.iter().map(|(n, v)| (n.as_str(), v))
+    }
+
+    /// Looks a parameter up by name.
+    pub fn get(&self, name: &str) -> Option<&Var> {
+        self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// All variables, for an optimiser.
+    pub fn vars(&self) -> Vec<Var> {
+        self.vars.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Number of parameters (scalars) whose name satisfies `keep`.
+    pub fn count_where(&self, keep: impl Fn(&str) -> bool) -> usize {
+        self.iter()
+            .filter(|(n, _)| keep(n))
+            .map(|(_, v)| v.elem_count())
+            .sum()
+    }
+
+    /// Total number of parameters.
+    pub fn count(&self) -> usize {
+        self.count_where(|_| true)
+    }
+
+    /// Writes all parameters to a safetensors file under their names.
+    pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
+        let map: HashMap<String, Tensor> = self
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_tensor().clone()))
+            .collect();
+        candle_core::safetensors::save(&map, path).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("cannot write: {e}"),
+        })
+    }
+}
+
+/// Tensors of a checkpoint file, looked up under a name and its historical spellings.
+pub struct TensorSource {
+    pub path: std::path::PathBuf,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl TensorSource {
+    /// Loads every tensor of a safetensors file as f32.
+    pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::MissingFile {
+                path: path.to_path_buf(),
+                what: "model weights (safetensors)".into(),
+            });
+        }
+        let tensors =
+            candle_core::safetensors::load(path, device).map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!("not a readable safetensors file: {e}"),
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+        })
+    }
+
+    /// Wraps tensors already in memory (tests, students built from a teacher).
+    pub fn from_tensors(
+        path: impl Into<std::path::PathBuf>,
+        tensors: HashMap<String, Tensor>,
+    ) -> Self {
+        Self {
+            path: path.into(),
+            tensors,
+        }
+    }
+
+    /// Names in the file.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(|s| s.as_str())
+    }
+
+    /// Finds `name`, also without its model prefix (`bert.` in a base checkpoint saved by
+    /// `BertModel`) and with LayerNorm's old `gamma`/`beta` names. Returns the name found too.
+    fn find(&self, name: &str) -> Option<(&str, &Tensor)> {
+        candidate_names(name)
+            .into_iter()
+            .find_map(|n| self.tensors.get_key_value(&n))
+            .map(|(k, t)| (k.as_str(), t))
+    }
+}
+
+fn candidate_names(name: &str) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    for prefix in ["bert.", "distilbert."] {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            names.push(rest.to_string());
+        }
+    }
+    let legacy: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            n.strip_suffix("LayerNorm.weight")
+                .map(|s| format!("{s}LayerNorm.gamma"))
+                .or_else(|| {
+                    n.strip_suffix("LayerNorm.bias")
+                        .map(|s| format!("{s}LayerNorm.beta"))
+                })
+        })
+        .collect();
+    names.extend(legacy);
+    names
+}
+
+/// Creates the parameters of a model, from a checkpoint where it has them.
+pub struct ParamBuilder {
+    device: Device,
+    source: Option<TensorSource>,
+    rng: StdRng,
+    params: Params,
+    missing: Vec<String>,
+    used: HashSet<String>,
+}
+
+impl ParamBuilder {
+    /// A builder that initialises every tensor afresh, reproducibly from `seed`.
+    pub fn fresh(device: &Device, seed: u64) -> Self {
+        Self {
+            device: device.clone(),
+            source: None,
+            rng: StdRng::seed_from_u64(seed),
+            params: Params::default(),
+            missing: Vec::new(),
+            used: HashSet::new(),
+        }
+    }
+
+    /// A builder that takes tensors from `source` and initialises only what it lacks.
+    pub fn from_source(source: TensorSource, device: &Device, seed: u64) -> Self {
+        Self {
+            source: Some(source),
+            ..Self::fresh(device, seed)
+        }
+    }
+
+    /// The parameter `name` of the given shape.
+    pub fn get(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Tensor> {
+        let tensor = match self.source.as_ref().and_then(|s| s.find(name)) {
+            Some((found, t)) => {
+                if t.dims() != shape {
+                    return Err(Error::Checkpoint {
+                        path: self
+                            .source
+                            .as_ref()
+                            .map(|s| s.path.clone())
+                            .unwrap_or_default(),
+                        message: format!(
+                            "tensor {found} has shape {:?}, the config implies {shape:?}",
+                            t.dims()
+                        ),
+                    });
+                }
+                self.used.insert(found.to_string());
+                t.to_dtype(DType::F32)?
+            }
+            None => {
+                if self.source.is_some() {
+                    self.missing.push(name.to_string());
+                }
+                self.init_tensor(shape, init)?
+            }
+        };
+        let var = Var::from_tensor(&tensor)?;
+        let t = var.as_tensor().clone();
+        self.params.vars.push((name.to_string(), var));
+        Ok(t)
+    }
+
+    fn init_tensor(&mut self, shape: &[usize], init: Init) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = match init {
+            Init::Zeros => vec![0.0; n],
+            Init::Ones => vec![1.0; n],
+            Init::Normal(std) => {
+                let normal = Normal::new(0.0, std as f32).expect("std is positive");
+                (0..n).map(|_| normal.sample(&mut self.rng)).collect()
+            }
+        };
+        Ok(Tensor::from_vec(values, shape, &self.device)?)
+    }
+
+    /// Names that had to be initialised because the checkpoint lacked them.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// Names in the checkpoint that no parameter took.
+    pub fn unused(&self) -> Vec<String> {
+        let Some(source) = &self.source else {
+            return Vec::new();
+        };
+        let mut unused: Vec<String> = source
+            .names()
+            .filter(|n| !self.used.contains(*n))
+            .map(str::to_string)
+            .collect();
+        unused.sort();
+        unused
+    }
+
+    /// The path of the checkpoint, if any.
+    pub fn source_path(&self) -> Option<&std::path::Path> {
+        self.source.as_ref().map(|s| s.path.as_path())
+    }
+
+    /// Hands over the parameters created so far (the builder keeps its missing/unused record).
+    pub fn take_params(&mut self) -> Params {
+        std::mem::take(&mut self.params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_base_and_legacy_names() {
+        let names = candidate_names("bert.embeddings.LayerNorm.weight");
+        assert!(names.contains(&"embeddings.LayerNorm.weight".to_string()));
+        assert!(names.contains(&"embeddings.LayerNorm.gamma".to_string()));
+        assert!(names.contains(&"bert.embeddings.LayerNorm.gamma".to_string()));
+    }
+
+    #[test]
+    fn takes_from_source_checks_shapes_and_records_missing() {
+        let dev = Device::Cpu;
+        let t = Tensor::ones((2, 3), DType::F32, &dev).unwrap();
+        let source =
+            TensorSource::from_tensors("mem", HashMap::from([("a.weight".to_string(), t)]));
+        let mut b = ParamBuilder::from_source(source, &dev, 0);
+        let a = b.get("a.weight", &[2, 3], Init::Zeros).unwrap();
+        assert_eq!(a.sum_all().unwrap().to_scalar::<f32>().unwrap(), 6.0);
+        b.get("b.bias", &[4], Init::Zeros).unwrap();
+        assert_eq!(b.missing(), ["b.bias"]);
+        assert!(b.get("a.weight", &[3, 2], Init::Zeros).is_err());
+    }
+
+    #[test]
+    fn fresh_init_is_reproducible() {
+        let dev = Device::Cpu;
+        let draw = || {
+            let mut b = ParamBuilder::fresh(&dev, 7);
+            b.get("w", &[8], Init::Normal(0.02))
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(draw(), draw());
+    }
+}

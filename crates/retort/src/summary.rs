@@ -1,0 +1,132 @@
+//! A human-readable (and JSON) summary of a loaded model: what `retort inspect` prints.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::infer::Classifier;
+use crate::model::checkpoint::size_on_disk;
+
+/// Architecture, sizes and labels of a model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub model: String,
+    pub model_type: &'static str,
+    pub class: &'static str,
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub heads: usize,
+    pub head_size: usize,
+    pub intermediate_size: usize,
+    pub max_positions: usize,
+    pub vocab_size: usize,
+    pub tokenizer_vocab_size: usize,
+    pub labels: Vec<String>,
+    /// The checkpoint had no classification head; a fresh one was initialised.
+    pub fresh_head: bool,
+    pub parameters: usize,
+    pub parameters_without_embeddings: usize,
+    /// Bytes of the files in the model directory.
+    pub size_on_disk_bytes: u64,
+}
+
+impl ModelSummary {
+    /// Summarises a loaded classifier.
+    pub fn of(c: &Classifier) -> Result<Self> {
+        let cfg = &c.model.config;
+        let (parameters, parameters_without_embeddings) = c.model.parameter_counts();
+        Ok(Self {
+            model: c.dir.display().to_string(),
+            model_type: cfg.architecture.model_type(),
+            class: cfg.architecture.classifier_class(),
+            layers: cfg.num_layers,
+            hidden_size: cfg.hidden_size,
+            heads: cfg.num_heads,
+            head_size: cfg.head_dim(),
+            intermediate_size: cfg.intermediate_size,
+            max_positions: cfg.max_position_embeddings,
+            vocab_size: cfg.vocab_size,
+            tokenizer_vocab_size: c.tokenizer.vocab_size(),
+            labels: cfg.labels.clone(),
+            fresh_head: c.report.fresh_head,
+            parameters,
+            parameters_without_embeddings,
+            size_on_disk_bytes: size_on_disk(&c.dir)?,
+        })
+    }
+
+    /// The summary as aligned `name  value` lines.
+    pub fn to_text(&self) -> String {
+        let fresh = if self.fresh_head {
+            " (head freshly initialised)"
+        } else {
+            ""
+        };
+        [
+            format!("model            {}", self.model),
+            format!("architecture     {} ({})", self.model_type, self.class),
+            format!("layers           {}", self.layers),
+            format!("hidden size      {}", self.hidden_size),
+            format!(
+                "attention heads  {} (head size {})",
+                self.heads, self.head_size
+            ),
+            format!("feed-forward     {}", self.intermediate_size),
+            format!("max positions    {}", self.max_positions),
+            format!(
+                "vocabulary       {} (tokenizer: {})",
+                self.vocab_size, self.tokenizer_vocab_size
+            ),
+            format!("labels           {}{fresh}", self.labels.join(", ")),
+            format!(
+                "parameters       {} ({})",
+                group_digits(self.parameters),
+                short(self.parameters)
+            ),
+            format!(
+                "  w/o embeddings {} ({})",
+                group_digits(self.parameters_without_embeddings),
+                short(self.parameters_without_embeddings)
+            ),
+            format!(
+                "size on disk     {:.1} MB",
+                self.size_on_disk_bytes as f64 / 1e6
+            ),
+        ]
+        .join("\n")
+    }
+}
+
+/// `22713216` → `22,713,216`.
+pub fn group_digits(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// `22713216` → `22.7M`, `30434` → `30.4K`.
+pub fn short(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_counts() {
+        assert_eq!(group_digits(22713216), "22,713,216");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(short(22713216), "22.7M");
+        assert_eq!(short(30434), "30.4K");
+    }
+}

@@ -1,0 +1,300 @@
+//! Labelled text datasets: GLUE-style TSV, CSV and JSONL.
+//!
+//! TSV and CSV need a header naming a text column (`sentence` or `text`) and, for labelled
+//! data, a `label` column. JSONL holds one object per line with the same keys. Every error
+//! names the file and the 1-based line.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Column / key names accepted for the text.
+const TEXT_KEYS: &[&str] = &["sentence", "text"];
+const LABEL_KEY: &str = "label";
+
+/// One example: a text and, if the data has one, its label as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub text: String,
+    pub label: Option<String>,
+    /// 1-based line in the source file.
+    pub line: usize,
+}
+
+/// A dataset read from a file.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub path: PathBuf,
+    pub examples: Vec<Example>,
+}
+
+impl Dataset {
+    /// Reads a `.tsv`, `.csv` or `.jsonl` file (chosen by extension). An empty file is an error.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "dataset"))?;
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let examples = match ext.as_str() {
+            "tsv" => parse_delimited(path, &text, b'\t')?,
+            "csv" => parse_delimited(path, &text, b',')?,
+            "jsonl" | "json" => parse_jsonl(path, &text)?,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{}: unknown data format {ext:?}; use .tsv, .csv or .jsonl",
+                    path.display()
+                )))
+            }
+        };
+        if examples.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{}: the dataset has no examples",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            examples,
+        })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.examples.len()
+    }
+
+    /// True when there are no examples (never, for a dataset read from a file).
+    pub fn is_empty(&self) -> bool {
+        self.examples.is_empty()
+    }
+
+    /// The texts, in order.
+    pub fn texts(&self) -> Vec<&str> {
+        self.examples.iter().map(|e| e.text.as_str()).collect()
+    }
+
+    /// Resolves every label to a class index of `labels`; an unlabelled or unknown one is an error.
+    pub fn label_ids(&self, labels: &[String]) -> Result<Vec<usize>> {
+        self.examples
+            .iter()
+            .map(|e| {
+                let raw = e.label.as_deref().ok_or_else(|| self.error(e.line, "example has no label"))?;
+                label_index(labels, raw).ok_or_else(|| {
+                    self.error(
+                        e.line,
+                        &format!("label {raw:?} is not one of the model's labels {labels:?} (or an index below {})", labels.len()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn error(&self, line: usize, message: &str) -> Error {
+        Error::Data {
+            path: self.path.clone(),
+            line,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A label written as a class name, or as a class index.
+pub fn label_index(labels: &[String], raw: &str) -> Option<usize> {
+    let raw = raw.trim();
+    labels
+        .iter()
+        .position(|l| l == raw)
+        .or_else(|| raw.parse::<usize>().ok().filter(|&i| i < labels.len()))
+}
+
+fn data_error(path: &Path, line: usize, message: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.to_path_buf(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// Index of the text column and (optional) label column in a header.
+fn header_columns(path: &Path, header: &[&str]) -> Result<(usize, Option<usize>)> {
+    let find = |name: &str| header.iter().position(|h| h.trim() == name);
+    let text = TEXT_KEYS.iter().find_map(|k| find(k)).ok_or_else(|| {
+        data_error(
+            path,
+            1,
+            format!("the header {header:?} has no text column (one of {TEXT_KEYS:?})"),
+        )
+    })?;
+    Ok((text, find(LABEL_KEY)))
+}
+
+fn parse_delimited(path: &Path, text: &str, delimiter: u8) -> Result<Vec<Example>> {
+    // GLUE TSV files are not quoted: a `"` is part of the sentence, so quoting is off for TSV.
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quoting(delimiter != b'\t')
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    let header = match records.next() {
+        Some(r) => r.map_err(|e| data_error(path, 1, e.to_string()))?,
+        None => {
+            return Err(Error::Invalid(format!(
+                "{}: the file is empty",
+                path.display()
+            )))
+        }
+    };
+    let header: Vec<&str> = header.iter().collect();
+    let (text_col, label_col) = header_columns(path, &header)?;
+    let mut examples = Vec::new();
+    for record in records {
+        let record = record.map_err(|e| {
+            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+            data_error(path, line, e.to_string())
+        })?;
+        let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
+        if record.len() == 1 && record[0].trim().is_empty() {
+            continue; // blank line
+        }
+        if record.len() != header.len() {
+            return Err(data_error(
+                path,
+                line,
+                format!(
+                    "expected {} fields like the header, found {}",
+                    header.len(),
+                    record.len()
+                ),
+            ));
+        }
+        let label = label_col.map(|c| record[c].trim().to_string());
+        if label.as_deref() == Some("") {
+            return Err(data_error(path, line, "empty label"));
+        }
+        examples.push(Example {
+            text: record[text_col].to_string(),
+            label,
+            line,
+        });
+    }
+    Ok(examples)
+}
+
+fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<Example>> {
+    let mut examples = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(raw)
+            .map_err(|e| data_error(path, line, format!("invalid JSON: {e}")))?;
+        let text = TEXT_KEYS
+            .iter()
+            .find_map(|k| v.get(k))
+            .and_then(Value::as_str)
+            .ok_or_else(|| data_error(path, line, format!("no string field {TEXT_KEYS:?}")))?;
+        let label = match v.get(LABEL_KEY) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+            Some(other) => {
+                return Err(data_error(
+                    path,
+                    line,
+                    format!("label should be a string or a non-negative integer, found {other}"),
+                ))
+            }
+        };
+        examples.push(Example {
+            text: text.to_string(),
+            label,
+            line,
+        });
+    }
+    Ok(examples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, content: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn reads_glue_tsv_with_quotes() {
+        let (_d, p) = write("a.tsv", "sentence\tlabel\nit 's \"great\" \t1\nbad .\t0\n");
+        let ds = Dataset::read(&p).unwrap();
+        assert_eq!(ds.len(), 2);
+        assert_eq!(ds.examples[0].text, "it 's \"great\" ");
+        assert_eq!(ds.examples[1].line, 3);
+        let labels = vec!["negative".to_string(), "positive".to_string()];
+        assert_eq!(ds.label_ids(&labels).unwrap(), vec![1, 0]);
+    }
+
+    #[test]
+    fn malformed_tsv_row_names_its_line() {
+        let (_d, p) = write("a.tsv", "sentence\tlabel\nfine\t1\nno label here\n");
+        let err = Dataset::read(&p).unwrap_err().to_string();
+        assert!(err.contains("a.tsv:3:"), "{err}");
+        assert!(err.contains("expected 2 fields"), "{err}");
+    }
+
+    #[test]
+    fn reads_csv_and_jsonl() {
+        let (_d, p) = write("a.csv", "label,text\npos,\"a, b\"\n");
+        let ds = Dataset::read(&p).unwrap();
+        assert_eq!(ds.examples[0].text, "a, b");
+        assert_eq!(ds.examples[0].label.as_deref(), Some("pos"));
+        let (_d, p) = write(
+            "a.jsonl",
+            "{\"text\": \"x\", \"label\": 1}\n\n{\"sentence\": \"y\"}\n",
+        );
+        let ds = Dataset::read(&p).unwrap();
+        assert_eq!(ds.examples[0].label.as_deref(), Some("1"));
+        assert_eq!(ds.examples[1].label, None);
+        let (_d, p) = write("b.jsonl", "{\"text\": \"x\"}\n{oops\n");
+        assert!(Dataset::read(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("b.jsonl:2:"));
+    }
+
+    #[test]
+    fn empty_and_headerless_files_are_errors() {
+        let (_d, p) = write("a.tsv", "");
+        assert!(Dataset::read(&p).unwrap_err().to_string().contains("empty"));
+        let (_d, p) = write("a.tsv", "sentence\tlabel\n");
+        assert!(Dataset::read(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("no examples"));
+        let (_d, p) = write("a.tsv", "words\tlabel\nx\t1\n");
+        assert!(Dataset::read(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("no text column"));
+    }
+
+    #[test]
+    fn unknown_label_is_an_error_with_line() {
+        let (_d, p) = write("a.tsv", "sentence\tlabel\nx\t7\n");
+        let ds = Dataset::read(&p).unwrap();
+        let err = ds
+            .label_ids(&["a".into(), "b".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a.tsv:2:") && err.contains("\"7\""), "{err}");
+    }
+}

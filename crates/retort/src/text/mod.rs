@@ -1,0 +1,8 @@
+//! Text in: tokenisation, datasets and batches.
+
+pub mod batch;
+pub mod dataset;
+pub mod tokenizer;
+
+pub use dataset::{Dataset, Example};
+pub use tokenizer::{Encoded, TextTokenizer, DEFAULT_MAX_LEN};

@@ -1,0 +1,224 @@
+//! Tokenisation: a Hugging Face `tokenizer.json`, or a WordPiece `vocab.txt` when there is none.
+
+use std::path::Path;
+
+use serde_json::Value;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::error::{Error, Result};
+
+/// Default maximum sequence length (tokens, special tokens included).
+pub const DEFAULT_MAX_LEN: usize = 128;
+
+/// Token ids of one text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+}
+
+/// A tokenizer that truncates to a maximum length and never pads (batches pad themselves).
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    max_len: usize,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("max_len", &self.max_len)
+            .finish()
+    }
+}
+
+fn tok_err(context: &str) -> impl Fn(tokenizers::Error) -> Error + '_ {
+    move |e| Error::Tokenizer(format!("{context}: {e}"))
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` from `dir`, or builds a WordPiece tokenizer from `vocab.txt`
+    /// (lower-casing unless `tokenizer_config.json` says `"do_lower_case": false`).
+    pub fn from_dir(dir: &Path, max_len: usize) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let vocab = dir.join("vocab.txt");
+        let inner = if json.exists() {
+            Tokenizer::from_file(&json)
+                .map_err(|e| Error::Tokenizer(format!("cannot load {}: {e}", json.display())))?
+        } else if vocab.exists() {
+            wordpiece_from_vocab(&vocab, lower_case(dir)?)?
+        } else {
+            return Err(Error::MissingFile {
+                path: json,
+                what: format!(
+                    "a tokenizer: neither tokenizer.json nor vocab.txt is in {}",
+                    dir.display()
+                ),
+            });
+        };
+        Self::new(inner, max_len)
+    }
+
+    /// Wraps a tokenizer, setting truncation to `max_len` and switching padding off.
+    pub fn new(mut inner: Tokenizer, max_len: usize) -> Result<Self> {
+        if max_len < 2 {
+            return Err(Error::Invalid(format!(
+                "max length must be at least 2, got {max_len}"
+            )));
+        }
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
+            .map_err(tok_err("cannot set truncation"))?;
+        inner.with_padding(None);
+        Ok(Self { inner, max_len })
+    }
+
+    /// Number of token ids the tokenizer can produce (added tokens included).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The largest token id plus one: what the embedding table must cover.
+    pub fn id_bound(&self) -> usize {
+        self.inner
+            .get_vocab(true)
+            .values()
+            .map(|&id| id as usize + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Maximum sequence length.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Id of a token, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Tokenises one text, with special tokens, truncated.
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(tok_err("cannot tokenise"))?;
+        Ok(Encoded {
+            ids: enc.get_ids().to_vec(),
+            type_ids: enc.get_type_ids().to_vec(),
+        })
+    }
+
+    /// Tokenises many texts (in parallel).
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
+        let encs = self
+            .inner
+            .encode_batch(texts.to_vec(), true)
+            .map_err(tok_err("cannot tokenise"))?;
+        Ok(encs
+            .iter()
+            .map(|e| Encoded {
+                ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+            })
+            .collect())
+    }
+
+    /// Writes `tokenizer.json` into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("tokenizer.json");
+        self.inner
+            .save(&path, true)
+            .map_err(|e| Error::Tokenizer(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// The wrapped `tokenizers` tokenizer.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+}
+
+/// `do_lower_case` from `tokenizer_config.json`; true when absent (uncased BERT).
+fn lower_case(dir: &Path) -> Result<bool> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.exists() {
+        return Ok(true);
+    }
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e, "tokenizer config"))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Tokenizer(format!("{} is not valid JSON: {e}", path.display())))?;
+    Ok(v.get("do_lower_case")
+        .and_then(Value::as_bool)
+        .unwrap_or(true))
+}
+
+/// BERT's WordPiece pipeline: BERT normaliser, BERT pre-tokeniser, `[CLS] … [SEP]`.
+fn wordpiece_from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
+    let path = vocab.to_string_lossy();
+    let model = WordPiece::from_file(&path)
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| {
+            Error::Tokenizer(format!("cannot read vocabulary {}: {e}", vocab.display()))
+        })?;
+    let special = |t: &str| {
+        tokenizers::Model::token_to_id(&model, t)
+            .ok_or_else(|| Error::Tokenizer(format!("{} has no {t} token", vocab.display())))
+    };
+    let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+    special("[UNK]")?;
+    let mut tok = Tokenizer::new(model);
+    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    tok.with_post_processor(Some(BertProcessing::new(
+        ("[SEP]".into(), sep),
+        ("[CLS]".into(), cls),
+    )));
+    tok.with_decoder(Some(WordPieceDecoder::default()));
+    Ok(tok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let words = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\nsat\n##s\n.\n";
+        std::fs::write(dir.path().join("vocab.txt"), words).unwrap();
+        dir
+    }
+
+    #[test]
+    fn wordpiece_from_vocab_lowercases_splits_and_truncates() {
+        let dir = vocab_dir();
+        let tok = TextTokenizer::from_dir(dir.path(), 16).unwrap();
+        let e = tok.encode("The cats SAT on.").unwrap();
+        // [CLS] the cat ##s sat [UNK] . [SEP]
+        assert_eq!(e.ids, vec![2, 5, 6, 8, 7, 1, 9, 3]);
+        let short = TextTokenizer::from_dir(dir.path(), 4).unwrap();
+        assert_eq!(short.encode("the cat sat").unwrap().ids, vec![2, 5, 6, 3]);
+    }
+
+    #[test]
+    fn missing_tokenizer_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = TextTokenizer::from_dir(dir.path(), 16).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("neither tokenizer.json nor vocab.txt"),
+            "{err}"
+        );
+    }
+}

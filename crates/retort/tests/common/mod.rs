@@ -1,0 +1,39 @@
+//! Helpers shared by the integration tests (included with `mod common;`).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+
+/// `tests/fixtures/NAME` at the repository root.
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+/// The tensors of a fixture's `expected.safetensors`.
+pub fn expected(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture(name).join("expected.safetensors"), &Device::Cpu)
+        .unwrap()
+}
+
+/// The fixture's test sentences.
+pub fn sentences(name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(fixture(name).join("sentences.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Max |a - b| over all elements (shapes must agree).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}

@@ -1,0 +1,163 @@
+//! Gradient flow: every trainable tensor receives a gradient and changes after one AdamW
+//! step, and autograd agrees with finite differences.
+//!
+//! This guards against candle's fused ops (no backward pass) creeping into training paths,
+//! which would silently freeze everything upstream of them.
+
+mod common;
+
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use common::fixture;
+use retort::model::{EncoderInput, Outputs, Pass};
+use retort::text::batch::pad_batch;
+use retort::Classifier;
+
+const TEXTS: [&str; 4] = [
+    "Good.",
+    "The music was surprisingly good!",
+    "I didn't like the ending.",
+    "Terrible plot, flat dialogue: not rewatchable.",
+];
+
+fn setup(name: &str) -> (Classifier, EncoderInput, Tensor) {
+    let c = Classifier::load(&fixture(name), 64).unwrap();
+    let enc = c.tokenizer.encode_batch(&TEXTS).unwrap();
+    let items: Vec<_> = enc.iter().collect();
+    let input = pad_batch(&items, 0, &Device::Cpu).unwrap();
+    let n = c.model.config.num_labels() as u32;
+    let labels = Tensor::new(&[0u32, 1 % n, 2 % n, 1 % n], &Device::Cpu).unwrap();
+    (c, input, labels)
+}
+
+fn loss(c: &Classifier, input: &EncoderInput, labels: &Tensor, pass: Pass) -> Tensor {
+    let logits = c
+        .model
+        .forward(input, pass, Outputs::default())
+        .unwrap()
+        .logits;
+    candle_nn::loss::cross_entropy(&logits, labels).unwrap()
+}
+
+fn every_tensor_trains(name: &str) {
+    let (c, input, labels) = setup(name);
+    let before: Vec<(String, Tensor)> = c
+        .model
+        .params
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
+        .collect();
+    let grads = loss(&c, &input, &labels, Pass::TRAIN).backward().unwrap();
+    let mut without = Vec::new();
+    for (n, v) in c.model.params.iter() {
+        let nonzero = grads
+            .get(v.as_tensor())
+            .map(|g| {
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.0
+            })
+            .unwrap_or(false);
+        if !nonzero {
+            without.push(n.to_string());
+        }
+    }
+    assert!(
+        without.is_empty(),
+        "{name}: no gradient reaches {without:?}"
+    );
+
+    let params = ParamsAdamW {
+        lr: 1e-3,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(c.model.params.vars(), params).unwrap();
+    opt.step(&grads).unwrap();
+    let unchanged: Vec<&str> = before
+        .iter()
+        .filter(|(n, t)| {
+            let now = c.model.params.get(n).unwrap().as_tensor();
+            common::max_abs_diff(now, t) == 0.0
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(
+        unchanged.is_empty(),
+        "{name}: one AdamW step left {unchanged:?} unchanged"
+    );
+    assert_eq!(before.len(), c.model.params.iter().count());
+}
+
+#[test]
+fn every_bert_tensor_trains() {
+    every_tensor_trains("tiny-bert");
+}
+
+#[test]
+fn every_distilbert_tensor_trains() {
+    every_tensor_trains("tiny-distilbert");
+}
+
+/// Central difference of the loss w.r.t. one scalar of `var`.
+fn finite_difference(var: &Var, index: usize, eps: f32, f: impl Fn() -> f64) -> f64 {
+    let original = var.as_tensor().copy().unwrap();
+    let values = original.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let at = |delta: f32| {
+        let mut v = values.clone();
+        v[index] += delta;
+        var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+        f()
+    };
+    let (plus, minus) = (at(eps), at(-eps));
+    var.set(&original).unwrap();
+    (plus - minus) / (2.0 * eps as f64)
+}
+
+#[test]
+fn autograd_agrees_with_finite_differences() {
+    let (c, input, labels) = setup("tiny-bert");
+    let f = || {
+        let l = loss(&c, &input, &labels, Pass::GRAD_NO_DROPOUT);
+        l.to_scalar::<f32>().unwrap() as f64
+    };
+    let grads = loss(&c, &input, &labels, Pass::GRAD_NO_DROPOUT)
+        .backward()
+        .unwrap();
+    let names = [
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.LayerNorm.weight",
+        "bert.encoder.layer.0.attention.self.query.weight",
+        "bert.encoder.layer.1.attention.self.key.bias",
+        "bert.encoder.layer.1.intermediate.dense.weight",
+        "bert.encoder.layer.2.output.LayerNorm.bias",
+        "bert.pooler.dense.weight",
+        "classifier.weight",
+    ];
+    for name in names {
+        let var = c.model.params.get(name).unwrap();
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // Check the entry with the largest gradient: a meaningful value, not rounding noise.
+        let (index, &analytic) = g
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .unwrap();
+        let numeric = finite_difference(var, index, 1e-3, f);
+        let err = (numeric - analytic as f64).abs();
+        assert!(
+            err <= 2e-3 + 2e-2 * analytic.abs() as f64,
+            "{name}[{index}]: autograd {analytic} vs finite difference {numeric}"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! The real all-MiniLM-L6-v2 checkpoint (fetched by `scripts/fetch-models.sh`).
+//!
+//! Checks the parameter count and transformers' last hidden state (committed in
+//! `tests/fixtures/minilm-expected.json` by `scripts/parity_real.py`) for three SST-2
+//! sentences. The 64-sentence comparison needs the reference file that script writes
+//! and is run on demand: `cargo test --release --test minilm -- --ignored --nocapture`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor, D};
+use retort::model::{Outputs, Pass};
+use retort::text::batch::pad_batch;
+use retort::Classifier;
+
+fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("RETORT_MINILM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} has no model.safetensors: run scripts/fetch-models.sh first (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    sentences: Vec<String>,
+    input_ids: Vec<Vec<u32>>,
+    last_hidden_state_cls: Vec<Vec<f32>>,
+    last_hidden_state_mean: Vec<Vec<f32>>,
+}
+
+#[test]
+fn minilm_has_22_7m_parameters_and_a_fresh_head() {
+    let c = Classifier::load(&model_dir(), 128).unwrap();
+    assert!(
+        c.report.fresh_head,
+        "all-MiniLM-L6-v2 is a base model without a head"
+    );
+    let base = c
+        .model
+        .params
+        .count_where(|n| !n.starts_with("classifier."));
+    assert_eq!(base, 22_713_216); // what transformers reports for BertModel
+    assert_eq!(c.report.unused, vec!["embeddings.position_ids"]);
+}
+
+#[test]
+fn minilm_matches_transformers_on_sst2_sentences() {
+    let path = common::fixture("minilm-expected.json");
+    let exp: Expected = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let c = Classifier::load(&model_dir(), 128).unwrap();
+    for (i, text) in exp.sentences.iter().enumerate() {
+        let e = c.tokenizer.encode(text).unwrap();
+        assert_eq!(e.ids, exp.input_ids[i], "token ids of sentence {i}");
+        let input = pad_batch(&[&e], 0, &Device::Cpu).unwrap();
+        let h = c
+            .model
+            .forward(&input, Pass::INFERENCE, Outputs::default())
+            .unwrap()
+            .last_hidden_state;
+        let cls = h.narrow(1, 0, 1).unwrap().flatten_all().unwrap();
+        let mean = h.mean(1).unwrap().flatten_all().unwrap();
+        let want_cls = Tensor::new(exp.last_hidden_state_cls[i].as_slice(), &Device::Cpu).unwrap();
+        let want_mean =
+            Tensor::new(exp.last_hidden_state_mean[i].as_slice(), &Device::Cpu).unwrap();
+        // The JSON keeps 6 decimals: 1e-4 leaves ample room for that rounding.
+        assert!(
+            common::max_abs_diff(&cls, &want_cls) <= 1e-4,
+            "sentence {i}: [CLS] state"
+        );
+        assert!(
+            common::max_abs_diff(&mean, &want_mean) <= 1e-4,
+            "sentence {i}: mean state"
+        );
+    }
+}
+
+/// Max |Retort - transformers| over the real tokens of the first 64 SST-2 dev sentences.
+#[test]
+#[ignore = "needs target/parity/minilm-dev64.safetensors from scripts/parity_real.py"]
+fn minilm_matches_transformers_on_64_dev_sentences() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/parity/minilm-dev64.safetensors");
+    let exp = candle_core::safetensors::load(&path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/parity_real.py first", path.display()));
+    let c = Classifier::load(&model_dir(), 128).unwrap();
+    let input = retort::model::EncoderInput {
+        input_ids: exp["input_ids"].to_dtype(DType::U32).unwrap(),
+        token_type_ids: exp["token_type_ids"].to_dtype(DType::U32).unwrap(),
+        attention_mask: exp["attention_mask"].to_dtype(DType::F32).unwrap(),
+    };
+    let h = c
+        .model
+        .forward(&input, Pass::INFERENCE, Outputs::default())
+        .unwrap()
+        .last_hidden_state;
+    let mask = input.attention_mask.unsqueeze(D::Minus1).unwrap();
+    let diff = (h - &exp["last_hidden_state"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .broadcast_mul(&mask)
+        .unwrap();
+    let max = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+    let (n, l, hdim) = exp["last_hidden_state"].dims3().unwrap();
+    println!("all-MiniLM-L6-v2, {n} SST-2 dev sentences padded to {l} tokens, hidden {hdim}: max abs diff {max:.3e}");
+    assert!(max <= 1e-4, "max abs diff {max}");
+}
