@@ -1,14 +1,18 @@
 //! `retort`: the command line. Each subcommand parses its arguments and calls the library.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use retort::distill::run::distill as run_distill;
 use retort::eval::evaluate;
 use retort::summary::ModelSummary;
 use retort::text::{Dataset, DEFAULT_MAX_LEN};
+use retort::train::config::{load_config, DistillConfig, TrainConfig};
+use retort::train::finetune::fine_tune;
+use retort::train::trainer::RunSummary;
 use retort::Classifier;
 use serde_json::json;
 
@@ -29,6 +33,36 @@ enum Command {
     Predict(PredictArgs),
     /// Score a model on labelled data (TSV/CSV with `sentence` and `label` columns, or JSONL).
     Eval(EvalArgs),
+    /// Fine-tune a checkpoint on a classification task (e.g. the teacher).
+    #[command(after_long_help = TRAIN_HELP)]
+    Train(RunArgs),
+    /// Distil a fine-tuned teacher into a smaller student (soft labels, intermediate layers, augmentation).
+    #[command(after_long_help = DISTILL_HELP)]
+    Distill(RunArgs),
+}
+
+const DISTILL_HELP: &str = concat!(
+    "Every option of the run config, with its default (configs/sst2-distill.toml):\n\n",
+    include_str!("../../../configs/sst2-distill.toml")
+);
+
+const TRAIN_HELP: &str = concat!(
+    "Every option of the run config, with its default (configs/sst2-teacher.toml):\n\n",
+    include_str!("../../../configs/sst2-teacher.toml")
+);
+
+/// A run driven by a TOML config.
+#[derive(Args)]
+struct RunArgs {
+    /// The run config (TOML). Every key has a default; unknown keys are an error.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Override a config key, e.g. `--set train.lr=3e-5` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Continue the run saved in output.dir/last.
+    #[arg(long)]
+    resume: bool,
 }
 
 /// Where the model is and how long its inputs may be.
@@ -78,12 +112,30 @@ struct EvalArgs {
     json: bool,
 }
 
+/// Keeps freed tensor buffers in the process instead of returning them to the kernel.
+///
+/// Each tensor op allocates its output; glibc serves large blocks with mmap and gives them
+/// back with munmap, so a training step spent about half its time in the kernel mapping and
+/// zeroing pages. Raising the mmap threshold to its maximum (32 MiB) and never trimming the
+/// heap lets freed buffers be reused.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => inspect(a),
         Command::Predict(a) => predict(a),
         Command::Eval(a) => eval(a),
+        Command::Train(a) => train(a),
+        Command::Distill(a) => distill(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,6 +194,58 @@ fn eval(args: EvalArgs) -> Result<()> {
     print_line(&format!(
         "accuracy   {:.4}\nmacro-F1   {:.4}\nexamples   {}\nspeed      {:.1} sequences/s ({:.2} s)",
         r.accuracy, r.macro_f1, r.count, r.sequences_per_second, r.seconds
+    ))
+}
+
+fn train(args: RunArgs) -> Result<()> {
+    let config: TrainConfig = load_config(&args.config, &args.set)?;
+    let summary = fine_tune(&config, args.resume, std::io::stderr().is_terminal())?;
+    print_run_summary(&summary)
+}
+
+fn distill(args: RunArgs) -> Result<()> {
+    let config: DistillConfig = load_config(&args.config, &args.set)?;
+    let s = run_distill(&config, args.resume, std::io::stderr().is_terminal())?;
+    print_run_summary(&s.run)?;
+    print_line(&format!(
+        "teacher dev accuracy {:.4}; student keeps {:.1}% of it with {:.1}% of the parameters ({} vs {})",
+        s.teacher_accuracy,
+        100.0 * s.run.best_accuracy / s.teacher_accuracy,
+        100.0 * s.student_parameters as f64 / s.teacher_parameters as f64,
+        s.student_parameters,
+        s.teacher_parameters
+    ))?;
+    if let Some(hit) = s.teacher_cache_hit {
+        let how = if hit {
+            "reused the cache"
+        } else {
+            "computed and cached"
+        };
+        print_line(&format!(
+            "teacher phase: {how} in {:.1} s",
+            s.teacher_phase_seconds
+        ))?;
+    }
+    let summary_path = config.output.dir.join("summary.json");
+    std::fs::write(&summary_path, serde_json::to_string_pretty(&s)? + "\n")
+        .with_context(|| format!("cannot write {}", summary_path.display()))?;
+    Ok(())
+}
+
+fn print_run_summary(s: &RunSummary) -> Result<()> {
+    let how = if s.interrupted {
+        "interrupted"
+    } else {
+        "finished"
+    };
+    print_line(&format!(
+        "{how} after {} steps in {:.1} s\nbest dev accuracy {:.4} (step {}), saved in {}\nlast dev accuracy {:.4}",
+        s.steps,
+        s.seconds,
+        s.best_accuracy,
+        s.best_step,
+        s.best_dir.display(),
+        s.final_accuracy
     ))
 }
 

@@ -238,3 +238,32 @@ fn malformed_and_empty_data_are_clear_errors() {
     let err = fails(&["predict", "--model", s(&model)], "");
     assert!(err.contains("no input texts"), "{err}");
 }
+
+#[test]
+fn run_commands_document_every_option_and_reject_unknown_keys() {
+    let help = retort(&["distill", "--help"], "");
+    assert!(help.ok);
+    for key in [
+        "temperature",
+        "layer_map",
+        "attention_kl",
+        "multiplier",
+        "teacher_layers",
+        "grad_accum",
+    ] {
+        assert!(
+            help.stdout.contains(key),
+            "distill --help does not explain {key}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.toml");
+    std::fs::write(&config, "[train]\nlr = 1e-4\n").unwrap();
+    let err = fails(
+        &["train", "--config", s(&config), "--set", "train.lrr=3"],
+        "",
+    );
+    assert!(err.contains("lrr"), "{err}");
+    let err = fails(&["distill", "--config", "/no/such.toml"], "");
+    assert!(err.contains("missing file: /no/such.toml"), "{err}");
+}

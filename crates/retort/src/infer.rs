@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::checkpoint::load_classifier;
 use crate::model::{LoadReport, Outputs, Pass, SequenceClassifier};
 use crate::text::batch::{length_sorted_batches, pad_batch};
-use crate::text::TextTokenizer;
+use crate::text::{Encoded, TextTokenizer};
 
 /// Default number of texts per forward pass.
 pub const DEFAULT_BATCH_SIZE: usize = 32;
@@ -50,22 +50,43 @@ impl Classifier {
             return Err(Error::Invalid("no input texts".into()));
         }
         let encoded = self.tokenizer.encode_batch(texts)?;
-        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
-        let mut out = vec![Vec::new(); texts.len()];
-        for batch in length_sorted_batches(&lengths, batch_size) {
-            let items: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
-            let input = pad_batch(&items, self.model.config.pad_token_id, &self.device)?;
-            let logits = self
-                .model
-                .forward(&input, Pass::INFERENCE, Outputs::default())?
-                .logits;
-            let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_vec2::<f32>()?;
-            for (&i, p) in batch.iter().zip(probs) {
-                out[i] = p;
-            }
-        }
-        Ok(out)
+        let logits = logits(&self.model, &encoded, batch_size, &self.device, &|_| {})?;
+        Ok(logits.iter().map(|l| softmax(l)).collect())
     }
+}
+
+/// Logits of every encoded text, in input order. Batches are formed from length-sorted
+/// texts so that little work is spent on padding; `progress` is told how many texts are done.
+pub fn logits(
+    model: &SequenceClassifier,
+    encoded: &[Encoded],
+    batch_size: usize,
+    device: &Device,
+    progress: &dyn Fn(usize),
+) -> Result<Vec<Vec<f32>>> {
+    let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+    let mut out = vec![Vec::new(); encoded.len()];
+    for batch in length_sorted_batches(&lengths, batch_size) {
+        let items: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
+        let input = pad_batch(&items, model.config.pad_token_id, device)?;
+        let rows = model
+            .forward(&input, Pass::INFERENCE, Outputs::default())?
+            .logits
+            .to_vec2::<f32>()?;
+        for (&i, row) in batch.iter().zip(rows) {
+            out[i] = row;
+        }
+        progress(batch.len());
+    }
+    Ok(out)
+}
+
+/// Softmax of one row of logits.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
 }
 
 /// A text's predicted label and the probability of every label.

@@ -7,12 +7,14 @@
 //! - [`eval`]: metrics and evaluation on labelled data;
 //! - [`summary`]: what `retort inspect` shows about a model.
 
+pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod infer;
 pub mod model;
 pub mod summary;
 pub mod text;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use infer::Classifier;

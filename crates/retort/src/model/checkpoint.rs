@@ -45,6 +45,26 @@ pub fn save_classifier(model: &SequenceClassifier, dir: &Path) -> Result<()> {
     model.params.save_safetensors(&dir.join(WEIGHTS_FILE))
 }
 
+/// Tokenizer files copied along with a model so that the saved directory is complete.
+pub const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
+
+/// Copies the tokenizer files that exist in `from` into `to`.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
+    for name in TOKENIZER_FILES {
+        let src = from.join(name);
+        if src.exists() {
+            let dst = to.join(name);
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e, "tokenizer file"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Bytes of the regular files directly in `dir` (what a user copies to deploy the model).
 pub fn size_on_disk(dir: &Path) -> Result<u64> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e, "model directory"))?;

@@ -6,7 +6,7 @@ use super::config::ModelConfig;
 use super::encoder::{Encoder, EncoderInput, Outputs};
 use super::heads::{head_prefixes, ClassifierHead};
 use super::layers::Pass;
-use super::params::{ParamBuilder, Params};
+use super::params::{ParamBuilder, Params, TensorSource};
 use crate::error::{Error, Result};
 
 /// The output of a classifier's forward pass.
@@ -86,6 +86,29 @@ impl SequenceClassifier {
             head,
             params,
         })
+    }
+
+    /// The same model with classes `labels`: unchanged when they equal its own, otherwise
+    /// with a freshly initialised classifier layer (the encoder and pooler are kept).
+    pub fn with_labels(self, labels: &[String], seed: u64) -> Result<Self> {
+        if labels.is_empty() || labels == self.config.labels.as_slice() {
+            return Ok(self);
+        }
+        let tensors = self
+            .params
+            .iter()
+            .filter(|(n, _)| !n.starts_with("classifier."))
+            .map(|(n, v)| (n.to_string(), v.as_tensor().clone()))
+            .collect();
+        let config = ModelConfig {
+            labels: labels.to_vec(),
+            ..self.config.clone()
+        };
+        let device = self.encoder.embeddings.word.device().clone();
+        let source = TensorSource::from_tensors("(relabelled model)", tensors);
+        let (model, _) =
+            Self::from_builder(config, ParamBuilder::from_source(source, &device, seed))?;
+        Ok(model)
     }
 
     /// Runs the model on a batch.

@@ -7,7 +7,8 @@
 use candle_core::{DType, Tensor};
 
 use super::config::{Architecture, ModelConfig};
-use super::layers::{activate, dropout, softmax_last, LayerNorm, Linear, Pass};
+use super::kernels;
+use super::layers::{activate, dropout, LayerNorm, Linear, Pass};
 use super::params::{Init, ParamBuilder};
 use crate::error::Result;
 
@@ -123,6 +124,14 @@ impl Embeddings {
     }
 }
 
+/// The common prefix of layer `i`'s tensor names in the given layout.
+pub fn layer_prefix(arch: Architecture, i: usize) -> String {
+    match arch {
+        Architecture::Bert => format!("bert.encoder.layer.{i}."),
+        Architecture::DistilBert => format!("distilbert.transformer.layer.{i}."),
+    }
+}
+
 /// The Hugging Face names of one layer's tensors (without `.weight`/`.bias`).
 pub struct LayerNames {
     pub query: String,
@@ -141,7 +150,7 @@ impl LayerNames {
         let n = |base: &str, s: &str| format!("{base}{s}");
         match arch {
             Architecture::Bert => {
-                let b = format!("bert.encoder.layer.{i}.");
+                let b = layer_prefix(arch, i);
                 LayerNames {
                     query: n(&b, "attention.self.query"),
                     key: n(&b, "attention.self.key"),
@@ -154,7 +163,7 @@ impl LayerNames {
                 }
             }
             Architecture::DistilBert => {
-                let b = format!("distilbert.transformer.layer.{i}.");
+                let b = layer_prefix(arch, i);
                 LayerNames {
                     query: n(&b, "attention.q_lin"),
                     key: n(&b, "attention.k_lin"),
@@ -218,31 +227,24 @@ impl Layer {
 
     /// Returns the layer output and its attention probabilities.
     fn forward(&self, x: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
-        let (batch, seq, hidden) = x.dims3()?;
         let LayerShape {
             heads, head_dim, ..
         } = self.cfg;
-        // [batch, seq, hidden] -> [batch, heads, seq, head_dim]
-        let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((batch, seq, heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(mask_bias)?;
-        let probs = softmax_last(&scores, pass)?;
-        let context = dropout(&probs, self.cfg.attention_dropout, pass)?
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((batch, seq, hidden))?;
+        debug_assert_eq!(x.dim(2)?, heads * head_dim);
+        // The attention kernels read and write heads in place in [batch, seq, hidden]: no
+        // transposes or copies around the per-head products.
+        let q = self.query.forward(x)?;
+        let k = self.key.forward(x)?;
+        let v = self.value.forward(x)?;
+        let probs = kernels::attention_probs(&q, &k, mask_bias, heads)?;
+        let kept = dropout(&probs, self.cfg.attention_dropout, pass)?;
+        let context = kernels::attention_context(&kept, &v, heads)?;
         let attn = dropout(
             &self.attn_out.forward(&context)?,
             self.cfg.hidden_dropout,
             pass,
         )?;
-        let h = self.attn_norm.forward(&(attn + x)?, pass)?;
+        let h = self.attn_norm.forward_residual(&attn, x, pass)?;
 
         let inner = activate(&self.ffn_in.forward(&h)?, self.cfg.activation)?;
         let out = dropout(
@@ -250,7 +252,7 @@ impl Layer {
             self.cfg.hidden_dropout,
             pass,
         )?;
-        let y = self.ffn_norm.forward(&(out + h)?, pass)?;
+        let y = self.ffn_norm.forward_residual(&out, &h, pass)?;
         Ok((y, probs))
     }
 }

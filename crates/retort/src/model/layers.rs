@@ -1,13 +1,14 @@
 //! Building blocks of the encoder: linear maps, LayerNorm, activations, softmax, dropout.
 //!
-//! candle's fused `layer_norm` and `softmax_last_dim` record no backward pass (upstream
-//! issues #2168, #2977): a parameter upstream of them silently gets no gradient. So every
-//! block here has two paths, chosen by [`Pass::grad`]: the fused kernels for inference, and
-//! formulations built from differentiable primitives when gradients are needed.
+//! Every block runs on the fused CPU kernels of [`super::kernels`], in inference and in
+//! training alike: they record their own backward pass, so there is one code path. (candle's
+//! fused `layer_norm` and `softmax_last_dim` record none — upstream issues #2168, #2977 —
+//! and a parameter upstream of them would silently get no gradient.)
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
 use super::config::Activation;
+use super::kernels;
 use crate::error::Result;
 
 /// How a forward pass runs.
@@ -15,17 +16,18 @@ use crate::error::Result;
 pub struct Pass {
     /// Apply dropout (training mode).
     pub dropout: bool,
-    /// Gradients will be taken: use only ops that record a backward pass.
+    /// Gradients will be taken. Every op records a backward pass either way; callers use
+    /// this to say what they intend.
     pub grad: bool,
 }
 
 impl Pass {
-    /// Inference: no dropout, fused kernels.
+    /// Inference: no dropout.
     pub const INFERENCE: Pass = Pass {
         dropout: false,
         grad: false,
     };
-    /// Training: dropout on, differentiable ops.
+    /// Training: dropout on, gradients taken.
     pub const TRAIN: Pass = Pass {
         dropout: true,
         grad: true,
@@ -45,18 +47,9 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Maps the last dimension of `x`, whatever the leading ones.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Fold leading dims so the matmul is one 2-D gemm against the transposed weight view.
-        let dims = x.dims();
-        let (in_dim, lead) = (dims[dims.len() - 1], &dims[..dims.len() - 1]);
-        let rows: usize = lead.iter().product();
-        let y = x
-            .reshape((rows, in_dim))?
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?;
-        let mut out_shape = lead.to_vec();
-        out_shape.push(self.weight.dim(0)?);
-        Ok(y.reshape(out_shape)?)
+        Ok(kernels::linear(x, &self.weight, &self.bias)?)
     }
 }
 
@@ -69,44 +62,37 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        if !pass.grad {
-            let y = candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32)?;
-            return Ok(y);
-        }
-        // Differentiable: (x - mean) / sqrt(var + eps) * w + b.
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        Ok(normed
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)?)
+    /// The same kernel serves every pass (it has a backward pass).
+    pub fn forward(&self, x: &Tensor, _pass: Pass) -> Result<Tensor> {
+        Ok(kernels::layer_norm(x, &self.weight, &self.bias, self.eps)?)
+    }
+
+    /// Normalises `x + residual` (a post-LN residual block) in one fused op.
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor, _pass: Pass) -> Result<Tensor> {
+        let (w, b) = (&self.weight, &self.bias);
+        Ok(kernels::add_layer_norm(x, residual, w, b, self.eps)?)
     }
 }
 
-/// Softmax over the last dimension.
-pub fn softmax_last(x: &Tensor, pass: Pass) -> Result<Tensor> {
-    if pass.grad {
-        Ok(candle_nn::ops::softmax(x, D::Minus1)?)
-    } else {
-        Ok(candle_nn::ops::softmax_last_dim(x)?)
-    }
+/// Softmax over the last dimension (the same kernel serves every pass).
+pub fn softmax_last(x: &Tensor, _pass: Pass) -> Result<Tensor> {
+    Ok(kernels::softmax_last(x)?)
 }
 
 /// Applies the feed-forward non-linearity.
 pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(match act {
-        Activation::Gelu => x.gelu_erf()?,
+        Activation::Gelu => kernels::gelu_erf(x)?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,
     })
 }
 
-/// Inverted dropout, active only when the pass asks for it.
+/// Inverted dropout, active only when the pass asks for it. Each call draws a fresh mask
+/// seed from the thread's RNG.
 pub fn dropout(x: &Tensor, p: f32, pass: Pass) -> Result<Tensor> {
     if pass.dropout && p > 0.0 {
-        Ok(candle_nn::ops::dropout(x, p)?)
+        Ok(kernels::dropout(x, p, rand::random())?)
     } else {
         Ok(x.clone())
     }
@@ -115,10 +101,10 @@ pub fn dropout(x: &Tensor, p: f32, pass: Pass) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{Device, Var, D};
 
     #[test]
-    fn differentiable_layer_norm_matches_fused_and_has_gradients() {
+    fn layer_norm_matches_candle_and_has_gradients() {
         let dev = Device::Cpu;
         let x = Var::new(&[[1.0f32, 2.0, 4.0, -1.0], [0.5, 0.0, -3.0, 2.0]], &dev).unwrap();
         let ln = LayerNorm {
@@ -126,19 +112,19 @@ mod tests {
             bias: Tensor::new(&[0.1f32, 0.0, -0.2, 0.3], &dev).unwrap(),
             eps: 1e-12,
         };
-        let fused = ln.forward(&x, Pass::INFERENCE).unwrap();
-        let slow = ln.forward(&x, Pass::GRAD_NO_DROPOUT).unwrap();
-        let diff = (fused - &slow).unwrap().abs().unwrap().max_all().unwrap();
+        let ours = ln.forward(&x, Pass::GRAD_NO_DROPOUT).unwrap();
+        let candle = candle_nn::ops::layer_norm(&x, &ln.weight, &ln.bias, 1e-12).unwrap();
+        let diff = (candle - &ours).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
-        let grads = slow.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let grads = ours.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         assert!(grads.get(x.as_tensor()).is_some());
     }
 
     #[test]
-    fn softmax_paths_agree() {
+    fn softmax_matches_candle() {
         let x = Tensor::new(&[[1.0f32, 2.0, 3.0], [-1.0, 0.0, 10.0]], &Device::Cpu).unwrap();
         let a = softmax_last(&x, Pass::INFERENCE).unwrap();
-        let b = softmax_last(&x, Pass::TRAIN).unwrap();
+        let b = candle_nn::ops::softmax(&x, D::Minus1).unwrap();
         let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
     }

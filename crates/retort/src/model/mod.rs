@@ -5,8 +5,10 @@ pub mod classifier;
 pub mod config;
 pub mod encoder;
 pub mod heads;
+pub mod kernels;
 pub mod layers;
 pub mod params;
+pub mod student;
 
 pub use classifier::{ClassifierOutput, LoadReport, SequenceClassifier};
 pub use config::{Architecture, ModelConfig, SUPPORTED_MODEL_TYPES};

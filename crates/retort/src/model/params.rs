@@ -35,6 +35,13 @@ impl Params {
         self.vars.iter().map(|(n, v)| (n.as_str(), v))
     }
 
+    /// The parameters of `a` followed by those of `b` (the variables are shared, not copied).
+    pub fn merged(a: &Params, b: &Params) -> Params {
+        Params {
+            vars: a.vars.iter().chain(&b.vars).cloned().collect(),
+        }
+    }
+
     /// Looks a parameter up by name.
     pub fn get(&self, name: &str) -> Option<&Var> {
         self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v)
@@ -203,7 +210,8 @@ impl ParamBuilder {
                 self.init_tensor(shape, init)?
             }
         };
-        let var = Var::from_tensor(&tensor)?;
+        // `detach` first: a variable (e.g. a teacher's weight) would be shared, not copied.
+        let var = Var::from_tensor(&tensor.detach())?;
         let t = var.as_tensor().clone();
         self.params.vars.push((name.to_string(), var));
         Ok(t)

@@ -53,6 +53,25 @@ pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<us
         .collect()
 }
 
+/// Training batches for one epoch: examples shuffled (reproducibly from `seed`), then sorted by
+/// length within pools of 50 batches so each batch pads little, then the batches shuffled so
+/// that lengths do not drift through the epoch.
+pub fn bucketed_batches(lengths: &[usize], batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.shuffle(&mut rng);
+    let batch_size = batch_size.max(1);
+    let mut batches = Vec::new();
+    for pool in order.chunks_mut(batch_size * 50) {
+        pool.sort_by_key(|&i| lengths[i]);
+        batches.extend(pool.chunks(batch_size).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(&mut rng);
+    batches
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +96,23 @@ mod tests {
             vec![vec![1., 1., 1.], vec![1., 1., 0.]]
         );
         assert!(pad_batch(&[], 0, &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn bucketed_batches_are_reproducible_and_cover_everything() {
+        let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 61 + 2).collect();
+        let a = bucketed_batches(&lengths, 16, 7);
+        assert_eq!(a, bucketed_batches(&lengths, 16, 7));
+        assert_ne!(a, bucketed_batches(&lengths, 16, 8));
+        let mut all: Vec<usize> = a.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+        // Sorted within pools: a batch spans a narrow range of lengths.
+        let spread = |b: &Vec<usize>| {
+            b.iter().map(|&i| lengths[i]).max().unwrap()
+                - b.iter().map(|&i| lengths[i]).min().unwrap()
+        };
+        assert!(a.iter().filter(|b| b.len() == 16).all(|b| spread(b) <= 6));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Text in: tokenisation, datasets and batches.
 
+pub mod augment;
 pub mod batch;
 pub mod dataset;
 pub mod tokenizer;

@@ -8,7 +8,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::{AddedToken, Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
 
@@ -178,7 +178,15 @@ fn wordpiece_from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     };
     let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
     special("[UNK]")?;
+    // Specials in the vocabulary are added tokens, so that e.g. "[MASK]" in a text (as
+    // augmentation writes it) stays one token instead of being split at its brackets.
+    let specials: Vec<AddedToken> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .into_iter()
+        .filter(|t| tokenizers::Model::token_to_id(&model, t).is_some())
+        .map(|t| AddedToken::from(t, true))
+        .collect();
     let mut tok = Tokenizer::new(model);
+    tok.add_special_tokens(&specials);
     tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
     tok.with_post_processor(Some(BertProcessing::new(
@@ -207,6 +215,10 @@ mod tests {
         let e = tok.encode("The cats SAT on.").unwrap();
         // [CLS] the cat ##s sat [UNK] . [SEP]
         assert_eq!(e.ids, vec![2, 5, 6, 8, 7, 1, 9, 3]);
+        assert_eq!(
+            tok.encode("the [MASK] sat").unwrap().ids,
+            vec![2, 5, 4, 7, 3]
+        );
         let short = TextTokenizer::from_dir(dir.path(), 4).unwrap();
         assert_eq!(short.encode("the cat sat").unwrap().ids, vec![2, 5, 6, 3]);
     }

@@ -1,0 +1,134 @@
+//! The teacher's logits over a transfer set, computed once and kept on disk.
+//!
+//! Distilling on logits alone needs the teacher only as a function of each example, so its
+//! forward pass over the whole (possibly augmented) training set is done once and stored,
+//! keyed by the teacher's weights and config and by the exact token ids it saw (which covers
+//! the data, the tokenizer and the max length). A second run, or a second epoch, reads it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+
+use crate::error::{Error, Result};
+use crate::infer::logits;
+use crate::model::SequenceClassifier;
+use crate::text::Encoded;
+
+/// 64-bit FNV-1a: a stable hash (std's hasher may change between Rust releases).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn bytes(&mut self, data: &[u8]) {
+        for &b in data {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Where the cache entry for this teacher and these inputs lives.
+pub fn cache_path(cache_dir: &Path, teacher_dir: &Path, inputs: &[Encoded]) -> Result<PathBuf> {
+    let mut h = Fnv::default();
+    for name in ["config.json", "model.safetensors"] {
+        let path = teacher_dir.join(name);
+        let data = std::fs::read(&path).map_err(|e| Error::io(&path, e, "teacher checkpoint"))?;
+        h.bytes(&data);
+    }
+    for e in inputs {
+        h.bytes(&(e.ids.len() as u32).to_le_bytes());
+        for id in &e.ids {
+            h.bytes(&id.to_le_bytes());
+        }
+    }
+    Ok(cache_dir.join(format!("teacher-logits-{:016x}.safetensors", h.finish())))
+}
+
+/// Teacher logits `[n, labels]` and how they were obtained.
+pub struct CachedLogits {
+    pub logits: Tensor,
+    /// True when read from disk rather than computed.
+    pub hit: bool,
+    pub path: PathBuf,
+    /// Time spent in the teacher phase (computing, or reading).
+    pub seconds: f64,
+}
+
+/// Reads the cached logits of `teacher` over `inputs`, computing and storing them first when
+/// absent. `progress` is told how many examples are done.
+pub fn teacher_logits(
+    teacher: &SequenceClassifier,
+    teacher_dir: &Path,
+    inputs: &[Encoded],
+    cache_dir: &Path,
+    batch_size: usize,
+    progress: &dyn Fn(usize),
+) -> Result<CachedLogits> {
+    let start = Instant::now();
+    let path = cache_path(cache_dir, teacher_dir, inputs)?;
+    let device = Device::Cpu;
+    if path.exists() {
+        let map =
+            candle_core::safetensors::load(&path, &device).map_err(|e| Error::Checkpoint {
+                path: path.clone(),
+                message: format!("unreadable teacher cache (delete it to recompute): {e}"),
+            })?;
+        if let Some(t) = map
+            .get("logits")
+            .filter(|t| t.dims().first() == Some(&inputs.len()))
+        {
+            return Ok(CachedLogits {
+                logits: t.clone(),
+                hit: true,
+                path,
+                seconds: start.elapsed().as_secs_f64(),
+            });
+        }
+    }
+    let rows = logits(teacher, inputs, batch_size, &device, progress)?;
+    let labels = teacher.config.num_labels();
+    let flat: Vec<f32> = rows.into_iter().flatten().collect();
+    let tensor = Tensor::from_vec(flat, (inputs.len(), labels), &device)?;
+    std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e, "cache directory"))?;
+    // Write to a temporary name, then rename: an interrupted run never leaves a torn entry.
+    let tmp = path.with_extension("partial");
+    candle_core::safetensors::save(
+        &HashMap::from([("logits".to_string(), tensor.clone())]),
+        &tmp,
+    )
+    .map_err(|e| Error::Checkpoint {
+        path: tmp.clone(),
+        message: format!("cannot write teacher cache: {e}"),
+    })?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e, "teacher cache"))?;
+    Ok(CachedLogits {
+        logits: tensor,
+        hit: false,
+        path,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_reference_values() {
+        let mut h = Fnv::default();
+        h.bytes(b"a");
+        assert_eq!(h.finish(), 0xaf63dc4c8601ec8c);
+    }
+}

@@ -1,0 +1,465 @@
+//! Run configurations of `retort train` and `retort distill`, read from TOML.
+//!
+//! Every field has a default and a doc comment; unknown keys are an error (a typo must not
+//! silently fall back to a default). Any field can be overridden from the command line with
+//! `--set section.key=value`, applied to the TOML before it is interpreted, so overrides get
+//! the same checking as the file. Relative paths are relative to the current directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::distill::mapping::LayerMap;
+use crate::error::{Error, Result};
+use crate::text::augment::AugmentConfig;
+
+/// `retort train`: fine-tune a checkpoint (with a new or existing classification head).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub train: TrainSection,
+    pub output: OutputSection,
+}
+
+/// `retort distill`: train a student to imitate a teacher.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillConfig {
+    pub teacher: TeacherSection,
+    pub student: StudentSection,
+    pub data: DataSection,
+    pub augment: AugmentConfig,
+    pub distill: DistillSection,
+    pub train: TrainSection,
+    pub output: OutputSection,
+}
+
+/// The checkpoint to fine-tune.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Checkpoint directory to start from (config.json, model.safetensors, tokenizer).
+    pub init: PathBuf,
+    /// Class names, in class-id order. Empty: keep the checkpoint's labels. Setting them gives
+    /// the checkpoint a fresh head when the number or names differ from its own.
+    pub labels: Vec<String>,
+    /// Truncate inputs to this many tokens (special tokens included).
+    pub max_len: usize,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            init: PathBuf::from("models/all-MiniLM-L6-v2"),
+            labels: Vec::new(),
+            max_len: 128,
+        }
+    }
+}
+
+/// The teacher of a distillation run.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeacherSection {
+    /// Fine-tuned teacher checkpoint directory (e.g. the `best/` of a `retort train` run).
+    pub dir: PathBuf,
+    /// Truncate inputs to this many tokens; the student uses the same length.
+    pub max_len: usize,
+}
+
+impl Default for TeacherSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("runs/sst2-teacher/best"),
+            max_len: 128,
+        }
+    }
+}
+
+/// How the student is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StudentInit {
+    /// Copy the teacher's embeddings, head and the layers in `teacher_layers` (DistilBERT).
+    TeacherLayers,
+    /// A fresh model of the given size, sharing the teacher's tokenizer and labels.
+    Fresh,
+}
+
+/// How a fresh student's embedding tables start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbeddingInit {
+    /// Normal(0, 0.02), as BERT.
+    Random,
+    /// The teacher's tables projected onto their top principal directions.
+    TeacherPca,
+}
+
+/// The student's shape and initialisation.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudentSection {
+    /// "teacher-layers" (copy chosen teacher layers) or "fresh" (new weights, sizes below).
+    pub init: StudentInit,
+    /// With init = "teacher-layers": which teacher layers (0-based) become the student's.
+    pub teacher_layers: Vec<usize>,
+    /// With init = "fresh": number of layers.
+    pub layers: usize,
+    /// With init = "fresh": hidden size.
+    pub hidden_size: usize,
+    /// With init = "fresh": attention heads (must divide hidden_size).
+    pub heads: usize,
+    /// With init = "fresh": feed-forward size.
+    pub intermediate_size: usize,
+    /// With init = "fresh": "random", or "teacher-pca" (the teacher's embeddings projected to
+    /// the student's width along their principal directions).
+    pub embeddings: EmbeddingInit,
+}
+
+impl Default for StudentSection {
+    fn default() -> Self {
+        Self {
+            init: StudentInit::TeacherLayers,
+            teacher_layers: vec![1, 3, 5],
+            layers: 4,
+            hidden_size: 256,
+            heads: 4,
+            intermediate_size: 1024,
+            embeddings: EmbeddingInit::Random,
+        }
+    }
+}
+
+/// Training and evaluation data.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Training data (.tsv/.csv/.jsonl with `sentence` and `label`).
+    pub train: PathBuf,
+    /// Development data, evaluated during training to keep the best checkpoint.
+    pub dev: PathBuf,
+    /// Use only the first N training examples (0: all).
+    pub limit: usize,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            train: PathBuf::from("../shared/data/sst2/train.tsv"),
+            dev: PathBuf::from("../shared/data/sst2/dev.tsv"),
+            limit: 0,
+        }
+    }
+}
+
+/// Weight of each distillation loss term (0 switches a term off).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossWeights {
+    /// Cross-entropy with the gold labels (unlabelled augmented examples skip it).
+    pub hard_ce: f64,
+    /// KL(teacher ‖ student) of temperature-softened distributions, × T² (Hinton et al.).
+    pub soft_kl: f64,
+    /// Cross-entropy with the teacher's softened distribution, × T².
+    pub soft_ce: f64,
+    /// Mean squared error between logits.
+    pub logit_mse: f64,
+    /// MSE between mapped hidden states, through a learned projection when widths differ.
+    pub hidden_mse: f64,
+    /// MSE between attention probabilities of mapped layers (TinyBERT).
+    pub attention_mse: f64,
+    /// KL between attention distributions of mapped layers (MiniLM).
+    pub attention_kl: f64,
+    /// 1 − cosine similarity of mapped hidden states (DistilBERT; projected when widths differ).
+    pub cosine: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self {
+            hard_ce: 0.5,
+            soft_kl: 0.5,
+            soft_ce: 0.0,
+            logit_mse: 0.0,
+            hidden_mse: 0.0,
+            attention_mse: 0.0,
+            attention_kl: 0.0,
+            cosine: 0.0,
+        }
+    }
+}
+
+impl LossWeights {
+    /// Do any of the terms need the teacher's hidden states or attention maps?
+    pub fn needs_intermediate(&self) -> bool {
+        self.hidden_mse > 0.0
+            || self.attention_mse > 0.0
+            || self.attention_kl > 0.0
+            || self.cosine > 0.0
+    }
+}
+
+/// The distillation objective.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillSection {
+    /// Softmax temperature T of soft_kl / soft_ce.
+    pub temperature: f64,
+    /// Which teacher layer each student layer learns from: "uniform" (TinyBERT), "last",
+    /// or an explicit list of teacher layers, e.g. "1,3,5".
+    pub layer_map: LayerMap,
+    /// Where teacher logits over the training set are cached between runs.
+    pub cache_dir: PathBuf,
+    pub weights: LossWeights,
+}
+
+impl Default for DistillSection {
+    fn default() -> Self {
+        Self {
+            temperature: 2.0,
+            layer_map: LayerMap::Uniform,
+            cache_dir: PathBuf::from("runs/cache"),
+            weights: LossWeights::default(),
+        }
+    }
+}
+
+/// The optimisation loop.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Stop after this many optimiser steps (0: run all epochs).
+    pub max_steps: usize,
+    /// Examples per optimiser step (before accumulation).
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are averaged into one optimiser step.
+    pub grad_accum: usize,
+    /// Peak learning rate of AdamW.
+    pub lr: f64,
+    /// AdamW decoupled weight decay (not applied to biases and LayerNorm weights).
+    pub weight_decay: f64,
+    /// Fraction of steps spent warming the learning rate up linearly from 0; then linear decay to 0.
+    pub warmup_ratio: f64,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub grad_clip: f64,
+    /// Evaluate on the dev set every N optimiser steps (0: only at the end of each epoch).
+    pub eval_every: usize,
+    /// Write a metrics line every N steps.
+    pub log_every: usize,
+    /// Seed of initialisation, shuffling, dropout and augmentation.
+    pub seed: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            max_steps: 0,
+            batch_size: 32,
+            grad_accum: 1,
+            lr: 5e-5,
+            weight_decay: 0.01,
+            warmup_ratio: 0.06,
+            grad_clip: 1.0,
+            eval_every: 500,
+            log_every: 20,
+            seed: 42,
+        }
+    }
+}
+
+/// Where results go.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSection {
+    /// Run directory: `best/` (best dev checkpoint, HF layout), `last/` (resumable state),
+    /// `metrics.jsonl`, `config.toml` (the resolved configuration).
+    pub dir: PathBuf,
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("runs/run"),
+        }
+    }
+}
+
+impl TrainSection {
+    /// Checks values the loop relies on.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Invalid(format!("train: {m}")));
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return bad("batch_size and grad_accum must be at least 1");
+        }
+        if self.epochs == 0 && self.max_steps == 0 {
+            return bad("epochs and max_steps are both 0: nothing to train");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr must be a positive number");
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return bad("warmup_ratio must be in [0, 1)");
+        }
+        if self.log_every == 0 {
+            return bad("log_every must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Reads a TOML config, applies `key.path=value` overrides, and interprets it as `T`.
+pub fn load_config<T: DeserializeOwned>(path: &Path, overrides: &[String]) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "run config"))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    for o in overrides {
+        apply_override(&mut table, o)?;
+    }
+    T::deserialize(table).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// Sets `a.b.c=value` in `table`; the value is read as TOML (`3e-5`, `true`, `[1, 3]`,
+/// `"text"`), or taken as a plain string when it is not valid TOML (`runs/x`).
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| Error::Invalid(format!("--set {assignment:?}: expected key.path=value")))?;
+    let value = format!("v = {}", raw.trim())
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::Invalid(format!(
+            "--set {assignment:?}: empty key segment"
+        )));
+    }
+    let (last, sections) = parts.split_last().expect("split yields at least one part");
+    let mut current = table;
+    for section in sections {
+        let entry = current
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| {
+            Error::Invalid(format!("--set {assignment:?}: {section} is not a section"))
+        })?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// The configuration as TOML, as written to a run's `config.toml`.
+pub fn to_toml<T: Serialize>(config: &T) -> String {
+    toml::to_string_pretty(config).expect("run configs serialise to TOML")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(content: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, content).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_omits_and_overrides_win() {
+        let (_d, p) = write("[train]\nlr = 1e-4\n");
+        let overrides = [
+            "train.batch_size=16".to_string(),
+            "output.dir=runs/x".to_string(),
+        ];
+        let c: TrainConfig = load_config(&p, &overrides).unwrap();
+        assert_eq!(c.train.lr, 1e-4);
+        assert_eq!(c.train.batch_size, 16);
+        assert_eq!(c.output.dir, PathBuf::from("runs/x"));
+        assert_eq!(c.train.epochs, TrainSection::default().epochs);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_file_and_overrides() {
+        let (_d, p) = write("[train]\nlrr = 1e-4\n");
+        let err = load_config::<TrainConfig>(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains("lrr"), "{err}");
+        let (_d, p) = write("");
+        let err = load_config::<DistillConfig>(&p, &["distill.weights.soft_klx=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("soft_klx"), "{err}");
+        assert!(load_config::<TrainConfig>(&p, &["no-equals".into()]).is_err());
+    }
+
+    #[test]
+    fn distill_config_round_trips_through_toml() {
+        let c = DistillConfig::default();
+        let back: DistillConfig = toml::from_str(&to_toml(&c)).unwrap();
+        assert_eq!(back, c);
+    }
+
+    /// Every key of a config type, as `section.key` paths.
+    fn keys<T: Serialize>(config: &T) -> Vec<String> {
+        fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in table {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(t) => walk(&path, t, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        let table: toml::Table = toml::from_str(&to_toml(config)).unwrap();
+        let mut out = Vec::new();
+        walk("", &table, &mut out);
+        out
+    }
+
+    /// The example configs are the documentation (`--help` prints them): each must parse and
+    /// mention every key, so a new option cannot go undocumented.
+    #[test]
+    fn example_configs_parse_and_document_every_key() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let teacher = root.join("sst2-teacher.toml");
+        load_config::<TrainConfig>(&teacher, &[]).unwrap();
+        let text = std::fs::read_to_string(&teacher).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let mut present = Vec::new();
+        for key in keys(&TrainConfig::default()) {
+            let (section, name) = key.split_once('.').unwrap();
+            if table.get(section).and_then(|t| t.get(name)).is_some() {
+                present.push(key);
+            } else {
+                panic!("configs/sst2-teacher.toml does not document {key}");
+            }
+        }
+        for file in ["sst2-distill.toml", "sst2-student-b.toml"] {
+            let path = root.join(file);
+            load_config::<DistillConfig>(&path, &[]).unwrap();
+        }
+        let distill: toml::Table =
+            toml::from_str(&std::fs::read_to_string(root.join("sst2-distill.toml")).unwrap())
+                .unwrap();
+        for key in keys(&DistillConfig::default()) {
+            let mut node = &toml::Value::Table(distill.clone());
+            for part in key.split('.') {
+                node = node
+                    .get(part)
+                    .unwrap_or_else(|| panic!("configs/sst2-distill.toml does not document {key}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Training: run configs, the optimiser and learning-rate schedule, and the training loop.
+
+pub mod config;
+pub mod finetune;
+pub mod optim;
+pub mod trainer;

@@ -1,0 +1,437 @@
+//! The training loop shared by `retort train` and `retort distill`.
+//!
+//! Batches are bucketed by length with dynamic padding; gradients are accumulated over
+//! micro-batches, clipped, and applied by AdamW under a warmup + linear-decay schedule. The
+//! dev set is evaluated every `eval_every` steps: the best model goes to `best/`, resumable
+//! state to `last/`, metrics to `metrics.jsonl`. A NaN/inf loss stops the run and leaves the
+//! last good checkpoint in place; Ctrl-C saves `last/` and stops; `--resume` continues.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::config::TrainSection;
+use super::optim::{AdamW, Grads, Schedule};
+use crate::distill::objective::{Objective, TrainBatch};
+use crate::error::{Error, Result};
+use crate::eval::metrics;
+use crate::infer::logits;
+use crate::model::checkpoint::{copy_tokenizer_files, save_classifier};
+use crate::model::{Params, Pass, SequenceClassifier};
+use crate::text::batch::{bucketed_batches, pad_batch};
+use crate::text::Encoded;
+
+/// Tokenised training examples with their gold labels (None for unlabelled ones).
+pub struct TrainSet {
+    pub examples: Vec<Encoded>,
+    pub labels: Vec<Option<usize>>,
+}
+
+/// Tokenised dev examples with gold labels.
+pub struct DevSet {
+    pub examples: Vec<Encoded>,
+    pub labels: Vec<usize>,
+}
+
+/// Where and how a run goes.
+pub struct RunOptions<'a> {
+    pub train: &'a TrainSection,
+    /// The run directory (`best/`, `last/`, `metrics.jsonl`, `config.toml`).
+    pub out_dir: &'a Path,
+    /// Where the tokenizer files to copy into saved checkpoints are.
+    pub tokenizer_dir: &'a Path,
+    /// Continue from `last/` instead of starting afresh.
+    pub resume: bool,
+    /// The resolved run configuration, saved as `config.toml`.
+    pub config_toml: &'a str,
+    /// Show a progress bar (when stderr is a terminal).
+    pub progress: bool,
+    /// Pause after this step as Ctrl-C does (saving `last/`), e.g. to time-box a session.
+    pub stop_after: Option<usize>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub steps: usize,
+    pub best_accuracy: f64,
+    pub best_step: usize,
+    pub final_accuracy: f64,
+    pub seconds: f64,
+    pub interrupted: bool,
+    pub best_dir: PathBuf,
+}
+
+/// Progress saved in `last/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    step: usize,
+    best_accuracy: f64,
+    best_step: usize,
+    seconds: f64,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C asks the loop to save and stop; a second Ctrl-C exits at once.
+fn install_interrupt_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\ninterrupt: saving a checkpoint after this step (Ctrl-C again to quit now)"
+            );
+        });
+    });
+}
+
+/// Accuracy and macro-F1 of `model` on `dev`.
+pub fn dev_metrics(
+    model: &SequenceClassifier,
+    dev: &DevSet,
+    batch_size: usize,
+) -> Result<(f64, f64)> {
+    let rows = logits(model, &dev.examples, batch_size, &Device::Cpu, &|_| {})?;
+    let pred: Vec<usize> = rows.iter().map(|r| metrics::argmax(r)).collect();
+    Ok((
+        metrics::accuracy(&pred, &dev.labels),
+        metrics::macro_f1(&pred, &dev.labels, model.config.num_labels()),
+    ))
+}
+
+/// Trains `model` (and the objective's own parameters) on `train`, keeping the best on `dev`.
+pub fn run(
+    model: &SequenceClassifier,
+    objective: &Objective,
+    train: &TrainSet,
+    dev: &DevSet,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
+    let cfg = opts.train;
+    cfg.validate()?;
+    if train.examples.is_empty() {
+        return Err(Error::Invalid("the training set is empty".into()));
+    }
+    let out = opts.out_dir;
+    let (best_dir, last_dir) = (out.join("best"), out.join("last"));
+    if !opts.resume && last_dir.exists() {
+        return Err(Error::Invalid(format!(
+            "{} already holds a run: pass --resume to continue it, or choose another output.dir",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e, "output directory"))?;
+    write_file(&out.join("config.toml"), opts.config_toml)?;
+
+    let params = Params::merged(&model.params, &objective.params);
+    let mut opt = AdamW::new(&params, cfg.weight_decay)?;
+    let vars = opt.vars();
+    let batches_per_epoch = train.examples.len().div_ceil(cfg.batch_size);
+    let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
+    let mut total = cfg.epochs * steps_per_epoch;
+    if cfg.max_steps > 0 {
+        total = if cfg.epochs == 0 {
+            cfg.max_steps
+        } else {
+            total.min(cfg.max_steps)
+        };
+    }
+    let schedule = Schedule {
+        peak: cfg.lr,
+        warmup: (cfg.warmup_ratio * total as f64).round() as usize,
+        total,
+    };
+
+    let mut state = State {
+        step: 0,
+        best_accuracy: f64::NEG_INFINITY,
+        best_step: 0,
+        seconds: 0.0,
+    };
+    if opts.resume {
+        state = restore(&last_dir, &params, &mut opt)?;
+        eprintln!(
+            "resuming {} at step {} of {total}",
+            out.display(),
+            state.step
+        );
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join("metrics.jsonl"))
+        .map_err(|e| Error::io(out.join("metrics.jsonl"), e, "metrics log"))?;
+
+    install_interrupt_handler();
+    INTERRUPTED.store(false, Ordering::SeqCst);
+    let bar = progress_bar(total, state.step, opts.progress);
+    let lengths: Vec<usize> = train.examples.iter().map(|e| e.ids.len()).collect();
+    let device = Device::Cpu;
+    let started = Instant::now() - std::time::Duration::from_secs_f64(state.seconds);
+    let (mut window_examples, mut window_start) = (0usize, Instant::now());
+    let mut final_accuracy = f64::NAN;
+    let mut step = 0usize; // counts steps from the start of training, skipped ones included
+    let mut interrupted = false;
+    // The step of the checkpoint in last/, which a NaN loss leaves untouched.
+    let mut saved_step = opts.resume.then_some(state.step);
+
+    'epochs: for epoch in 0..cfg.epochs.max(1) {
+        let order = bucketed_batches(
+            &lengths,
+            cfg.batch_size,
+            cfg.seed.wrapping_add(epoch as u64),
+        );
+        for group in order.chunks(cfg.grad_accum) {
+            if step >= total {
+                break 'epochs;
+            }
+            if step < state.step {
+                step += 1; // already done before the resume
+                continue;
+            }
+            let mut grads = Grads::empty(vars.len());
+            let mut terms_sum: Vec<(&'static str, f64)> = Vec::new();
+            let mut loss_sum = 0.0;
+            for indices in group {
+                let items: Vec<&Encoded> = indices.iter().map(|&i| &train.examples[i]).collect();
+                let batch = TrainBatch {
+                    indices: indices.clone(),
+                    input: pad_batch(&items, model.config.pad_token_id, &device)?,
+                    labels: indices.iter().map(|&i| train.labels[i]).collect(),
+                };
+                let output =
+                    model.forward(&batch.input, Pass::TRAIN, objective.student_outputs())?;
+                let loss = objective.loss(&batch, &output)?;
+                let value = loss.total.to_scalar::<f32>()? as f64;
+                if !value.is_finite() {
+                    bar.abandon();
+                    return Err(nan_error(
+                        value,
+                        step + 1,
+                        &loss.terms,
+                        &last_dir,
+                        saved_step,
+                    ));
+                }
+                loss_sum += value / group.len() as f64;
+                accumulate_terms(&mut terms_sum, &loss.terms, 1.0 / group.len() as f64);
+                grads.accumulate(&loss.total.backward()?, &vars, 1.0 / group.len() as f64)?;
+                window_examples += indices.len();
+            }
+            let grad_norm = grads.clip(cfg.grad_clip)?;
+            let lr = schedule.lr(step);
+            opt.step(&grads, lr)?;
+            step += 1;
+            state.step = step;
+            bar.set_position(step as u64);
+
+            if step.is_multiple_of(cfg.log_every) || step == total {
+                let speed = window_examples as f64 / window_start.elapsed().as_secs_f64().max(1e-9);
+                (window_examples, window_start) = (0, Instant::now());
+                let terms: serde_json::Map<_, _> = terms_sum
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+                log_line(
+                    &mut log,
+                    json!({
+                        "event": "train", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
+                        "loss": loss_sum, "terms": terms, "lr": lr, "grad_norm": grad_norm,
+                        "samples_per_s": speed, "elapsed_s": started.elapsed().as_secs_f64(),
+                    }),
+                )?;
+                bar.set_message(format!(
+                    "loss {loss_sum:.4} · lr {lr:.1e} · {speed:.0} ex/s"
+                ));
+            }
+            let end_of_epoch = step.is_multiple_of(steps_per_epoch);
+            let eval_now = (cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every))
+                || end_of_epoch
+                || step == total;
+            interrupted = INTERRUPTED.load(Ordering::SeqCst) || opts.stop_after == Some(step);
+            if eval_now || interrupted {
+                state.seconds = started.elapsed().as_secs_f64();
+                let (acc, f1) = dev_metrics(model, dev, cfg.batch_size.max(32))?;
+                final_accuracy = acc;
+                let improved = acc > state.best_accuracy;
+                if improved {
+                    state.best_accuracy = acc;
+                    state.best_step = step;
+                    save_model(model, opts.tokenizer_dir, &best_dir)?;
+                }
+                save_last(
+                    model,
+                    objective,
+                    &opt,
+                    &state,
+                    opts.tokenizer_dir,
+                    &last_dir,
+                )?;
+                saved_step = Some(step);
+                log_line(
+                    &mut log,
+                    json!({
+                        "event": "eval", "step": step, "dev_accuracy": acc, "dev_macro_f1": f1,
+                        "best_accuracy": state.best_accuracy, "elapsed_s": state.seconds,
+                    }),
+                )?;
+                bar.println(format!(
+                    "step {step}/{total}: dev accuracy {acc:.4} (best {:.4} at step {})",
+                    state.best_accuracy, state.best_step
+                ));
+            }
+            if interrupted {
+                break 'epochs;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    state.seconds = started.elapsed().as_secs_f64();
+    Ok(RunSummary {
+        steps: state.step,
+        best_accuracy: state.best_accuracy,
+        best_step: state.best_step,
+        final_accuracy,
+        seconds: state.seconds,
+        interrupted,
+        best_dir,
+    })
+}
+
+fn accumulate_terms(sum: &mut Vec<(&'static str, f64)>, terms: &[(&'static str, f64)], scale: f64) {
+    for &(name, v) in terms {
+        match sum.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, acc)) => *acc += v * scale,
+            None => sum.push((name, v * scale)),
+        }
+    }
+}
+
+fn nan_error(
+    value: f64,
+    step: usize,
+    terms: &[(&str, f64)],
+    last: &Path,
+    saved: Option<usize>,
+) -> Error {
+    let kept = match saved {
+        Some(s) => format!("the last good checkpoint is {} (step {s})", last.display()),
+        None => "no checkpoint had been saved yet".to_string(),
+    };
+    Error::Invalid(format!(
+        "the loss became {value} at step {step} (terms: {terms:?}); training stopped, {kept}. \
+         Try a lower train.lr or a grad_clip"
+    ))
+}
+
+fn progress_bar(total: usize, done: usize, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "[{elapsed_precise}] {wide_bar} {pos}/{len} steps · {msg} · ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(done as u64);
+    bar
+}
+
+fn log_line(file: &mut File, value: serde_json::Value) -> Result<()> {
+    writeln!(file, "{value}").map_err(|e| Error::io("metrics.jsonl", e, "metrics log"))
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io(path, e, "output file"))
+}
+
+/// Saves a loadable checkpoint (HF layout plus the tokenizer) into `dir`, replacing it whole.
+fn save_model(model: &SequenceClassifier, tokenizer_dir: &Path, dir: &Path) -> Result<()> {
+    replace_dir(dir, |tmp| {
+        save_classifier(model, tmp)?;
+        copy_tokenizer_files(tokenizer_dir, tmp)
+    })
+}
+
+/// Saves everything `--resume` needs into `last/`.
+fn save_last(
+    model: &SequenceClassifier,
+    objective: &Objective,
+    opt: &AdamW,
+    state: &State,
+    tokenizer_dir: &Path,
+    dir: &Path,
+) -> Result<()> {
+    replace_dir(dir, |tmp| {
+        save_classifier(model, tmp)?;
+        copy_tokenizer_files(tokenizer_dir, tmp)?;
+        objective
+            .params
+            .save_safetensors(&tmp.join("objective.safetensors"))?;
+        opt.save(&tmp.join("optimizer.safetensors"))?;
+        write_file(
+            &tmp.join("state.json"),
+            &serde_json::to_string_pretty(state).expect("state serialises"),
+        )
+    })
+}
+
+/// Writes into a temporary sibling directory, then swaps it in: an interrupted save never
+/// destroys the previous good checkpoint.
+fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = dir.with_extension("partial");
+    let old = dir.with_extension("old");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e, "checkpoint directory"))?;
+    write(&tmp)?;
+    let _ = std::fs::remove_dir_all(&old);
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e, "checkpoint directory"))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e, "checkpoint directory"))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Loads `last/` into the parameters and optimiser; returns the saved progress.
+fn restore(dir: &Path, params: &Params, opt: &mut AdamW) -> Result<State> {
+    let state_path = dir.join("state.json");
+    let text = std::fs::read_to_string(&state_path)
+        .map_err(|e| Error::io(&state_path, e, "resume state (is there a run to resume?)"))?;
+    let state: State = serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
+        path: state_path.clone(),
+        message: format!("unreadable resume state: {e}"),
+    })?;
+    let device = Device::Cpu;
+    let mut saved = std::collections::HashMap::new();
+    for file in ["model.safetensors", "objective.safetensors"] {
+        let path = dir.join(file);
+        let map =
+            candle_core::safetensors::load(&path, &device).map_err(|e| Error::Checkpoint {
+                path: path.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
+        saved.extend(map);
+    }
+    for (name, var) in params.iter() {
+        let t = saved.get(name).ok_or_else(|| Error::Checkpoint {
+            path: dir.to_path_buf(),
+            message: format!("the saved run lacks {name}: was it made with another config?"),
+        })?;
+        var.set(t)?;
+    }
+    opt.load(&dir.join("optimizer.safetensors"), state.step)?;
+    Ok(state)
+}

@@ -1,0 +1,355 @@
+//! `retort train` and `retort distill` end to end on the tiny fixtures: checkpoints, metrics,
+//! resume, NaN handling, the teacher cache, and gradients reaching every trainable tensor
+//! under the full distillation objective. Each run takes a fraction of a second.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use common::fixture;
+use retort::distill::mapping::LayerMap;
+use retort::distill::objective::{Objective, Teacher, TrainBatch};
+use retort::distill::run::distill;
+use retort::model::Pass;
+use retort::text::batch::pad_batch;
+use retort::train::config::{DistillConfig, LossWeights, StudentInit, TrainConfig};
+use retort::train::finetune::{dev_set, fine_tune, read_data, train_set};
+use retort::train::optim::{AdamW, Grads};
+use retort::train::trainer::{self, RunOptions};
+use retort::Classifier;
+
+const WORDS: [&str; 12] = [
+    "good", "music", "the", "ending", "plot", "flat", "story", "quiet", "film", "boring", "was",
+    "not",
+];
+
+/// A small labelled TSV in the fixtures' vocabulary; the label follows the first word.
+fn write_data(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let labels = ["negative", "neutral", "positive"];
+    let mut text = String::from("sentence\tlabel\n");
+    for i in 0..n {
+        let words: Vec<&str> = (0..(3 + i % 7))
+            .map(|j| WORDS[(i * 5 + j * 3) % WORDS.len()])
+            .collect();
+        text.push_str(&format!(
+            "{}\t{}\n",
+            words.join(" "),
+            labels[(i * 5) % WORDS.len() % 3]
+        ));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn train_config(dir: &Path) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.model.init = fixture("tiny-bert");
+    c.model.max_len = 32;
+    c.data.train = write_data(dir, "train.tsv", 96);
+    c.data.dev = write_data(dir, "dev.tsv", 24);
+    c.train.batch_size = 8;
+    c.train.lr = 1e-3;
+    c.train.eval_every = 4;
+    c.train.log_every = 2;
+    c.output.dir = dir.join("teacher");
+    c
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn train_saves_best_and_last_logs_metrics_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = train_config(tmp.path());
+    c.train.max_steps = 6;
+    let s = fine_tune(&c, false, false).unwrap();
+    assert_eq!(s.steps, 6);
+    assert!(s.best_accuracy >= 0.0 && s.best_accuracy <= 1.0);
+    let best = Classifier::load(&c.output.dir.join("best"), 32).unwrap();
+    assert!(!best.report.fresh_head);
+    let lines = metrics(&c.output.dir);
+    assert!(lines.iter().any(|l| l["event"] == "eval" && l["step"] == 4));
+    assert!(lines
+        .iter()
+        .any(|l| l["event"] == "train" && l["terms"]["hard_ce"].is_number()));
+
+    // Starting again into the same directory would destroy the run: refused.
+    let err = fine_tune(&c, false, false).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    // Resuming continues from step 6 to the new limit.
+    c.train.max_steps = 10;
+    let s = fine_tune(&c, true, false).unwrap();
+    assert_eq!(s.steps, 10);
+    let steps: Vec<u64> = metrics(&c.output.dir)
+        .iter()
+        .filter(|l| l["event"] == "train")
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![2, 4, 6, 8, 10]);
+}
+
+/// A copy of the tiny BERT fixture without dropout, so that runs are deterministic.
+fn deterministic_model(dir: &Path) -> PathBuf {
+    let copy = dir.join("model");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in std::fs::read_dir(fixture("tiny-bert")).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
+    }
+    let config = copy.join("config.json");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("0.1", "0.0");
+    std::fs::write(config, text).unwrap();
+    copy
+}
+
+fn run_options<'a>(c: &'a TrainConfig, toml: &'a str, stop_after: Option<usize>) -> RunOptions<'a> {
+    RunOptions {
+        train: &c.train,
+        out_dir: &c.output.dir,
+        tokenizer_dir: &c.model.init,
+        resume: stop_after.is_none() && c.output.dir.join("last").exists(),
+        config_toml: toml,
+        progress: false,
+        stop_after,
+    }
+}
+
+#[test]
+fn a_paused_and_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = train_config(tmp.path());
+    c.model.init = deterministic_model(tmp.path());
+    c.train.epochs = 2; // 24 steps
+    let base = Classifier::load(&c.model.init, 32).unwrap();
+    let labels = base.model.config.labels.clone();
+    let (train_data, dev_data) = read_data(&c.data).unwrap();
+    let train = train_set(&base.tokenizer, &train_data, &labels).unwrap();
+    let dev = dev_set(&base.tokenizer, &dev_data, &labels).unwrap();
+    let run = |out: &str, stop: Option<usize>| {
+        let mut c = c.clone();
+        c.output.dir = tmp.path().join(out);
+        let model = Classifier::load(&c.model.init, 32).unwrap().model;
+        let s = trainer::run(
+            &model,
+            &Objective::fine_tune(),
+            &train,
+            &dev,
+            &run_options(&c, "", stop),
+        )
+        .unwrap();
+        (s, model)
+    };
+    let (whole, a) = run("whole", None);
+    assert_eq!(whole.steps, 24);
+    let (paused, _) = run("paused", Some(13)); // mid-epoch
+    assert!(paused.interrupted);
+    assert_eq!(paused.steps, 13);
+    let (resumed, b) = run("paused", None);
+    assert_eq!(resumed.steps, 24);
+    for (name, va) in a.params.iter() {
+        let d = common::max_abs_diff(va.as_tensor(), b.params.get(name).unwrap().as_tensor());
+        assert!(d < 1e-6, "{name} differs by {d} after resuming");
+    }
+}
+
+#[test]
+fn nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = train_config(tmp.path());
+    c.train.max_steps = 4;
+    fine_tune(&c, false, false).unwrap();
+    let last = c.output.dir.join("last");
+    let saved = std::fs::read(last.join("model.safetensors")).unwrap();
+    // Resume with an absurd learning rate: step 5 wrecks the weights, the next loss is not finite.
+    c.train.max_steps = 12;
+    c.train.lr = 1e30;
+    c.train.grad_clip = 0.0;
+    c.train.warmup_ratio = 0.0;
+    let err = fine_tune(&c, true, false).unwrap_err().to_string();
+    assert!(
+        err.contains("the loss became") && err.contains("at step 6"),
+        "{err}"
+    );
+    assert!(
+        err.contains("last good checkpoint is") && err.contains("(step 4)"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(last.join("model.safetensors")).unwrap(),
+        saved
+    );
+    Classifier::load(&last, 32).unwrap();
+}
+
+fn all_terms() -> LossWeights {
+    LossWeights {
+        hard_ce: 1.0,
+        soft_kl: 1.0,
+        soft_ce: 0.5,
+        logit_mse: 0.5,
+        hidden_mse: 1.0,
+        attention_mse: 1.0,
+        attention_kl: 1.0,
+        cosine: 1.0,
+    }
+}
+
+#[test]
+fn distillation_gradients_reach_every_student_tensor_and_projection() {
+    let teacher = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
+    let mut config = DistillConfig::default();
+    config.student.init = StudentInit::Fresh;
+    config.student.layers = 2;
+    config.student.hidden_size = 16;
+    config.student.heads = 2;
+    config.student.intermediate_size = 24;
+    let student = retort::distill::run::build_student(&config, &teacher.model).unwrap();
+    let pairs = LayerMap::Uniform.pairs(2, 3).unwrap();
+    let objective = Objective::distill(
+        all_terms(),
+        2.0,
+        Teacher {
+            model: Some(teacher.model.clone()),
+            cached_logits: None,
+        },
+        pairs,
+        16,
+        &Device::Cpu,
+        0,
+    )
+    .unwrap();
+    assert!(
+        objective.params.count() > 0,
+        "widths differ: projections are learned"
+    );
+    let enc = teacher
+        .tokenizer
+        .encode_batch(&["good music", "the plot was flat and boring"])
+        .unwrap();
+    let items: Vec<_> = enc.iter().collect();
+    let batch = TrainBatch {
+        indices: vec![0, 1],
+        input: pad_batch(&items, 0, &Device::Cpu).unwrap(),
+        labels: vec![Some(2), None],
+    };
+    let out = student
+        .forward(&batch.input, Pass::TRAIN, objective.student_outputs())
+        .unwrap();
+    let loss = objective.loss(&batch, &out).unwrap();
+    assert_eq!(loss.terms.len(), 8, "{:?}", loss.terms);
+    let params = retort::model::Params::merged(&student.params, &objective.params);
+    let before: Vec<Tensor> = params
+        .iter()
+        .map(|(_, v)| v.as_tensor().copy().unwrap())
+        .collect();
+    let mut opt = AdamW::new(&params, 0.01).unwrap();
+    let mut grads = Grads::empty(params.vars().len());
+    grads
+        .accumulate(&loss.total.backward().unwrap(), &opt.vars(), 1.0)
+        .unwrap();
+    opt.step(&grads, 1e-3).unwrap();
+    let unchanged: Vec<&str> = params
+        .iter()
+        .zip(&before)
+        .filter(|((_, v), b)| common::max_abs_diff(v.as_tensor(), b) == 0.0)
+        .map(|((n, _), _)| n)
+        .collect();
+    assert!(unchanged.is_empty(), "no update reached {unchanged:?}");
+    // The teacher is never trained.
+    let t = teacher
+        .model
+        .params
+        .get("classifier.weight")
+        .unwrap()
+        .as_tensor();
+    let fresh = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
+    assert_eq!(
+        common::max_abs_diff(
+            t,
+            fresh
+                .model
+                .params
+                .get("classifier.weight")
+                .unwrap()
+                .as_tensor()
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = DistillConfig::default();
+    c.teacher.dir = fixture("tiny-bert");
+    c.teacher.max_len = 32;
+    c.student.teacher_layers = vec![0, 2];
+    c.data.train = write_data(dir, "train.tsv", 64);
+    c.data.dev = write_data(dir, "dev.tsv", 16);
+    c.augment.multiplier = 2;
+    c.distill.cache_dir = dir.join("cache");
+    c.train.batch_size = 8;
+    c.train.max_steps = 3;
+    c.train.eval_every = 3;
+    c.output.dir = dir.join("a");
+    let first = distill(&c, false, false).unwrap();
+    assert_eq!(first.teacher_cache_hit, Some(false));
+    assert!(first.augmented_examples > 0);
+    assert_eq!(first.transfer_examples, 64 + first.augmented_examples);
+    c.output.dir = dir.join("b");
+    let second = distill(&c, false, false).unwrap();
+    assert_eq!(second.teacher_cache_hit, Some(true));
+    assert_eq!(first.teacher_cache_path, second.teacher_cache_path);
+    let student = Classifier::load(&dir.join("b/best"), 32).unwrap();
+    assert_eq!(student.model.config.num_layers, 2);
+    assert_eq!(
+        student.model.config.labels,
+        vec!["negative", "neutral", "positive"]
+    );
+
+    // Intermediate terms with a teacher-layer student (same width: no projection).
+    c.distill.weights = all_terms();
+    c.output.dir = dir.join("c");
+    let third = distill(&c, false, false).unwrap();
+    assert_eq!(third.run.steps, 3);
+}
+
+#[test]
+fn a_base_model_needs_labels_and_a_headless_teacher_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    for f in std::fs::read_dir(fixture("tiny-bert")).unwrap() {
+        let p = f.unwrap().path();
+        std::fs::copy(&p, base.join(p.file_name().unwrap())).unwrap();
+    }
+    // Drop the head from the weights.
+    let weights =
+        candle_core::safetensors::load(base.join("model.safetensors"), &Device::Cpu).unwrap();
+    let kept: std::collections::HashMap<_, _> = weights
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("classifier."))
+        .collect();
+    candle_core::safetensors::save(&kept, base.join("model.safetensors")).unwrap();
+
+    let mut c = train_config(tmp.path());
+    c.model.init = base.clone();
+    c.model.labels = vec![];
+    let err = fine_tune(&c, false, false).unwrap_err().to_string();
+    assert!(err.contains("model.labels"), "{err}");
+
+    let mut d = DistillConfig::default();
+    d.teacher.dir = base;
+    let err = distill(&d, false, false).unwrap_err().to_string();
+    assert!(err.contains("no trained classification head"), "{err}");
+}
