@@ -5,6 +5,8 @@
 //! fused `layer_norm` and `softmax_last_dim` record none — upstream issues #2168, #2977 —
 //! and a parameter upstream of them would silently get no gradient.)
 
+use std::cell::Cell;
+
 use candle_core::Tensor;
 
 use super::config::Activation;
@@ -88,11 +90,36 @@ pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     })
 }
 
-/// Inverted dropout, active only when the pass asks for it. Each call draws a fresh mask
-/// seed from the thread's RNG.
+thread_local! {
+    /// Where dropout masks come from: a counter, turned into a mask seed by a hash. Training
+    /// sets it from the run's seed and the step ([`seed_dropout`]), so a run is reproducible
+    /// and a resumed run draws the same masks as an uninterrupted one. Per thread, so that
+    /// runs on different threads do not draw from each other's stream.
+    static DROPOUT_STREAM: Cell<u64> = const { Cell::new(0x2545_f491_4f6c_dd1d) };
+}
+
+/// Restarts this thread's dropout mask stream at `seed`.
+pub fn seed_dropout(seed: u64) {
+    DROPOUT_STREAM.with(|s| s.set(seed));
+}
+
+/// SplitMix64: distinct, well-mixed seeds from consecutive counter values.
+fn next_dropout_seed() -> u64 {
+    let mut z = DROPOUT_STREAM.with(|s| {
+        let next = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set(next);
+        next
+    });
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Inverted dropout, active only when the pass asks for it; each call takes the next mask
+/// seed of the stream.
 pub fn dropout(x: &Tensor, p: f32, pass: Pass) -> Result<Tensor> {
     if pass.dropout && p > 0.0 {
-        Ok(kernels::dropout(x, p, rand::random())?)
+        Ok(kernels::dropout(x, p, next_dropout_seed())?)
     } else {
         Ok(x.clone())
     }

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::eval::metrics;
 use crate::infer::logits;
 use crate::model::checkpoint::{copy_tokenizer_files, save_classifier};
+use crate::model::layers::seed_dropout;
 use crate::model::{Params, Pass, SequenceClassifier};
 use crate::text::batch::{bucketed_batches, pad_batch};
 use crate::text::Encoded;
@@ -202,13 +203,15 @@ pub fn run(
             let mut grads = Grads::empty(vars.len());
             let mut terms_sum: Vec<(&'static str, f64)> = Vec::new();
             let mut loss_sum = 0.0;
-            for indices in group {
+            for (micro, indices) in group.iter().enumerate() {
                 let items: Vec<&Encoded> = indices.iter().map(|&i| &train.examples[i]).collect();
                 let batch = TrainBatch {
                     indices: indices.clone(),
                     input: pad_batch(&items, model.config.pad_token_id, &device)?,
                     labels: indices.iter().map(|&i| train.labels[i]).collect(),
                 };
+                // Dropout masks depend only on the seed, the step and the micro-batch.
+                seed_dropout(cfg.seed ^ ((step as u64) << 20) ^ micro as u64);
                 let output =
                     model.forward(&batch.input, Pass::TRAIN, objective.student_outputs())?;
                 let loss = objective.loss(&batch, &output)?;
