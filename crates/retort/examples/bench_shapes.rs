@@ -1,16 +1,17 @@
 //! Encoder speed on the shapes of ../shared/bench: batch 32 × 64 tokens, random weights.
 //! Prints medians of 10 runs after 2 warm-ups (seq/s), and where the train step's time goes
-//! (forward, loss + backward, optimiser), with candle_nn's AdamW and with the same update
-//! through the fused in-place kernel. Run with `cargo run --release --example bench_shapes`;
-//! an argument `inference` or `train` runs only that part (e.g. under a profiler).
+//! (forward, loss + backward, optimiser), once with candle_nn's AdamW (the optimiser of the
+//! earlier numbers) and once with Retort's own AdamW, which `retort train` uses.
+//! Run with `cargo run --release --example bench_shapes`; an argument `inference` or `train`
+//! runs only that part (e.g. under a profiler).
 
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use retort::model::kernels::{adamw_update, AdamWStep};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer};
 use retort::model::{EncoderInput, ModelConfig, Outputs, Pass, SequenceClassifier};
+use retort::train::optim;
 use serde_json::json;
 
 fn config(layers: usize, hidden: usize, heads: usize, ffn: usize) -> ModelConfig {
@@ -40,10 +41,22 @@ fn median(mut f: impl FnMut()) -> f64 {
     median_of(times)
 }
 
-fn main() {
-    // Candle's element-wise ops inline, all parallel work on rayon (see the function's doc);
-    // run with CANDLE_NUM_THREADS=2 to see candle's default.
+/// The process settings of the `retort` binary (crates/retort-cli/src/main.rs): glibc keeps
+/// freed tensor buffers for reuse instead of unmapping them, and candle's element-wise ops
+/// run inline, all parallel work on rayon (see `kernels::disable_candle_pool`). Without them
+/// the numbers also swing with the size of the environment, which shifts malloc's heuristics.
+fn configure_process() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; no other thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
     retort::model::kernels::disable_candle_pool();
+}
+
+fn main() {
+    configure_process();
     let only = std::env::args().nth(1);
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let dev = Device::Cpu;
@@ -74,14 +87,17 @@ fn main() {
     if !run("train") {
         return;
     }
-    let vars = student.params.vars();
-    let mut opt = AdamW::new_lr(vars.clone(), 1e-4).unwrap();
+    let mut opt = AdamW::new_lr(student.params.vars(), 1e-4).unwrap();
     train_step("candle_nn AdamW", &student, &input, &labels, |g| {
         opt.step(g).unwrap()
     });
-    let mut fused = FusedAdamW::new(vars);
-    train_step("fused AdamW kernel", &student, &input, &labels, |g| {
-        fused.step(g)
+    // What `retort train` runs: the gradients go through `Grads` into Retort's own AdamW.
+    let mut opt = optim::AdamW::new(&student.params, 0.01).unwrap();
+    let vars = opt.vars();
+    train_step("Retort's AdamW", &student, &input, &labels, |store| {
+        let mut grads = optim::Grads::empty(vars.len());
+        grads.accumulate(store, &vars, 1.0).unwrap();
+        opt.step(&grads, 1e-4).unwrap()
     });
 }
 
@@ -117,43 +133,4 @@ fn train_step(
     );
     let [fwd, bwd, opt] = phases.map(|v| median_of(v[2..].to_vec()));
     println!("  forward {fwd:.1} ms, loss + backward {bwd:.1} ms, optimiser {opt:.1} ms");
-}
-
-/// candle_nn's AdamW update (same defaults) through the in-place `kernels::adamw_update`.
-struct FusedAdamW {
-    vars: Vec<Var>,
-    moments: Vec<(Tensor, Tensor)>,
-    steps: usize,
-}
-
-impl FusedAdamW {
-    fn new(vars: Vec<Var>) -> Self {
-        let moments = vars
-            .iter()
-            .map(|v| (v.zeros_like().unwrap(), v.zeros_like().unwrap()))
-            .collect();
-        Self {
-            vars,
-            moments,
-            steps: 0,
-        }
-    }
-
-    fn step(&mut self, grads: &GradStore) {
-        self.steps += 1;
-        let d = ParamsAdamW::default();
-        let hp = AdamWStep {
-            lr: 1e-4,
-            beta1: d.beta1,
-            beta2: d.beta2,
-            eps: d.eps,
-            weight_decay: d.weight_decay,
-            step: self.steps,
-        };
-        for (var, (m, v)) in self.vars.iter().zip(&self.moments) {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                adamw_update(var, m, v, g, &hp).unwrap();
-            }
-        }
-    }
 }

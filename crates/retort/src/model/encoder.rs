@@ -115,12 +115,17 @@ impl Embeddings {
             let flat = table.index_select(&ids.flatten_all()?, 0)?;
             Ok(flat.reshape((batch, seq, table.dim(1)?))?)
         };
-        let mut x = lookup(&self.word, &input.input_ids)?;
-        x = x.broadcast_add(&self.position.narrow(0, 0, seq)?)?;
-        if let Some(tt) = &self.token_type {
-            x = (x + lookup(tt, &input.token_type_ids)?)?;
-        }
-        dropout(&self.norm.forward(&x, pass)?, self.dropout, pass)
+        let x = lookup(&self.word, &input.input_ids)?
+            .broadcast_add(&self.position.narrow(0, 0, seq)?)?;
+        // BERT's token-type embeddings are added inside the fused LayerNorm.
+        let normed = match &self.token_type {
+            Some(tt) => {
+                let types = lookup(tt, &input.token_type_ids)?;
+                self.norm.forward_residual(&x, &types, pass)?
+            }
+            None => self.norm.forward(&x, pass)?,
+        };
+        dropout(&normed, self.dropout, pass)
     }
 }
 

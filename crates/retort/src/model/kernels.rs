@@ -12,10 +12,14 @@
 //! Everything is f32 on the CPU. The public wrappers make their inputs contiguous; the ops
 //! check it again. Element-wise maths is written branch-free with its own `exp` and `erf`
 //! so the compiler vectorises the loops (libm's `expf`/`erff` are scalar calls).
+//!
+//! Parallel work, the matmuls included, runs on rayon's pool. (candle's own barrier pool
+//! spin-waits, which under load on a small machine stalls every op; the kernels tried it
+//! and were slower. See [`disable_candle_pool`] for candle's remaining element-wise ops.)
 
 use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, InplaceOp2, InplaceOp3, Layout,
-    Result, Shape, Storage, Tensor, Var,
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Storage,
+    Tensor,
 };
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -1114,153 +1118,6 @@ impl CustomOp2 for AttnContextOp {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// AdamW.
-// ---------------------------------------------------------------------------------------
-
-/// One AdamW step's hyper-parameters (Loshchilov & Hutter, as PyTorch and candle_nn).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamWStep {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    /// Decoupled weight decay (0 for parameters that are not decayed).
-    pub weight_decay: f64,
-    /// 1-based number of this step, for the bias corrections.
-    pub step: usize,
-}
-
-/// Updates `param` and its moments `m`, `v` in place by one AdamW step with gradient `grad`:
-/// `m ← β₁m + (1-β₁)g`, `v ← β₂v + (1-β₂)g²`,
-/// `θ ← θ(1 - lr·wd) - lr · m̂ / (√v̂ + eps)` with bias-corrected `m̂`, `v̂`.
-///
-/// Three passes over memory split over the cores and no allocation, where an optimiser
-/// built from tensor ops allocates a fresh tensor for each of its ~12 element-wise steps
-/// (for a 30k-token embedding table that is ~30 MB per step, page-faulted in every time).
-/// `m` and `v` must be contiguous tensors that no other tensor shares storage with (e.g.
-/// made by `zeros_like`): they are overwritten.
-pub fn adamw_update(
-    param: &Var,
-    m: &Tensor,
-    v: &Tensor,
-    grad: &Tensor,
-    hp: &AdamWStep,
-) -> Result<()> {
-    let g = grad.contiguous()?;
-    m.inplace_op2(
-        &g,
-        &MomentOp {
-            beta: hp.beta1 as f32,
-            square: false,
-        },
-    )?;
-    v.inplace_op2(
-        &g,
-        &MomentOp {
-            beta: hp.beta2 as f32,
-            square: true,
-        },
-    )?;
-    let t = hp.step.max(1) as i32;
-    let update = ParamUpdateOp {
-        decay: (1.0 - hp.lr * hp.weight_decay) as f32,
-        lr_m: (hp.lr / (1.0 - hp.beta1.powi(t))) as f32,
-        inv_c2: (1.0 / (1.0 - hp.beta2.powi(t))) as f32,
-        eps: hp.eps as f32,
-    };
-    param.as_tensor().inplace_op3(m, v, &update)
-}
-
-/// The f32 values of a contiguous CPU storage under `layout`, for writing.
-fn values_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        bail!("fused kernel: expected a contiguous tensor")
-    };
-    match storage {
-        CpuStorage::F32(v) => Ok(&mut v[start..end]),
-        _ => bail!("fused kernel: expected f32 values"),
-    }
-}
-
-/// `dst[i] = f(dst[i], a[i], b[i])` in place, split over the cores.
-fn update3(
-    dst: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    f: impl Fn(f32, f32, f32) -> f32 + Sync,
-) -> Result<()> {
-    if a.len() != dst.len() || b.len() != dst.len() {
-        bail!("fused kernel: in-place operands differ in size")
-    }
-    dst.par_chunks_mut(ELEMENTWISE_TASK)
-        .zip(a.par_chunks(ELEMENTWISE_TASK))
-        .zip(b.par_chunks(ELEMENTWISE_TASK))
-        .for_each(|((d, a), b)| {
-            for ((d, &a), &b) in d.iter_mut().zip(a).zip(b) {
-                *d = f(*d, a, b);
-            }
-        });
-    Ok(())
-}
-
-/// `m ← βm + (1-β)g`, or with `g²` for the second moment.
-struct MomentOp {
-    beta: f32,
-    square: bool,
-}
-
-impl InplaceOp2 for MomentOp {
-    fn name(&self) -> &'static str {
-        "retort-adamw-moment"
-    }
-
-    fn cpu_fwd(
-        &self,
-        ms: &mut CpuStorage,
-        ml: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-    ) -> Result<()> {
-        let (m, g) = (values_mut(ms, ml)?, values(gs, gl)?);
-        let (beta, one_minus) = (self.beta, 1.0 - self.beta);
-        if self.square {
-            update3(m, g, g, |m, g, _| beta * m + one_minus * g * g)
-        } else {
-            update3(m, g, g, |m, g, _| beta * m + one_minus * g)
-        }
-    }
-}
-
-/// `θ ← θ·decay - lr_m · m / (√(v·inv_c2) + eps)` (`lr_m` holds the first bias correction).
-struct ParamUpdateOp {
-    decay: f32,
-    lr_m: f32,
-    inv_c2: f32,
-    eps: f32,
-}
-
-impl InplaceOp3 for ParamUpdateOp {
-    fn name(&self) -> &'static str {
-        "retort-adamw-param"
-    }
-
-    fn cpu_fwd(
-        &self,
-        ts: &mut CpuStorage,
-        tl: &Layout,
-        ms: &CpuStorage,
-        ml: &Layout,
-        vs: &CpuStorage,
-        vl: &Layout,
-    ) -> Result<()> {
-        let (theta, m, v) = (values_mut(ts, tl)?, values(ms, ml)?, values(vs, vl)?);
-        update3(theta, m, v, |t, m, v| {
-            t * self.decay - self.lr_m * m / ((v * self.inv_c2).sqrt() + self.eps)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1607,44 +1464,6 @@ mod tests {
             &[inputs[0].clone(), inputs[1].clone(), inputs[3].clone()],
             &[0, 1],
         );
-    }
-
-    #[test]
-    fn adamw_update_matches_candle_nn() {
-        use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-        let params = ParamsAdamW {
-            lr: 0.1,
-            weight_decay: 0.3,
-            ..Default::default()
-        };
-        let init = rand_tensor(&[3, 70_000], 17);
-        let theirs = Var::from_tensor(&init).unwrap();
-        let ours = Var::from_tensor(&init).unwrap();
-        let (m, v) = (init.zeros_like().unwrap(), init.zeros_like().unwrap());
-        let mut opt = AdamW::new(vec![theirs.clone()], params.clone()).unwrap();
-        for step in 1..=3 {
-            let g = rand_tensor(&[3, 70_000], 20 + step as u32);
-            let grads = (theirs.as_tensor() * &g)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            opt.step(&grads).unwrap();
-            let hp = AdamWStep {
-                lr: params.lr,
-                beta1: params.beta1,
-                beta2: params.beta2,
-                eps: params.eps,
-                weight_decay: params.weight_decay,
-                step,
-            };
-            adamw_update(&ours, &m, &v, &g, &hp).unwrap();
-            assert!(
-                max_diff(ours.as_tensor(), theirs.as_tensor()) < 1e-5,
-                "step {step}"
-            );
-        }
     }
 
     #[test]
