@@ -80,6 +80,13 @@ fn train_saves_best_and_last_logs_metrics_and_resumes() {
         .iter()
         .any(|l| l["event"] == "train" && l["terms"]["hard_ce"].is_number()));
 
+    // With epochs = 0, max_steps alone sets the length, even past one epoch (12 steps here).
+    let mut long = c.clone();
+    long.train.epochs = 0;
+    long.train.max_steps = 15;
+    long.output.dir = tmp.path().join("steps-only");
+    assert_eq!(fine_tune(&long, false, false).unwrap().steps, 15);
+
     // Starting again into the same directory would destroy the run: refused.
     let err = fine_tune(&c, false, false).unwrap_err().to_string();
     assert!(err.contains("--resume"), "{err}");

@@ -186,7 +186,13 @@ pub fn run(
     // The step of the checkpoint in last/, which a NaN loss leaves untouched.
     let mut saved_step = opts.resume.then_some(state.step);
 
-    'epochs: for epoch in 0..cfg.epochs.max(1) {
+    // With epochs = 0, max_steps alone decides how many passes are made.
+    let epochs = if cfg.epochs == 0 {
+        total.div_ceil(steps_per_epoch)
+    } else {
+        cfg.epochs
+    };
+    'epochs: for epoch in 0..epochs {
         let order = bucketed_batches(
             &lengths,
             cfg.batch_size,
