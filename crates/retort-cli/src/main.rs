@@ -129,6 +129,8 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
+    // One thread pool for all parallel work: candle's spinning pool competed with gemm's.
+    retort::model::kernels::disable_candle_pool();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => inspect(a),
