@@ -105,9 +105,21 @@ impl SequenceClassifier {
             ..self.config.clone()
         };
         let device = self.encoder.embeddings.word.device().clone();
-        let source = TensorSource::from_tensors("(relabelled model)", tensors);
+        Self::from_tensors(config, tensors, "(relabelled model)", &device, seed)
+    }
+
+    /// A model of `config` whose parameters are copied from `tensors` (by HF name); a missing
+    /// head is initialised from `seed`, a missing encoder tensor is an error naming `origin`.
+    pub fn from_tensors(
+        config: ModelConfig,
+        tensors: std::collections::HashMap<String, Tensor>,
+        origin: &str,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
+        let source = TensorSource::from_tensors(origin, tensors);
         let (model, _) =
-            Self::from_builder(config, ParamBuilder::from_source(source, &device, seed))?;
+            Self::from_builder(config, ParamBuilder::from_source(source, device, seed))?;
         Ok(model)
     }
 

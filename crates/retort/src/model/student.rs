@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use super::classifier::SequenceClassifier;
 use super::config::ModelConfig;
 use super::encoder::layer_prefix;
-use super::params::{ParamBuilder, TensorSource};
+use super::params::ParamBuilder;
 use crate::error::{Error, Result};
 
 /// A student with the teacher's embeddings and head and a copy of teacher layers `layers`
@@ -50,10 +50,7 @@ pub fn from_teacher_layers(
         ..teacher.config.clone()
     };
     let device = teacher.encoder.embeddings.word.device().clone();
-    let source = TensorSource::from_tensors("(teacher layers)", tensors);
-    let (student, _) =
-        SequenceClassifier::from_builder(config, ParamBuilder::from_source(source, &device, 0))?;
-    Ok(student)
+    SequenceClassifier::from_tensors(config, tensors, "(teacher layers)", &device, 0)
 }
 
 /// The size of a fresh student.
