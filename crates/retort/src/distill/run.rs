@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::objective::{Objective, Teacher};
@@ -57,6 +58,21 @@ pub fn build_student(
     }
 }
 
+/// A progress bar over the examples the teacher labels (hidden when `show` is false).
+fn teacher_bar(total: usize, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "[{elapsed_precise}] {wide_bar} {pos}/{len} teacher logits · {per_sec} · ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
 /// Runs a whole distillation as configured; the best student is saved in `output.dir/best`.
 pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<DistillSummary> {
     let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
@@ -96,14 +112,17 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let needs_logits = weights.soft_kl > 0.0 || weights.soft_ce > 0.0 || weights.logit_mse > 0.0;
     let teacher_start = Instant::now();
     let cache = if needs_logits {
+        // Labelling a large augmented transfer set takes minutes: show how far it is.
+        let bar = teacher_bar(train.examples.len(), progress);
         let c = teacher_logits(
             &teacher.model,
             &config.teacher.dir,
             &train.examples,
             &config.distill.cache_dir,
             64,
-            &|_| {},
+            &|n| bar.inc(n as u64),
         )?;
+        bar.finish_and_clear();
         let how = if c.hit {
             "reused cached"
         } else {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Student B on SST-2 and its ablation table (issue 3): one fresh 4 x 128 student
+# (configs/sst2-student-b.toml) trained several times, each row changing one ingredient:
+#
+#   hard                 hard_ce only (the fresh student fine-tuned alone, no teacher)
+#   soft_kl              soft_kl only (T = 2)
+#   soft_kl+hard         soft_kl 0.5 + hard_ce 0.5
+#   +intermediate        soft_kl+hard + hidden_mse and attention_kl on teacher layers 1,2,4,5
+#                        (the teacher runs online at every step)
+#   +augmentation        soft_kl+hard + the x4 augmented transfer set: student B itself
+#   +intermediate+aug    both (optional: pass FULL=1; slow, the teacher runs online on 5x the data)
+#
+# Needs the teacher at runs/sst2-teacher/best (scripts/demo.sh makes it) and jq for the table.
+# Runs go to runs/ablation/<row>; a row whose summary.json exists is not run again.
+# Data: $SST2 (default ../shared/data/sst2). Extra arguments are --set overrides for every row,
+# e.g. scripts/sst2-ablation.sh train.max_steps=100 for a quick look.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SST2="${SST2:-../shared/data/sst2}"
+[[ -f "$SST2/train.tsv" && -f "$SST2/dev.tsv" ]] || { echo "ablation: no $SST2/{train,dev}.tsv (set SST2=/path/to/sst2)" >&2; exit 1; }
+[[ -f runs/sst2-teacher/best/model.safetensors ]] || { echo "ablation: no teacher at runs/sst2-teacher/best (run scripts/demo.sh first)" >&2; exit 1; }
+command -v jq >/dev/null || { echo "ablation: jq is needed for the table (apt-get install jq)" >&2; exit 1; }
+
+RETORT="${RETORT:-target/release/retort}"
+[[ "$RETORT" != target/release/retort ]] || cargo build --release --locked -q
+COMMON=(--set "data.train=$SST2/train.tsv" --set "data.dev=$SST2/dev.tsv")
+for kv in "$@"; do COMMON+=(--set "$kv"); done
+
+# Each row: name, then its --set overrides on top of configs/sst2-student-b.toml.
+INTERMEDIATE="distill.weights.hidden_mse=1 distill.weights.attention_kl=1"
+ROWS=(
+    "hard|augment.multiplier=0 distill.weights.hard_ce=1 distill.weights.soft_kl=0"
+    "soft_kl|augment.multiplier=0 distill.weights.hard_ce=0 distill.weights.soft_kl=1"
+    "soft_kl+hard|augment.multiplier=0"
+    "+intermediate|augment.multiplier=0 $INTERMEDIATE"
+    "+augmentation|"
+)
+[[ "${FULL:-0}" == 1 ]] && ROWS+=("+intermediate+aug|$INTERMEDIATE")
+
+for row in "${ROWS[@]}"; do
+    name="${row%%|*}"
+    dir="runs/ablation/$name"
+    [[ -f "$dir/summary.json" ]] && { echo "== $name: done ($dir/summary.json)"; continue; }
+    sets=("${COMMON[@]}" --set "output.dir=$dir")
+    for kv in ${row#*|}; do sets+=(--set "$kv"); done
+    echo "== $name: $RETORT distill --config configs/sst2-student-b.toml ${sets[*]}"
+    $RETORT distill --config configs/sst2-student-b.toml "${sets[@]}"
+done
+
+echo
+echo "| row | transfer examples (augmented) | steps | best dev acc | % of teacher | teacher phase (s) | training (s) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for row in "${ROWS[@]}"; do
+    name="${row%%|*}"
+    jq -r --arg name "$name" '"| \($name) | \(.transfer_examples) (\(.augmented_examples)) | \(.run.steps) | \(.run.best_accuracy * 10000 | round / 100)% | \(.run.best_accuracy / .teacher_accuracy * 1000 | round / 10)% | \(.teacher_phase_seconds | round) | \(.run.seconds | round) |"' \
+        "runs/ablation/$name/summary.json"
+done
