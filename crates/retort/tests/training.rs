@@ -318,6 +318,24 @@ fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
     c.output.dir = dir.join("c");
     let third = distill(&c, false, false).unwrap();
     assert_eq!(third.run.steps, 3);
+
+    // hard_ce alone (an ablation's no-teacher baseline) needs neither logits nor the model.
+    c.distill.weights = LossWeights {
+        hard_ce: 1.0,
+        soft_kl: 0.0,
+        ..LossWeights::default()
+    };
+    c.augment.multiplier = 0;
+    c.output.dir = dir.join("d");
+    let hard = distill(&c, false, false).unwrap();
+    assert_eq!(hard.run.steps, 3);
+    assert_eq!(hard.teacher_cache_hit, None);
+    let log = metrics(&dir.join("d"));
+    let terms = log.iter().find(|l| l["event"] == "train").unwrap()["terms"].clone();
+    assert_eq!(
+        terms.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["hard_ce"]
+    );
 }
 
 #[test]

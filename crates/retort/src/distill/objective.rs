@@ -79,7 +79,10 @@ impl Objective {
         device: &Device,
         seed: u64,
     ) -> Result<Self> {
-        let needs_model = weights.needs_intermediate() || teacher.cached_logits.is_none();
+        // hard_ce alone (the "no teacher" baseline of an ablation) needs no teacher at all.
+        let uses_teacher = weights.needs_logits() || weights.needs_intermediate();
+        let needs_model = weights.needs_intermediate()
+            || (weights.needs_logits() && teacher.cached_logits.is_none());
         let teacher_hidden = match (&teacher.model, needs_model) {
             (Some(m), _) => m.config.hidden_size,
             (None, true) => {
@@ -108,7 +111,7 @@ impl Objective {
         Ok(Self {
             weights,
             temperature,
-            teacher: Some(teacher),
+            teacher: uses_teacher.then_some(teacher),
             pairs,
             projections,
             params: b.take_params(),
@@ -135,23 +138,8 @@ impl Objective {
         }
         if let Some(teacher) = &self.teacher {
             let online = self.teacher_online(teacher, &batch.input)?;
-            let t_logits = match (&teacher.cached_logits, &online) {
-                (Some(cache), _) => {
-                    let idx: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
-                    cache.index_select(&Tensor::new(idx, cache.device())?, 0)?
-                }
-                (None, Some(out)) => out.logits.clone(),
-                (None, None) => unreachable!("checked in Objective::distill"),
-            };
-            let (s, t, temp) = (&student.logits, &t_logits, self.temperature);
-            if w.soft_kl > 0.0 {
-                parts.push(("soft_kl", w.soft_kl, loss::soft_kl(s, t, temp)?));
-            }
-            if w.soft_ce > 0.0 {
-                parts.push(("soft_ce", w.soft_ce, loss::soft_ce(s, t, temp)?));
-            }
-            if w.logit_mse > 0.0 {
-                parts.push(("logit_mse", w.logit_mse, loss::logit_mse(s, t)?));
+            if w.needs_logits() {
+                parts.extend(self.logit_terms(batch, teacher, online.as_ref(), student)?);
             }
             if let Some(out) = &online {
                 parts.extend(self.intermediate_terms(batch, student, out)?);
@@ -171,6 +159,40 @@ impl Objective {
             Error::Invalid("every loss term is switched off (all weights 0)".into())
         })?;
         Ok(LossValue { total, terms })
+    }
+
+    /// soft_kl, soft_ce and logit_mse against the teacher's cached (or online) logits.
+    fn logit_terms(
+        &self,
+        batch: &TrainBatch,
+        teacher: &Teacher,
+        online: Option<&ClassifierOutput>,
+        student: &ClassifierOutput,
+    ) -> Result<Vec<(&'static str, f64, Tensor)>> {
+        let t_logits = match (&teacher.cached_logits, online) {
+            (Some(cache), _) => {
+                let idx: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
+                cache.index_select(&Tensor::new(idx, cache.device())?, 0)?
+            }
+            (None, Some(out)) => out.logits.clone(),
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "soft terms need the teacher's logits: neither cached nor online".into(),
+                ))
+            }
+        };
+        let (w, s, t, temp) = (&self.weights, &student.logits, &t_logits, self.temperature);
+        let mut parts = Vec::new();
+        if w.soft_kl > 0.0 {
+            parts.push(("soft_kl", w.soft_kl, loss::soft_kl(s, t, temp)?));
+        }
+        if w.soft_ce > 0.0 {
+            parts.push(("soft_ce", w.soft_ce, loss::soft_ce(s, t, temp)?));
+        }
+        if w.logit_mse > 0.0 {
+            parts.push(("logit_mse", w.logit_mse, loss::logit_mse(s, t)?));
+        }
+        Ok(parts)
     }
 
     /// Cross-entropy over the labelled rows of the batch (None when no row has a label).
@@ -204,7 +226,8 @@ impl Objective {
         teacher: &Teacher,
         input: &EncoderInput,
     ) -> Result<Option<ClassifierOutput>> {
-        let needs = self.weights.needs_intermediate() || teacher.cached_logits.is_none();
+        let needs = self.weights.needs_intermediate()
+            || (self.weights.needs_logits() && teacher.cached_logits.is_none());
         let Some(model) = teacher.model.as_ref().filter(|_| needs) else {
             return Ok(None);
         };

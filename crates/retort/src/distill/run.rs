@@ -109,9 +109,8 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     }
 
     let weights = &config.distill.weights;
-    let needs_logits = weights.soft_kl > 0.0 || weights.soft_ce > 0.0 || weights.logit_mse > 0.0;
     let teacher_start = Instant::now();
-    let cache = if needs_logits {
+    let cache = if weights.needs_logits() {
         // Labelling a large augmented transfer set takes minutes: show how far it is.
         let bar = teacher_bar(train.examples.len(), progress);
         let c = teacher_logits(

@@ -194,6 +194,11 @@ impl Default for LossWeights {
 }
 
 impl LossWeights {
+    /// Do any of the terms need the teacher's logits?
+    pub fn needs_logits(&self) -> bool {
+        self.soft_kl > 0.0 || self.soft_ce > 0.0 || self.logit_mse > 0.0
+    }
+
     /// Do any of the terms need the teacher's hidden states or attention maps?
     pub fn needs_intermediate(&self) -> bool {
         self.hidden_mse > 0.0
