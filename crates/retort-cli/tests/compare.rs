@@ -5,35 +5,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{copy_fixture, data, fails, fixture, log, retort, s, DEV};
+use common::{compare_tiny, copy_fixture, data, fails, fixture, retort, s, DEV};
 
 #[test]
 fn compare_writes_three_files_with_consistent_numbers() {
     let dir = tempfile::tempdir().unwrap();
-    let dev = data(dir.path(), DEV);
-    let out = dir.path().join("report");
-    let tiny = fixture("tiny-bert");
-    let log = log(dir.path());
-    let run = retort(
-        &[
-            "compare",
-            "--teacher",
-            s(&tiny),
-            "--student",
-            s(&tiny),
-            "--data",
-            s(&dev),
-            "--logs",
-            s(&log),
-            "--out",
-            s(&out),
-            "--latency-samples",
-            "3",
-            "--threads",
-            "1",
-        ],
-        "",
-    );
+    let (run, out) = compare_tiny(dir.path(), &["--latency-samples", "3", "--threads", "1"]);
     assert!(run.ok, "{}", run.stderr);
     assert!(run.stdout.contains("## Quality") && run.stdout.contains("report.html"));
     let v: serde_json::Value =

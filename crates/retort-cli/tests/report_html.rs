@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{data, fixture, log, retort, s, DEV};
+use common::compare_tiny;
 
 const CHARTS: [&str; 4] = [
     "chart-accuracy-latency",
@@ -99,26 +99,7 @@ fn report_renders_in_chromium_with_charts_and_no_errors() {
         panic!("chromium not found: install it (apt-get install -y chromium; .ci/run does) or set RETORT_SKIP_CHROMIUM=1 to skip this test locally");
     };
     let dir = tempfile::tempdir().unwrap();
-    let dev = data(dir.path(), DEV);
-    let out = dir.path().join("report");
-    let tiny = fixture("tiny-bert");
-    let log = log(dir.path());
-    let args = [
-        "compare",
-        "--teacher",
-        s(&tiny),
-        "--student",
-        s(&tiny),
-        "--data",
-        s(&dev),
-        "--logs",
-        s(&log),
-        "--out",
-        s(&out),
-        "--latency-samples",
-        "2",
-    ];
-    let run = retort(&args, "");
+    let (run, out) = compare_tiny(dir.path(), &["--latency-samples", "2"]);
     assert!(run.ok, "{}", run.stderr);
     let page = out.join("report.html");
 

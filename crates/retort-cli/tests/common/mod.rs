@@ -91,3 +91,27 @@ pub fn log(dir: &Path) -> PathBuf {
     .unwrap();
     path
 }
+
+/// `retort compare` with tiny-bert as teacher and student on [`DEV`] and a [`log`], writing
+/// into `dir/report`; returns the run and the report directory.
+pub fn compare_tiny(dir: &Path, extra: &[&str]) -> (Run, PathBuf) {
+    let dev = data(dir, DEV);
+    let out = dir.join("report");
+    let tiny = fixture("tiny-bert");
+    let log = log(dir);
+    let mut args = vec![
+        "compare",
+        "--teacher",
+        s(&tiny),
+        "--student",
+        s(&tiny),
+        "--data",
+        s(&dev),
+        "--logs",
+        s(&log),
+        "--out",
+        s(&out),
+    ];
+    args.extend_from_slice(extra);
+    (retort(&args, ""), out)
+}

@@ -170,6 +170,23 @@ impl Canvas {
         );
     }
 
+    /// The x axis along `bottom`: tick labels, the axis line and its title; with `grid_top`,
+    /// vertical grid lines up to it instead of tick marks.
+    fn x_axis(&mut self, x: &Axis, bottom: f64, grid_top: Option<f64>, title: &str) {
+        for &t in &x.ticks {
+            let px = x.px(t);
+            match grid_top {
+                Some(top) => self.line((px, top), (px, bottom), "grid"),
+                None => self.line((px, bottom), (px, bottom + 5.0), "axis"),
+            }
+            let label = tick_label(t, x.step());
+            self.text(px, bottom + 20.0, "middle", "tick", &label);
+        }
+        self.line((x.from, bottom), (x.to, bottom), "axis");
+        let mid = (x.from + x.to) / 2.0;
+        self.text(mid, bottom + 44.0, "middle", "axis-title", title);
+    }
+
     /// Both axes with grid lines, tick labels and titles.
     fn axes(&mut self, x: &Axis, y: &Axis, x_title: &str, y_title: &str) {
         let (bottom, top) = (y.from, y.to);
@@ -184,26 +201,8 @@ impl Canvas {
                 &tick_label(t, y.step()),
             );
         }
-        for &t in &x.ticks {
-            let px = x.px(t);
-            self.line((px, bottom), (px, bottom + 5.0), "axis");
-            self.text(
-                px,
-                bottom + 20.0,
-                "middle",
-                "tick",
-                &tick_label(t, x.step()),
-            );
-        }
-        self.line((x.from, bottom), (x.to, bottom), "axis");
+        self.x_axis(x, bottom, None, x_title);
         self.line((x.from, bottom), (x.from, top), "axis");
-        self.text(
-            (x.from + x.to) / 2.0,
-            bottom + 44.0,
-            "middle",
-            "axis-title",
-            x_title,
-        );
         let (cx, cy) = (18.0, (top + bottom) / 2.0);
         let _ = write!(
             self.out,
@@ -293,25 +292,7 @@ pub fn bars(id: &str, title: &str, bars: &[(String, f64)], x_title: &str, unit: 
         true,
     );
     let bottom = height - BOTTOM;
-    for &t in &x.ticks {
-        let px = x.px(t);
-        c.line((px, TOP), (px, bottom), "grid");
-        c.text(
-            px,
-            bottom + 20.0,
-            "middle",
-            "tick",
-            &tick_label(t, x.step()),
-        );
-    }
-    c.line((x.from, bottom), (x.to, bottom), "axis");
-    c.text(
-        (x.from + x.to) / 2.0,
-        bottom + 44.0,
-        "middle",
-        "axis-title",
-        x_title,
-    );
+    c.x_axis(&x, bottom, Some(TOP), x_title);
     for (i, (label, v)) in bars.iter().enumerate() {
         let y = TOP + i as f64 * row + 6.0;
         let w = (x.px(*v) - x.from).max(1.0);
