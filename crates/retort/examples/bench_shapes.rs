@@ -13,6 +13,9 @@
 //!   teacher forward without gradients, student forward + `hard_ce` + `soft_kl` (T = 2) +
 //!   backward + Retort's AdamW. The models come from `--teacher`/`--student` checkpoint
 //!   directories, or are the shapes above;
+//! - `ops`: where the inference forward pass's time goes, per operation of one layer
+//!   (the kernels the encoder calls, on random tensors of the layer's shapes), for both
+//!   models; the rest (embeddings, head, glue) is the forward pass minus the layers;
 //! - `peak`: the machine's measured f32 matrix-multiply peak (the gemm crate Retort uses,
 //!   1024³, best of the repetitions) and the fraction of it the teacher's forward pass
 //!   reaches (its matmul FLOPs / its time).
@@ -175,7 +178,12 @@ fn main() {
                 );
             }
             "peak" => peak(&o, &teacher, &tname, &input),
-            other => panic!("unknown part {other:?}: inference, train, distill or peak"),
+            "ops" => {
+                for (name, m) in [(&sname, &student), (&tname, &teacher)] {
+                    ops(&o, m, name, &input).unwrap();
+                }
+            }
+            other => panic!("unknown part {other:?}: inference, train, distill, ops or peak"),
         }
     }
 }
@@ -325,4 +333,129 @@ fn peak(o: &Options, teacher: &SequenceClassifier, name: &str, input: &EncoderIn
         "fraction_of_peak": fwd_gflops / peak_gflops,
     });
     report(o, "peak", name, &fwd, extra);
+}
+
+/// Times each operation of one encoder layer at batch × seq, and prints its share of the
+/// whole forward pass (and, for the matrix products, its GFLOP/s).
+fn ops(
+    o: &Options,
+    m: &SequenceClassifier,
+    name: &str,
+    input: &EncoderInput,
+) -> candle_core::Result<()> {
+    use retort::model::kernels::*;
+    let c = &m.config;
+    let (h, f, heads, dev) = (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_heads,
+        &Device::Cpu,
+    );
+    let rand = |dims: &[usize]| Tensor::randn(0f32, 0.05, dims, dev);
+    let (x, w_hh, w_fh, w_hf) = (
+        rand(&[BATCH, SEQ, h])?,
+        rand(&[h, h])?,
+        rand(&[f, h])?,
+        rand(&[h, f])?,
+    );
+    let (b_h, b_f, ones) = (
+        Tensor::zeros(h, candle_core::DType::F32, dev)?,
+        Tensor::zeros(f, candle_core::DType::F32, dev)?,
+        Tensor::ones(h, candle_core::DType::F32, dev)?,
+    );
+    let mask = Tensor::zeros((BATCH, SEQ), candle_core::DType::F32, dev)?;
+    let probs = attention_probs(&x, &x, &mask, heads)?;
+    let inner = linear(&x, &w_fh, &b_f)?;
+    let tokens = (BATCH * SEQ) as f64;
+    let (hh, hf, att) = (
+        2.0 * tokens * (h * h) as f64,
+        2.0 * tokens * (h * f) as f64,
+        2.0 * tokens * (SEQ * h) as f64,
+    );
+    type Op<'a> = (
+        &'a str,
+        f64,
+        Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>,
+    );
+    let list: Vec<Op> = vec![
+        (
+            "Q, K, V projections (3 linear)",
+            3.0 * hh,
+            Box::new(|| {
+                linear(&x, &w_hh, &b_h)?;
+                linear(&x, &w_hh, &b_h)?;
+                linear(&x, &w_hh, &b_h)
+            }),
+        ),
+        (
+            "attention scores + mask + softmax",
+            att,
+            Box::new(|| attention_probs(&x, &x, &mask, heads)),
+        ),
+        (
+            "attention probabilities x V",
+            att,
+            Box::new(|| attention_context(&probs, &x, heads)),
+        ),
+        (
+            "attention output linear",
+            hh,
+            Box::new(|| linear(&x, &w_hh, &b_h)),
+        ),
+        (
+            "residual + LayerNorm (x2)",
+            0.0,
+            Box::new(|| {
+                add_layer_norm(&x, &x, &ones, &b_h, 1e-12)?;
+                add_layer_norm(&x, &x, &ones, &b_h, 1e-12)
+            }),
+        ),
+        (
+            "feed-forward in linear",
+            hf,
+            Box::new(|| linear(&x, &w_fh, &b_f)),
+        ),
+        ("GELU", 0.0, Box::new(|| gelu_erf(&inner))),
+        (
+            "feed-forward out linear",
+            hf,
+            Box::new(|| linear(&inner, &w_hf, &b_h)),
+        ),
+    ];
+    let total = forward_time(m, input, o.reps).median;
+    let mut layer = 0.0;
+    println!(
+        "{name}: forward {:.1} ms (batch {BATCH} x {SEQ}), {} layers",
+        total * 1e3,
+        c.num_layers
+    );
+    for (op, flops, run) in &list {
+        let s = bench::time(o.reps, || {
+            run()?;
+            Ok(())
+        })
+        .unwrap();
+        let t = s.median;
+        layer += t;
+        let rate = if *flops > 0.0 {
+            format!("{:.1} GFLOP/s", flops / t / 1e9)
+        } else {
+            String::new()
+        };
+        let share = 100.0 * t * c.num_layers as f64 / total;
+        // The fastest run too: on a shared machine it moves least with the load.
+        println!(
+            "  {op:<36} {:>7.2} ms/layer (min {:>6.2}) {share:>5.1}%  {rate}",
+            t * 1e3,
+            s.min * 1e3
+        );
+    }
+    let rest = total - layer * c.num_layers as f64;
+    println!(
+        "  {:<36} {:>7.2} ms       {:>5.1}%",
+        "rest: embeddings, head, glue",
+        rest * 1e3,
+        100.0 * rest / total
+    );
+    Ok(())
 }
