@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
         --threads) THREADS=$2; shift 2 ;;
         --end-to-end) E2E=1; shift ;;
         --limit) LIMIT=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "bench_vs_pytorch: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done

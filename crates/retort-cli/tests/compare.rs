@@ -208,6 +208,11 @@ fn bench_prints_latency_and_throughput_with_spread() {
     );
     assert!(!text.stdout.contains("throughput"));
 
+    let err = fails(&["bench", "--model", "/nonexistent/model"], "");
+    assert!(
+        err.contains("cannot load the model in /nonexistent/model"),
+        "{err}"
+    );
     let err = fails(&["bench", "--model", s(&tiny), "--seq-len", "65"], "");
     assert!(err.contains("exceeds the model's 64 positions"), "{err}");
     let err = fails(&["bench", "--model", s(&tiny), "--reps", "0"], "");
