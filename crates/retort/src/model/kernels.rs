@@ -786,29 +786,24 @@ fn map2_chunk<F: Fn(usize, f32, f32) -> f32>(
     map2_loop(base, out, a, b, f)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn map2_chunk_avx512<F: Fn(usize, f32, f32) -> f32>(
-    base: usize,
-    out: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    f: &F,
-) {
-    map2_loop(base, out, a, b, f)
+/// [`map2_loop`] compiled with a target feature enabled; callers check the CPU has it.
+macro_rules! map2_loop_with {
+    ($name:ident, $feature:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name<F: Fn(usize, f32, f32) -> f32>(
+            base: usize,
+            out: &mut [f32],
+            a: &[f32],
+            b: &[f32],
+            f: &F,
+        ) {
+            map2_loop(base, out, a, b, f)
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn map2_chunk_avx2<F: Fn(usize, f32, f32) -> f32>(
-    base: usize,
-    out: &mut [f32],
-    a: &[f32],
-    b: &[f32],
-    f: &F,
-) {
-    map2_loop(base, out, a, b, f)
-}
+map2_loop_with!(map2_chunk_avx512, "avx512f");
+map2_loop_with!(map2_chunk_avx2, "avx2");
 
 #[inline(always)]
 fn map2_loop<F: Fn(usize, f32, f32) -> f32>(
