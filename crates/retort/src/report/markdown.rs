@@ -137,7 +137,7 @@ pub fn render(r: &Report) -> String {
 /// What the numbers were measured on.
 pub fn setup_line(r: &Report) -> String {
     format!(
-        "Data: `{}` ({} examples). {} threads; throughput over the whole data at batch {} and batch-1 latency over the first {} sentences, tokenisation included. Ratios are against the teacher.",
+        "Data: `{}` ({} examples). Threads: {}. Throughput over the whole data at batch {} and batch-1 latency over the first {} sentences, tokenisation included. Ratios are against the teacher.",
         r.data, r.examples, r.threads, r.batch_size, r.latency_samples
     )
 }

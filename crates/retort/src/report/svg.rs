@@ -250,6 +250,7 @@ pub fn scatter(id: &str, title: &str, points: &[Point], x_title: &str, y_title: 
     let x = Axis::new(points.iter().map(|p| p.x), LEFT, WIDTH - RIGHT, true);
     let y = Axis::new(points.iter().map(|p| p.y), HEIGHT - BOTTOM, TOP, false);
     c.axes(&x, &y, x_title, y_title);
+    let mut placed = Vec::new();
     for (i, p) in points.iter().enumerate() {
         let (px, py) = (x.px(p.x), y.px(p.y));
         let colour = PALETTE[i % PALETTE.len()];
@@ -269,14 +270,31 @@ pub fn scatter(id: &str, title: &str, points: &[Point], x_title: &str, y_title: 
             );
         }
         // Labels go left of points in the right half so they stay inside the chart.
-        let (dx, anchor) = if px > WIDTH * 0.6 {
-            (-11.0, "end")
+        let width = p.label.chars().count() as f64 * 6.6;
+        let (x0, anchor) = if px > WIDTH * 0.6 {
+            (px - 11.0 - width, "end")
         } else {
-            (11.0, "start")
+            (px + 11.0, "start")
         };
-        c.text(px + dx, py - 8.0, anchor, "point-label", &p.label);
+        let y = free_row(&mut placed, x0, x0 + width, py - 8.0);
+        let tx = if anchor == "end" { x0 + width } else { x0 };
+        c.text(tx, y, anchor, "point-label", &p.label);
     }
     c.finish()
+}
+
+/// The first baseline at or below `y` where a label spanning `[x0, x1]` overlaps none
+/// already placed (models with similar numbers would otherwise print over each other).
+fn free_row(placed: &mut Vec<(f64, f64, f64)>, x0: f64, x1: f64, mut y: f64) -> f64 {
+    const LINE: f64 = 14.0;
+    while placed
+        .iter()
+        .any(|&(a, b, py)| x0 < b && a < x1 && (py - y).abs() < LINE)
+    {
+        y += LINE;
+    }
+    placed.push((x0, x1, y));
+    y
 }
 
 /// Horizontal bars, one per `(label, value)`, each with its value written at its end.
@@ -380,6 +398,14 @@ mod tests {
         assert_eq!(tick_label(20.0, 10.0), "20");
         // A single value still gives a drawable axis.
         assert!(nice_ticks(3.0, 3.0, 5).len() >= 2);
+    }
+
+    #[test]
+    fn labels_never_share_a_row() {
+        let mut placed = Vec::new();
+        assert_eq!(free_row(&mut placed, 0.0, 50.0, 100.0), 100.0);
+        assert_eq!(free_row(&mut placed, 10.0, 60.0, 105.0), 119.0);
+        assert_eq!(free_row(&mut placed, 100.0, 150.0, 100.0), 100.0);
     }
 
     #[test]
