@@ -247,8 +247,28 @@ pub struct Point {
 /// Scatter plot with a labelled marker per point.
 pub fn scatter(id: &str, title: &str, points: &[Point], x_title: &str, y_title: &str) -> String {
     let mut c = Canvas::new(id, title, HEIGHT);
-    let x = Axis::new(points.iter().map(|p| p.x), LEFT, WIDTH - RIGHT, true);
-    let y = Axis::new(points.iter().map(|p| p.y), HEIGHT - BOTTOM, TOP, false);
+    // 5% of room around the points, so none sits on an axis or the chart's edge.
+    let padded = |v: Vec<f64>| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let pad = 0.05 * (hi - lo).max(hi.abs() * 0.1);
+        v.into_iter()
+            .chain([lo - pad, hi + pad])
+            .filter(|x| x.is_finite())
+            .collect::<Vec<_>>()
+    };
+    let xs = padded(points.iter().map(|p| p.x).collect());
+    let ys = padded(points.iter().map(|p| p.y).collect());
+    let x = Axis::new(
+        xs.into_iter().map(|v| v.max(0.0)),
+        LEFT,
+        WIDTH - RIGHT,
+        true,
+    );
+    let y = Axis::new(ys.into_iter(), HEIGHT - BOTTOM, TOP, false);
     c.axes(&x, &y, x_title, y_title);
     let mut placed = Vec::new();
     for (i, p) in points.iter().enumerate() {
