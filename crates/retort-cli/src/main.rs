@@ -6,8 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use retort::bench::{bench_model, BenchConfig, Repetitions};
 use retort::distill::run::distill as run_distill;
 use retort::eval::evaluate;
+use retort::report::{self, MeasureOptions, TrainingLog};
 use retort::summary::ModelSummary;
 use retort::text::{Dataset, DEFAULT_MAX_LEN};
 use retort::train::config::{load_config, DistillConfig, TrainConfig};
@@ -39,6 +41,11 @@ enum Command {
     /// Distil a fine-tuned teacher into a smaller student (soft labels, intermediate layers, augmentation).
     #[command(after_long_help = DISTILL_HELP)]
     Distill(RunArgs),
+    /// Teacher vs students on one data set: accuracy, agreement, size, latency, throughput;
+    /// writes report.json, report.md and report.html (tables and SVG charts).
+    Compare(CompareArgs),
+    /// Time a model's forward pass: batch-1 latency and batched throughput (median and spread).
+    Bench(BenchArgs),
 }
 
 const DISTILL_HELP: &str = concat!(
@@ -112,6 +119,76 @@ struct EvalArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct CompareArgs {
+    /// The teacher's checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    teacher: PathBuf,
+    /// A student's checkpoint directory (repeatable).
+    #[arg(long = "student", value_name = "DIR", required = true)]
+    students: Vec<PathBuf>,
+    /// Labelled data: .tsv, .csv or .jsonl (e.g. the dev set).
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// A training log (`metrics.jsonl` of a run) to plot (repeatable).
+    #[arg(long = "logs", value_name = "FILE")]
+    logs: Vec<PathBuf>,
+    /// Directory for report.json, report.md and report.html (created if needed).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Texts per forward pass for the throughput.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Sentences (the first N of the data) timed one at a time for the batch-1 latency.
+    #[arg(long, default_value_t = 100)]
+    latency_samples: usize,
+    /// Truncate inputs to this many tokens.
+    #[arg(long, default_value_t = DEFAULT_MAX_LEN)]
+    max_len: usize,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Sequences per batch for the throughput.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Tokens per sequence (synthetic ids, no padding), for latency and throughput.
+    #[arg(long, default_value_t = 64)]
+    seq_len: usize,
+    /// Untimed iterations before timing.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 20)]
+    reps: usize,
+    /// Measure only one of the two.
+    #[arg(long, value_enum)]
+    only: Option<BenchPart>,
+    /// Print the numbers as one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    threads: ThreadArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchPart {
+    Latency,
+    Throughput,
+}
+
+#[derive(Args)]
+struct ThreadArgs {
+    /// Threads for all parallel work (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
 /// Keeps freed tensor buffers in the process instead of returning them to the kernel.
 ///
 /// Each tensor op allocates its output; glibc serves large blocks with mmap and gives them
@@ -132,12 +209,28 @@ fn main() -> ExitCode {
     // One thread pool for all parallel work: candle's spinning pool competed with gemm's.
     retort::model::kernels::disable_candle_pool();
     let cli = Cli::parse();
+    // The thread pools start with the first parallel op: set their size before any.
+    let threads = match &cli.command {
+        Command::Compare(a) => a.threads.threads,
+        Command::Bench(a) => a.threads.threads,
+        _ => None,
+    };
+    match threads {
+        Some(0) => {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::FAILURE;
+        }
+        Some(n) => retort::bench::set_threads(n),
+        None => {}
+    }
     let result = match cli.command {
         Command::Inspect(a) => inspect(a),
         Command::Predict(a) => predict(a),
         Command::Eval(a) => eval(a),
         Command::Train(a) => train(a),
         Command::Distill(a) => distill(a),
+        Command::Compare(a) => compare(a),
+        Command::Bench(a) => bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -232,6 +325,70 @@ fn distill(args: RunArgs) -> Result<()> {
     std::fs::write(&summary_path, serde_json::to_string_pretty(&s)? + "\n")
         .with_context(|| format!("cannot write {}", summary_path.display()))?;
     Ok(())
+}
+
+fn compare(args: CompareArgs) -> Result<()> {
+    let load_as = |role: &str, dir: &Path| -> Result<Classifier> {
+        let c = Classifier::load(dir, args.max_len)
+            .with_context(|| format!("cannot load the {role} in {}", dir.display()))?;
+        anyhow::ensure!(
+            !c.report.fresh_head,
+            "the {role} in {} has no trained classification head; compare fine-tuned models",
+            dir.display()
+        );
+        Ok(c)
+    };
+    let teacher = load_as("teacher", &args.teacher)?;
+    let students = args
+        .students
+        .iter()
+        .map(|d| load_as("student", d))
+        .collect::<Result<Vec<_>>>()?;
+    let data = Dataset::read(&args.data)?;
+    let logs = args
+        .logs
+        .iter()
+        .map(|p| TrainingLog::read(p))
+        .collect::<retort::Result<Vec<_>>>()?;
+    anyhow::ensure!(
+        args.batch_size > 0 && args.latency_samples > 0,
+        "--batch-size and --latency-samples must be at least 1"
+    );
+    let opts = MeasureOptions {
+        batch_size: args.batch_size,
+        latency_samples: args.latency_samples,
+        ..MeasureOptions::default()
+    };
+    let report = report::compare(&teacher, &students, &data, logs, &opts)?;
+    report::write(&report, &args.out)?;
+    print_line(&report::markdown::render(&report))?;
+    print_line(&format!(
+        "wrote {0}/report.json, {0}/report.md, {0}/report.html",
+        args.out.display()
+    ))
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let c = load(&ModelArgs {
+        model: args.model.clone(),
+        max_len: DEFAULT_MAX_LEN,
+    })?;
+    let cfg = BenchConfig {
+        batch_size: args.batch_size,
+        seq_len: args.seq_len,
+        reps: Repetitions {
+            warmup: args.warmup,
+            reps: args.reps,
+        },
+        latency: !matches!(args.only, Some(BenchPart::Throughput)),
+        throughput: !matches!(args.only, Some(BenchPart::Latency)),
+    };
+    let r = bench_model(&c.model, &args.model.display().to_string(), &cfg)?;
+    if args.json {
+        print_line(&serde_json::to_string(&r)?)
+    } else {
+        print_line(&r.to_text())
+    }
 }
 
 fn print_run_summary(s: &RunSummary) -> Result<()> {

@@ -1,67 +1,9 @@
 //! The `retort` binary end to end: good input gives the documented output; bad input gives
 //! a clear message and a non-zero exit, never a panic.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name)
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn retort(args: &[&str], stdin: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_retort"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The command may exit before reading its input (a bad argument): ignore a closed pipe.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    let run = Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        !run.stderr.contains("panicked"),
-        "retort panicked: {}",
-        run.stderr
-    );
-    run
-}
-
-/// Runs a command that must fail, and returns its error message.
-fn fails(args: &[&str], stdin: &str) -> String {
-    let run = retort(args, stdin);
-    assert!(!run.ok, "expected failure, got success: {}", run.stdout);
-    assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
-    run.stderr
-}
-
-/// A copy of a fixture's files into a temporary directory, to break on purpose.
-fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{copy_fixture, fails, fixture, retort, s};
 
 #[test]
 fn inspect_reports_architecture_and_parameters() {

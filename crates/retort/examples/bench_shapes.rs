@@ -1,18 +1,43 @@
-//! Encoder speed on the shapes of ../shared/bench: batch 32 × 64 tokens, random weights.
-//! Prints medians of 10 runs after 2 warm-ups (seq/s), and where the train step's time goes
-//! (forward, loss + backward, optimiser), once with candle_nn's AdamW (the optimiser of the
-//! earlier numbers) and once with Retort's own AdamW, which `retort train` uses.
-//! Run with `cargo run --release --example bench_shapes`; an argument `inference` or `train`
-//! runs only that part (e.g. under a profiler).
+//! Encoder speed on fixed shapes: batch 32 × 64 tokens (synthetic ids, no padding).
+//!
+//! ```text
+//! cargo run --release --example bench_shapes -- [--json] [--reps N] [--warmup N] [--threads N]
+//!     [--teacher DIR --student DIR] [PART...]
+//! ```
+//! Parts (default `inference train`):
+//! - `inference`: student 4×256 and teacher 6×384 (the shapes of `../shared/bench`, random
+//!   weights), sequences/s;
+//! - `train`: the student's train step (forward, CE, backward, AdamW) and where its time goes,
+//!   with candle_nn's AdamW (the optimiser of the first numbers) and Retort's own;
+//! - `distill`: one distillation step as `retort distill` runs it with an online teacher:
+//!   teacher forward without gradients, student forward + `hard_ce` + `soft_kl` (T = 2) +
+//!   backward + Retort's AdamW. The models come from `--teacher`/`--student` checkpoint
+//!   directories, or are the shapes above;
+//! - `ops`: where the inference forward pass's time goes, per operation of one layer
+//!   (the kernels the encoder calls, on random tensors of the layer's shapes), for both
+//!   models; the rest (embeddings, head, glue) is the forward pass minus the layers;
+//! - `peak`: the machine's measured f32 matrix-multiply peak (the gemm crate Retort uses,
+//!   1024³, best of the repetitions) and the fraction of it the teacher's forward pass
+//!   reaches (its matmul FLOPs / its time).
+//!
+//! With `--json` every measurement is one JSON line (what `scripts/bench_vs_pytorch.sh`
+//! reads). Times are medians after warm-up, spread as p5/p95.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer};
+use retort::bench::{self, Repetitions, Stats};
+use retort::distill::loss;
 use retort::model::{EncoderInput, ModelConfig, Outputs, Pass, SequenceClassifier};
 use retort::train::optim;
 use serde_json::json;
+
+const BATCH: usize = 32;
+const SEQ: usize = 64;
+const PEAK_N: usize = 1024;
 
 fn config(layers: usize, hidden: usize, heads: usize, ffn: usize) -> ModelConfig {
     ModelConfig::from_json(&json!({
@@ -23,22 +48,43 @@ fn config(layers: usize, hidden: usize, heads: usize, ffn: usize) -> ModelConfig
     .unwrap()
 }
 
-fn median_of(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+/// Command-line options (hand-parsed: an example has no clap).
+struct Options {
+    json: bool,
+    reps: Repetitions,
+    teacher: Option<PathBuf>,
+    student: Option<PathBuf>,
+    parts: Vec<String>,
 }
 
-/// Median wall time of `f` over 10 runs after 2 warm-ups.
-fn median(mut f: impl FnMut()) -> f64 {
-    let mut times = Vec::new();
-    for i in 0..12 {
-        let t = Instant::now();
-        f();
-        if i >= 2 {
-            times.push(t.elapsed().as_secs_f64());
+fn options() -> Options {
+    let mut o = Options {
+        json: false,
+        reps: Repetitions {
+            warmup: 2,
+            reps: 10,
+        },
+        teacher: None,
+        student: None,
+        parts: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--json" => o.json = true,
+            "--reps" => o.reps.reps = value().parse().expect("--reps N"),
+            "--warmup" => o.reps.warmup = value().parse().expect("--warmup N"),
+            "--threads" => bench::set_threads(value().parse().expect("--threads N")),
+            "--teacher" => o.teacher = Some(value().into()),
+            "--student" => o.student = Some(value().into()),
+            _ => o.parts.push(a),
         }
     }
-    median_of(times)
+    if o.parts.is_empty() {
+        o.parts = vec!["inference".into(), "train".into()];
+    }
+    o
 }
 
 /// The process settings of the `retort` binary (crates/retort-cli/src/main.rs): glibc keeps
@@ -55,82 +101,361 @@ fn configure_process() {
     retort::model::kernels::disable_candle_pool();
 }
 
+/// Prints one measurement as text or as a JSON line.
+fn report(o: &Options, part: &str, model: &str, s: &Stats, extra: serde_json::Value) {
+    let per_s = BATCH as f64 / s.median;
+    if o.json {
+        let mut v = json!({
+            "part": part, "model": model, "threads": bench::threads(), "batch_size": BATCH,
+            "seq_len": SEQ, "sequences_per_second": per_s, "median_s": s.median,
+            "p5_s": s.p5, "p95_s": s.p95, "reps": s.samples,
+        });
+        if let (Some(v), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(e.clone());
+        }
+        println!("{v}");
+    } else {
+        println!(
+            "{part} {model}: {per_s:.1} seq/s (median {:.1} ms, p5 {:.1}, p95 {:.1}) {extra}",
+            s.median * 1e3,
+            s.p5 * 1e3,
+            s.p95 * 1e3
+        );
+    }
+}
+
+fn load(dir: &std::path::Path) -> SequenceClassifier {
+    retort::Classifier::load(dir, 512)
+        .unwrap_or_else(|e| panic!("cannot load {}: {e}", dir.display()))
+        .model
+}
+
 fn main() {
     configure_process();
-    let only = std::env::args().nth(1);
-    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
-    let dev = Device::Cpu;
-    let (b, s) = (32usize, 64usize);
-    let ids: Vec<u32> = (0..b * s)
-        .map(|i| ((i * 7919) % 30000 + 100) as u32)
-        .collect();
-    let input = EncoderInput {
-        input_ids: Tensor::from_vec(ids, (b, s), &dev).unwrap(),
-        token_type_ids: Tensor::zeros((b, s), DType::U32, &dev).unwrap(),
-        attention_mask: Tensor::ones((b, s), DType::F32, &dev).unwrap(),
+    let o = options();
+    let shapes = || {
+        let dev = Device::Cpu;
+        (
+            SequenceClassifier::fresh(config(4, 256, 4, 1024), &dev, 0).unwrap(),
+            SequenceClassifier::fresh(config(6, 384, 6, 1536), &dev, 1).unwrap(),
+        )
     };
-    let labels =
-        Tensor::from_vec((0..b as u32).map(|i| i % 2).collect::<Vec<_>>(), b, &dev).unwrap();
-    let student = SequenceClassifier::fresh(config(4, 256, 4, 1024), &dev, 0).unwrap();
-    let teacher = SequenceClassifier::fresh(config(6, 384, 6, 1536), &dev, 1).unwrap();
-    for (name, m) in [("student", &student), ("teacher", &teacher)] {
-        if !run("inference") {
-            break;
+    let (student, teacher) = match (&o.teacher, &o.student) {
+        (Some(t), Some(s)) => (load(s), load(t)),
+        (None, None) => shapes(),
+        _ => panic!("give both --teacher and --student, or neither"),
+    };
+    let (sname, tname) = match (&o.teacher, &o.student) {
+        (Some(t), Some(s)) => (s.display().to_string(), t.display().to_string()),
+        _ => ("student-4x256".to_string(), "teacher-6x384".to_string()),
+    };
+    let input =
+        bench::synthetic_input(BATCH, SEQ, teacher.config.vocab_size, &Device::Cpu).unwrap();
+    let classes = student.config.num_labels() as u32;
+    let labels = Tensor::from_vec(
+        (0..BATCH as u32).map(|i| i % classes).collect::<Vec<_>>(),
+        BATCH,
+        &Device::Cpu,
+    )
+    .unwrap();
+    for part in o.parts.clone() {
+        match part.as_str() {
+            "inference" => {
+                for (name, m) in [(&sname, &student), (&tname, &teacher)] {
+                    let s = forward_time(m, &input, o.reps);
+                    report(&o, "inference", name, &s, json!({}));
+                }
+            }
+            "train" => train_steps(&o, &student, &sname, &input, &labels),
+            "distill" => {
+                let s = distill_step(&teacher, &student, &input, &labels, o.reps);
+                report(
+                    &o,
+                    "distill_step",
+                    &format!("{tname} -> {sname}"),
+                    &s,
+                    json!({}),
+                );
+            }
+            "peak" => peak(&o, &teacher, &tname, &input),
+            "ops" => {
+                for (name, m) in [(&sname, &student), (&tname, &teacher)] {
+                    ops(&o, m, name, &input).unwrap();
+                }
+            }
+            other => panic!("unknown part {other:?}: inference, train, distill, ops or peak"),
         }
-        let t = median(|| {
-            m.forward(&input, Pass::INFERENCE, Outputs::default())
-                .unwrap();
-        });
-        println!("{name} inference: {:.1} seq/s", b as f64 / t);
     }
+}
 
-    if !run("train") {
-        return;
-    }
+/// Median time of the inference forward pass on `input`.
+fn forward_time(m: &SequenceClassifier, input: &EncoderInput, reps: Repetitions) -> Stats {
+    bench::time(reps, || {
+        m.forward(input, Pass::INFERENCE, Outputs::default())?;
+        Ok(())
+    })
+    .unwrap()
+}
+
+/// The train step with both optimisers, and where its time goes.
+fn train_steps(
+    o: &Options,
+    student: &SequenceClassifier,
+    name: &str,
+    input: &EncoderInput,
+    labels: &Tensor,
+) {
     let mut opt = AdamW::new_lr(student.params.vars(), 1e-4).unwrap();
-    train_step("candle_nn AdamW", &student, &input, &labels, |g| {
-        opt.step(g).unwrap()
-    });
+    let (s, phases) = train_step(student, input, labels, o.reps, |g| opt.step(g).unwrap());
+    report(o, "train_step_candle_adamw", name, &s, phases);
     // What `retort train` runs: the gradients go through `Grads` into Retort's own AdamW.
     let mut opt = optim::AdamW::new(&student.params, 0.01).unwrap();
     let vars = opt.vars();
-    train_step("Retort's AdamW", &student, &input, &labels, |store| {
+    let (s, phases) = train_step(student, input, labels, o.reps, |store| {
         let mut grads = optim::Grads::empty(vars.len());
         grads.accumulate(store, &vars, 1.0).unwrap();
         opt.step(&grads, 1e-4).unwrap()
     });
+    report(o, "train_step", name, &s, phases);
 }
 
-/// Times the student train step as a whole and per phase.
+/// Times the student train step as a whole, and its phases (forward, loss + backward,
+/// optimiser) in milliseconds.
 fn train_step(
-    optimiser: &str,
     student: &SequenceClassifier,
     input: &EncoderInput,
     labels: &Tensor,
+    reps: Repetitions,
     mut step: impl FnMut(&GradStore),
-) {
+) -> (Stats, serde_json::Value) {
     let mut phases = [Vec::new(), Vec::new(), Vec::new()];
-    let t = median(|| {
+    let s = bench::time(reps, || {
         let t0 = Instant::now();
         let logits = student
-            .forward(input, Pass::TRAIN, Outputs::default())
-            .unwrap()
+            .forward(input, Pass::TRAIN, Outputs::default())?
             .logits;
         let t1 = Instant::now();
-        let loss = candle_nn::loss::cross_entropy(&logits, labels).unwrap();
-        let grads = loss.backward().unwrap();
+        let grads = loss::hard_ce(&logits, labels)?.backward()?;
         let t2 = Instant::now();
         step(&grads);
-        let t3 = Instant::now();
-        for (v, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+        for (v, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t2.elapsed()]) {
             v.push(d.as_secs_f64() * 1e3);
         }
-    });
-    let batch = input.input_ids.dim(0).unwrap();
-    println!(
-        "student train step ({optimiser}): {:.1} seq/s",
-        batch as f64 / t
+        Ok(())
+    })
+    .unwrap();
+    let [fwd, bwd, opt] = phases.map(|v| Stats::of(&v[reps.warmup..]).unwrap().median);
+    (
+        s,
+        json!({"forward_ms": fwd, "loss_backward_ms": bwd, "optimiser_ms": opt}),
+    )
+}
+
+/// One distillation step: teacher without gradients, student forward/backward, AdamW.
+fn distill_step(
+    teacher: &SequenceClassifier,
+    student: &SequenceClassifier,
+    input: &EncoderInput,
+    labels: &Tensor,
+    reps: Repetitions,
+) -> Stats {
+    let mut opt = optim::AdamW::new(&student.params, 0.01).unwrap();
+    let vars = opt.vars();
+    bench::time(reps, || {
+        let t = teacher
+            .forward(input, Pass::INFERENCE, Outputs::default())?
+            .logits
+            .detach();
+        let s = student
+            .forward(input, Pass::TRAIN, Outputs::default())?
+            .logits;
+        let l = (loss::soft_kl(&s, &t, 2.0)? + loss::hard_ce(&s, labels)?)?;
+        let mut grads = optim::Grads::empty(vars.len());
+        grads.accumulate(&l.backward()?, &vars, 1.0)?;
+        opt.step(&grads, 1e-4)?;
+        Ok(())
+    })
+    .unwrap()
+}
+
+/// Matrix-multiply FLOPs of one inference forward pass (the attention products included;
+/// embeddings, softmax, LayerNorm and the head are left out: they are not matmuls).
+fn forward_flops(c: &ModelConfig, batch: usize, seq: usize) -> f64 {
+    let (h, f, tokens) = (
+        c.hidden_size as f64,
+        c.intermediate_size as f64,
+        (batch * seq) as f64,
     );
-    let [fwd, bwd, opt] = phases.map(|v| median_of(v[2..].to_vec()));
-    println!("  forward {fwd:.1} ms, loss + backward {bwd:.1} ms, optimiser {opt:.1} ms");
+    let per_layer = 2.0 * tokens * (4.0 * h * h + 2.0 * h * f) + 4.0 * tokens * seq as f64 * h;
+    per_layer * c.num_layers as f64
+}
+
+/// Peak GFLOP/s of an f32 `PEAK_N`³ product on all threads, and the teacher's forward pass
+/// as a fraction of it.
+fn peak(o: &Options, teacher: &SequenceClassifier, name: &str, input: &EncoderInput) {
+    let n = PEAK_N;
+    let a = vec![1.0f32; n * n];
+    let b = vec![0.5f32; n * n];
+    let mut c = vec![0.0f32; n * n];
+    let s = bench::time(o.reps, || {
+        // SAFETY: all three buffers are n×n, row-major, and `c` aliases neither input.
+        unsafe {
+            gemm::gemm(
+                n,
+                n,
+                n,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                n as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(bench::threads()),
+            );
+        }
+        Ok(())
+    })
+    .unwrap();
+    let peak_gflops = 2.0 * (n as f64).powi(3) / s.min / 1e9;
+    let fwd = forward_time(teacher, input, o.reps);
+    let fwd_gflops = forward_flops(&teacher.config, BATCH, SEQ) / fwd.median / 1e9;
+    let extra = json!({
+        "matmul_n": n, "peak_gflops": peak_gflops, "forward_gflops": fwd_gflops,
+        "fraction_of_peak": fwd_gflops / peak_gflops,
+    });
+    report(o, "peak", name, &fwd, extra);
+}
+
+/// Times each operation of one encoder layer at batch × seq, and prints its share of the
+/// whole forward pass (and, for the matrix products, its GFLOP/s).
+fn ops(
+    o: &Options,
+    m: &SequenceClassifier,
+    name: &str,
+    input: &EncoderInput,
+) -> candle_core::Result<()> {
+    use retort::model::kernels::*;
+    let c = &m.config;
+    let (h, f, heads, dev) = (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_heads,
+        &Device::Cpu,
+    );
+    let rand = |dims: &[usize]| Tensor::randn(0f32, 0.05, dims, dev);
+    let (x, w_hh, w_fh, w_hf) = (
+        rand(&[BATCH, SEQ, h])?,
+        rand(&[h, h])?,
+        rand(&[f, h])?,
+        rand(&[h, f])?,
+    );
+    let (b_h, b_f, ones) = (
+        Tensor::zeros(h, candle_core::DType::F32, dev)?,
+        Tensor::zeros(f, candle_core::DType::F32, dev)?,
+        Tensor::ones(h, candle_core::DType::F32, dev)?,
+    );
+    let mask = Tensor::zeros((BATCH, SEQ), candle_core::DType::F32, dev)?;
+    let probs = attention_probs(&x, &x, &mask, heads)?;
+    let inner = linear(&x, &w_fh, &b_f)?;
+    let tokens = (BATCH * SEQ) as f64;
+    let (hh, hf, att) = (
+        2.0 * tokens * (h * h) as f64,
+        2.0 * tokens * (h * f) as f64,
+        2.0 * tokens * (SEQ * h) as f64,
+    );
+    type Op<'a> = (
+        &'a str,
+        f64,
+        Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>,
+    );
+    let list: Vec<Op> = vec![
+        (
+            "Q, K, V projections (3 linear)",
+            3.0 * hh,
+            Box::new(|| {
+                linear(&x, &w_hh, &b_h)?;
+                linear(&x, &w_hh, &b_h)?;
+                linear(&x, &w_hh, &b_h)
+            }),
+        ),
+        (
+            "attention scores + mask + softmax",
+            att,
+            Box::new(|| attention_probs(&x, &x, &mask, heads)),
+        ),
+        (
+            "attention probabilities x V",
+            att,
+            Box::new(|| attention_context(&probs, &x, heads)),
+        ),
+        (
+            "attention output linear",
+            hh,
+            Box::new(|| linear(&x, &w_hh, &b_h)),
+        ),
+        (
+            "residual + LayerNorm (x2)",
+            0.0,
+            Box::new(|| {
+                add_layer_norm(&x, &x, &ones, &b_h, 1e-12)?;
+                add_layer_norm(&x, &x, &ones, &b_h, 1e-12)
+            }),
+        ),
+        (
+            "feed-forward in linear",
+            hf,
+            Box::new(|| linear(&x, &w_fh, &b_f)),
+        ),
+        ("GELU", 0.0, Box::new(|| gelu_erf(&inner))),
+        (
+            "feed-forward out linear",
+            hf,
+            Box::new(|| linear(&inner, &w_hf, &b_h)),
+        ),
+    ];
+    let total = forward_time(m, input, o.reps).median;
+    let mut layer = 0.0;
+    println!(
+        "{name}: forward {:.1} ms (batch {BATCH} x {SEQ}), {} layers",
+        total * 1e3,
+        c.num_layers
+    );
+    for (op, flops, run) in &list {
+        let s = bench::time(o.reps, || {
+            run()?;
+            Ok(())
+        })
+        .unwrap();
+        let t = s.median;
+        layer += t;
+        let rate = if *flops > 0.0 {
+            format!("{:.1} GFLOP/s", flops / t / 1e9)
+        } else {
+            String::new()
+        };
+        let share = 100.0 * t * c.num_layers as f64 / total;
+        // The fastest run too: on a shared machine it moves least with the load.
+        println!(
+            "  {op:<36} {:>7.2} ms/layer (min {:>6.2}) {share:>5.1}%  {rate}",
+            t * 1e3,
+            s.min * 1e3
+        );
+    }
+    let rest = total - layer * c.num_layers as f64;
+    println!(
+        "  {:<36} {:>7.2} ms       {:>5.1}%",
+        "rest: embeddings, head, glue",
+        rest * 1e3,
+        100.0 * rest / total
+    );
+    Ok(())
 }

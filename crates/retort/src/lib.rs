@@ -5,13 +5,17 @@
 //! - [`text`]: tokenisation, datasets and batching;
 //! - [`infer`]: a loaded model + tokenizer that turns texts into probabilities;
 //! - [`eval`]: metrics and evaluation on labelled data;
-//! - [`summary`]: what `retort inspect` shows about a model.
+//! - [`summary`]: what `retort inspect` shows about a model;
+//! - [`bench`]: whole-model latency and throughput (`retort bench`);
+//! - [`report`]: teacher vs students on one page (`retort compare`).
 
+pub mod bench;
 pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod infer;
 pub mod model;
+pub mod report;
 pub mod summary;
 pub mod text;
 pub mod train;

@@ -754,13 +754,68 @@ fn map2(a: &[f32], b: &[f32], f: impl Fn(usize, f32, f32) -> f32 + Sync) -> Vec<
         .zip(a.par_chunks(ELEMENTWISE_TASK))
         .zip(b.par_chunks(ELEMENTWISE_TASK))
         .enumerate()
-        .for_each(|(t, ((out, a), b))| {
-            let base = t * ELEMENTWISE_TASK;
-            for (i, ((o, &a), &b)) in out.iter_mut().zip(a).zip(b).enumerate() {
-                *o = f(base + i, a, b);
-            }
-        });
+        .for_each(|(t, ((out, a), b))| map2_chunk(t * ELEMENTWISE_TASK, out, a, b, &f));
     out
+}
+
+/// One task of [`map2`], compiled for the widest vector unit the CPU has.
+///
+/// The crate is built for baseline x86-64 (SSE2, 4 lanes), so element-wise maths such as
+/// GELU's `erf` ran 4 values at a time while the matmuls (gemm dispatches at run time)
+/// used AVX-512. The same loop is compiled again with AVX-512 and AVX2 enabled and picked
+/// at run time; no fused multiply-add is introduced (Rust does not contract `a * b + c`),
+/// so every path gives bit-identical results.
+fn map2_chunk<F: Fn(usize, f32, f32) -> f32>(
+    base: usize,
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    f: &F,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { map2_chunk_avx512(base, out, a, b, f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { map2_chunk_avx2(base, out, a, b, f) };
+        }
+    }
+    map2_loop(base, out, a, b, f)
+}
+
+/// [`map2_loop`] compiled with a target feature enabled; callers check the CPU has it.
+macro_rules! map2_loop_with {
+    ($name:ident, $feature:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        unsafe fn $name<F: Fn(usize, f32, f32) -> f32>(
+            base: usize,
+            out: &mut [f32],
+            a: &[f32],
+            b: &[f32],
+            f: &F,
+        ) {
+            map2_loop(base, out, a, b, f)
+        }
+    };
+}
+map2_loop_with!(map2_chunk_avx512, "avx512f");
+map2_loop_with!(map2_chunk_avx2, "avx2");
+
+#[inline(always)]
+fn map2_loop<F: Fn(usize, f32, f32) -> f32>(
+    base: usize,
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    f: &F,
+) {
+    for (i, ((o, &a), &b)) in out.iter_mut().zip(a).zip(b).enumerate() {
+        *o = f(base + i, a, b);
+    }
 }
 
 struct GeluOp;
@@ -769,11 +824,13 @@ const INV_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// `1 / sqrt(2π)`, the normal density's constant.
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * INV_SQRT_2))
 }
 
 /// `d/dx [x Φ(x)] = Φ(x) + x φ(x)`.
+#[inline(always)]
 fn gelu_grad(x: f32) -> f32 {
     0.5 * (1.0 + erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x)
 }
@@ -1345,6 +1402,23 @@ mod tests {
         let want = candle_nn::ops::softmax(&x, D::Minus1).unwrap();
         assert!(max_diff(&softmax_last(&x).unwrap(), &want) < 1e-6);
         check_grads(|t| softmax_last(&t[0]).unwrap(), &[x], &[0]);
+    }
+
+    #[test]
+    fn wide_element_wise_path_matches_the_baseline_bit_for_bit() {
+        // Several rayon tasks, values across erf's clamp and exp's underflow.
+        let x: Vec<f32> = (0..40_000)
+            .map(|i| (i as f32 - 20_000.0) / 2_000.0)
+            .collect();
+        let wide = map2(&x, &x, |_, x, dy| dy * gelu_grad(x) + gelu(x));
+        let mut base = vec![0f32; x.len()];
+        map2_loop(0, &mut base, &x, &x, &|_, x: f32, dy: f32| {
+            dy * gelu_grad(x) + gelu(x)
+        });
+        assert!(wide
+            .iter()
+            .zip(&base)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]

@@ -1,0 +1,172 @@
+//! Training curves from the `metrics.jsonl` logs that `retort train` / `retort distill` write.
+//!
+//! Each line is a JSON object with `event`: `"train"` lines have `step`, `loss` and `terms`
+//! (loss term → value); `"eval"` lines have `step` and `dev_accuracy`. Other events are
+//! ignored so that later additions to the log do not break old reports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One training log, ready to plot.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainingLog {
+    /// Short name: the run directory of a `metrics.jsonl`, else the file's stem.
+    pub name: String,
+    pub path: PathBuf,
+    pub train: Vec<TrainPoint>,
+    pub eval: Vec<EvalPoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainPoint {
+    pub step: u64,
+    pub loss: f64,
+    pub terms: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalPoint {
+    pub step: u64,
+    pub dev_accuracy: f64,
+}
+
+/// The fields of a log line that the report uses.
+#[derive(Deserialize)]
+struct Line {
+    event: Option<String>,
+    step: Option<u64>,
+    loss: Option<f64>,
+    #[serde(default)]
+    terms: BTreeMap<String, f64>,
+    dev_accuracy: Option<f64>,
+}
+
+impl TrainingLog {
+    /// Reads a JSONL log; malformed lines are errors naming the file and line.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "training log"))?;
+        let mut log = Self {
+            name: log_name(path),
+            path: path.to_path_buf(),
+            train: Vec::new(),
+            eval: Vec::new(),
+        };
+        for (i, raw) in text.lines().enumerate() {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            let bad = |message: String| Error::Data {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message,
+            };
+            let line: Line =
+                serde_json::from_str(raw).map_err(|e| bad(format!("not a log record: {e}")))?;
+            let step = || {
+                line.step
+                    .ok_or_else(|| bad("record has no \"step\"".into()))
+            };
+            match line.event.as_deref() {
+                Some("train") => log.train.push(TrainPoint {
+                    step: step()?,
+                    loss: line
+                        .loss
+                        .ok_or_else(|| bad("train record has no \"loss\"".into()))?,
+                    terms: line.terms.clone(),
+                }),
+                Some("eval") => log.eval.push(EvalPoint {
+                    step: step()?,
+                    dev_accuracy: line
+                        .dev_accuracy
+                        .ok_or_else(|| bad("eval record has no \"dev_accuracy\"".into()))?,
+                }),
+                _ => {}
+            }
+        }
+        if log.train.is_empty() && log.eval.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{}: no training or evaluation records (expected JSON lines with \"event\": \"train\" or \"eval\")",
+                path.display()
+            )));
+        }
+        Ok(log)
+    }
+
+    /// Names of the loss terms logged anywhere in the run, sorted.
+    pub fn term_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .train
+            .iter()
+            .flat_map(|p| p.terms.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The best dev accuracy and its step.
+    pub fn best_eval(&self) -> Option<&EvalPoint> {
+        self.eval
+            .iter()
+            .max_by(|a, b| a.dev_accuracy.total_cmp(&b.dev_accuracy))
+    }
+}
+
+/// `runs/sst2-teacher/metrics.jsonl` → `sst2-teacher`; `foo.jsonl` → `foo`.
+fn log_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("log");
+    let parent = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|s| s.to_str());
+    match parent {
+        Some(dir) if stem == "metrics" => dir.to_string(),
+        _ => stem.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn reads_train_and_eval_records() {
+        let (_d, path) = write(concat!(
+            r#"{"event":"train","step":20,"loss":0.6,"terms":{"hard_ce":0.4,"soft_kl":0.8},"lr":1e-5}"#,
+            "\n\n",
+            r#"{"event":"eval","step":50,"dev_accuracy":0.8}"#,
+            "\n",
+            r#"{"event":"something-new","step":60}"#,
+            "\n"
+        ));
+        let log = TrainingLog::read(&path).unwrap();
+        assert_eq!((log.train.len(), log.eval.len()), (1, 1));
+        assert_eq!(log.term_names(), ["hard_ce", "soft_kl"]);
+        assert_eq!(log.best_eval().unwrap().step, 50);
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        let (_d, path) = write("{\"event\":\"eval\",\"step\":1,\"dev_accuracy\":0.5}\nnot json\n");
+        let e = TrainingLog::read(&path).unwrap_err().to_string();
+        assert!(e.contains("metrics.jsonl:2"), "{e}");
+        let (_d, path) = write("{\"event\":\"eval\",\"step\":1}\n");
+        assert!(TrainingLog::read(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("dev_accuracy"));
+        let (_d, path) = write("\n");
+        assert!(TrainingLog::read(&path).is_err());
+    }
+}
