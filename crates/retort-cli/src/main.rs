@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use retort::distill::run::distill as run_distill;
 use retort::eval::evaluate;
+use retort::export::Precision;
 use retort::summary::ModelSummary;
 use retort::text::{Dataset, DEFAULT_MAX_LEN};
 use retort::train::config::{load_config, DistillConfig, TrainConfig};
@@ -39,6 +40,26 @@ enum Command {
     /// Distil a fine-tuned teacher into a smaller student (soft labels, intermediate layers, augmentation).
     #[command(after_long_help = DISTILL_HELP)]
     Distill(RunArgs),
+    /// Write a model as a Hugging Face directory (config, safetensors, tokenizer), optionally int8.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output directory (created if needed).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Store the encoder's linear weights quantised; predict, eval and serve then run them in int8.
+    #[arg(long, value_enum)]
+    quantize: Option<Quantize>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Quantize {
+    /// 8-bit weights per output channel, 8-bit activations per row.
+    Int8,
 }
 
 const DISTILL_HELP: &str = concat!(
@@ -95,6 +116,9 @@ struct PredictArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = retort::infer::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
+    /// Also print the raw logits (e.g. to compare with another implementation).
+    #[arg(long)]
+    logits: bool,
 }
 
 #[derive(Args)]
@@ -138,6 +162,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval(a),
         Command::Train(a) => train(a),
         Command::Distill(a) => distill(a),
+        Command::Export(a) => export(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,10 +199,14 @@ fn predict(args: PredictArgs) -> Result<()> {
     let texts = read_texts(args.input.as_deref())?;
     anyhow::ensure!(!texts.is_empty(), "no input texts (the input is empty)");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let predictions = c.predict(&refs, args.batch_size)?;
+    let logits = c.logits(&refs, args.batch_size)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (text, p) in texts.iter().zip(predictions) {
-        let line = json!({"text": text, "label": p.label, "probabilities": p.probabilities});
+    for (text, l) in texts.iter().zip(logits) {
+        let p = c.prediction(&l);
+        let mut line = json!({"text": text, "label": p.label, "probabilities": p.probabilities});
+        if args.logits {
+            line["logits"] = json!(l);
+        }
         if writeln!(out, "{line}").is_err() {
             return Ok(()); // the reader went away (e.g. `| head`): nothing more to do
         }
@@ -196,6 +225,26 @@ fn eval(args: EvalArgs) -> Result<()> {
     print_line(&format!(
         "accuracy   {:.4}\nmacro-F1   {:.4}\nexamples   {}\nspeed      {:.1} sequences/s ({:.2} s)",
         r.accuracy, r.macro_f1, r.count, r.sequences_per_second, r.seconds
+    ))
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    let c = load(&args.model)?;
+    let precision = match args.quantize {
+        Some(Quantize::Int8) => Precision::Int8,
+        None => Precision::AsLoaded,
+    };
+    retort::export::export(&c, &args.out, precision)
+        .with_context(|| format!("cannot export to {}", args.out.display()))?;
+    let how = if precision == Precision::Int8 || c.model.is_int8() {
+        "int8"
+    } else {
+        "f32"
+    };
+    print_line(&format!(
+        "exported {} ({how}) to {}",
+        args.model.model.display(),
+        args.out.display()
     ))
 }
 

@@ -5,11 +5,13 @@
 //! - [`text`]: tokenisation, datasets and batching;
 //! - [`infer`]: a loaded model + tokenizer that turns texts into probabilities;
 //! - [`eval`]: metrics and evaluation on labelled data;
+//! - [`export`]: Hugging Face directories (f32 or int8) for deployment;
 //! - [`summary`]: what `retort inspect` shows about a model.
 
 pub mod distill;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod infer;
 pub mod model;
 pub mod summary;

@@ -3,7 +3,7 @@
 use candle_core::{Device, Tensor};
 
 use super::config::ModelConfig;
-use super::encoder::{Encoder, EncoderInput, Outputs};
+use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs};
 use super::heads::{head_prefixes, ClassifierHead};
 use super::layers::Pass;
 use super::params::{ParamBuilder, Params, TensorSource};
@@ -138,6 +138,46 @@ impl SequenceClassifier {
             attentions: enc.attentions,
             last_hidden_state: enc.last_hidden_state,
         })
+    }
+
+    /// Switches every linear map of the encoder layers to int8 weights (see [`super::int8`]).
+    /// The head and the embeddings stay f32: they are a small share of the work.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        for (_, linear) in self.encoder_linears_mut() {
+            linear.quantize_int8()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the encoder's linear maps run in int8.
+    pub fn is_int8(&self) -> bool {
+        self.encoder_linears().iter().any(|(_, l)| l.int8.is_some())
+    }
+
+    /// The encoder's linear maps by their HF name (without `.weight`), layer by layer.
+    pub fn encoder_linears(&self) -> Vec<(String, &super::layers::Linear)> {
+        let arch = self.config.architecture;
+        let layers = self.encoder.layers.iter().enumerate();
+        layers
+            .flat_map(|(i, layer)| {
+                let names = LayerNames::new(arch, i);
+                let names = names.linears().map(str::to_string);
+                names.into_iter().zip(layer.linears())
+            })
+            .collect()
+    }
+
+    /// [`Self::encoder_linears`], mutably.
+    pub fn encoder_linears_mut(&mut self) -> Vec<(String, &mut super::layers::Linear)> {
+        let arch = self.config.architecture;
+        let layers = self.encoder.layers.iter_mut().enumerate();
+        layers
+            .flat_map(|(i, layer)| {
+                let names = LayerNames::new(arch, i);
+                let names = names.linears().map(str::to_string);
+                names.into_iter().zip(layer.linears_mut())
+            })
+            .collect()
     }
 
     /// Parameters in total and without the embedding tables.
