@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use retort::distill::run::distill as run_distill;
 use retort::eval::evaluate;
 use retort::export::Precision;
+use retort::serve::{BatchConfig, Limits, ServeOptions};
 use retort::summary::ModelSummary;
 use retort::text::{Dataset, DEFAULT_MAX_LEN};
 use retort::train::config::{load_config, DistillConfig, TrainConfig};
@@ -42,6 +43,35 @@ enum Command {
     Distill(RunArgs),
     /// Write a model as a Hugging Face directory (config, safetensors, tokenizer), optionally int8.
     Export(ExportArgs),
+    /// Serve a model over HTTP: POST /v1/classify, GET /health, GET /metrics.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port; the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Texts per forward pass: requests arriving together are batched up to this many.
+    #[arg(long, default_value_t = 32)]
+    max_batch_size: usize,
+    /// Milliseconds the first request of a batch waits for others to join it.
+    #[arg(long, default_value_t = 2)]
+    max_wait_ms: u64,
+    /// Texts per request (more: 413).
+    #[arg(long, default_value_t = 64)]
+    max_texts: usize,
+    /// Characters per text (more: 422).
+    #[arg(long, default_value_t = 2000)]
+    max_chars: usize,
+    /// Bytes per request body (more: 413).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
 }
 
 #[derive(Args)]
@@ -163,6 +193,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(a),
         Command::Distill(a) => distill(a),
         Command::Export(a) => export(a),
+        Command::Serve(a) => serve(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -246,6 +277,33 @@ fn export(args: ExportArgs) -> Result<()> {
         args.model.model.display(),
         args.out.display()
     ))
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    anyhow::ensure!(args.max_batch_size > 0, "--max-batch-size must be positive");
+    anyhow::ensure!(args.max_texts > 0, "--max-texts must be positive");
+    let c = load(&args.model)?;
+    let options = ServeOptions {
+        host: args.host,
+        port: args.port,
+        batch: BatchConfig {
+            max_batch_size: args.max_batch_size,
+            max_wait: std::time::Duration::from_millis(args.max_wait_ms),
+        },
+        limits: Limits {
+            max_texts: args.max_texts,
+            max_chars: args.max_chars,
+            max_body_bytes: args.max_body_bytes,
+        },
+    };
+    let int8 = if c.model.is_int8() { ", int8" } else { "" };
+    let dir = args.model.model.display().to_string();
+    retort::serve::serve(c, &options, |addr| {
+        // Tests and scripts wait for this line to know the server is up, and on which port.
+        eprintln!("retort serve: {dir}{int8} listening on http://{addr}");
+    })?;
+    eprintln!("retort serve: stopped");
+    Ok(())
 }
 
 fn train(args: RunArgs) -> Result<()> {

@@ -6,6 +6,7 @@
 //! - [`infer`]: a loaded model + tokenizer that turns texts into probabilities;
 //! - [`eval`]: metrics and evaluation on labelled data;
 //! - [`export`]: Hugging Face directories (f32 or int8) for deployment;
+//! - [`serve`]: the HTTP server (`retort serve`), with dynamic batching and metrics;
 //! - [`summary`]: what `retort inspect` shows about a model.
 
 pub mod distill;
@@ -14,6 +15,7 @@ pub mod eval;
 pub mod export;
 pub mod infer;
 pub mod model;
+pub mod serve;
 pub mod summary;
 pub mod text;
 pub mod train;
