@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use super::config::ModelConfig;
 use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs};
 use super::heads::{head_prefixes, ClassifierHead};
-use super::layers::Pass;
+use super::layers::{Linear, Pass};
 use super::params::{ParamBuilder, Params, TensorSource};
 use crate::error::{Error, Result};
 
@@ -154,30 +154,28 @@ impl SequenceClassifier {
         self.encoder_linears().iter().any(|(_, l)| l.int8.is_some())
     }
 
-    /// The encoder's linear maps by their HF name (without `.weight`), layer by layer.
-    pub fn encoder_linears(&self) -> Vec<(String, &super::layers::Linear)> {
+    /// The HF names (without `.weight`) of the encoder's linear maps, layer by layer.
+    fn encoder_linear_names(&self) -> Vec<String> {
         let arch = self.config.architecture;
-        let layers = self.encoder.layers.iter().enumerate();
-        layers
-            .flat_map(|(i, layer)| {
-                let names = LayerNames::new(arch, i);
-                let names = names.linears().map(str::to_string);
-                names.into_iter().zip(layer.linears())
-            })
+        (0..self.encoder.layers.len())
+            .flat_map(|i| LayerNames::new(arch, i).linears().map(str::to_string))
+            .collect()
+    }
+
+    /// The encoder's linear maps by their HF name (without `.weight`), layer by layer.
+    pub fn encoder_linears(&self) -> Vec<(String, &Linear)> {
+        let linears = self.encoder.layers.iter().flat_map(|l| l.linears());
+        self.encoder_linear_names()
+            .into_iter()
+            .zip(linears)
             .collect()
     }
 
     /// [`Self::encoder_linears`], mutably.
-    pub fn encoder_linears_mut(&mut self) -> Vec<(String, &mut super::layers::Linear)> {
-        let arch = self.config.architecture;
-        let layers = self.encoder.layers.iter_mut().enumerate();
-        layers
-            .flat_map(|(i, layer)| {
-                let names = LayerNames::new(arch, i);
-                let names = names.linears().map(str::to_string);
-                names.into_iter().zip(layer.linears_mut())
-            })
-            .collect()
+    pub fn encoder_linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let names = self.encoder_linear_names();
+        let linears = self.encoder.layers.iter_mut().flat_map(|l| l.linears_mut());
+        names.into_iter().zip(linears).collect()
     }
 
     /// Parameters in total and without the embedding tables.

@@ -48,7 +48,7 @@ pub struct Linear {
     pub weight: Tensor,
     pub bias: Tensor,
     /// The int8 form of `weight` in a quantised model: when set, the forward pass uses it
-    /// (inference only; `weight` then holds its dequantised values).
+    /// instead (inference only: it records no backward pass).
     pub int8: Option<Int8Linear>,
 }
 
@@ -68,8 +68,8 @@ impl Linear {
         self.set_int8(Int8Weight::quantize(&w, out_dim, in_dim)?)
     }
 
-    /// Uses the given int8 weights from now on; `weight` becomes their dequantised values
-    /// so that everything reading it (parameter counts, summaries) stays consistent.
+    /// Uses the given int8 weights from now on. `weight` stays as it is (for a loaded int8
+    /// checkpoint, the dequantised values), so the parameters still describe the model.
     pub fn set_int8(&mut self, q: Int8Weight) -> Result<()> {
         let (out_dim, in_dim) = q.dims();
         if self.weight.dims() != [out_dim, in_dim] {
@@ -78,7 +78,6 @@ impl Linear {
                 self.weight.dims()
             )));
         }
-        self.weight = Tensor::from_vec(q.dequantize(), (out_dim, in_dim), self.weight.device())?;
         let bias = self.bias.to_vec1::<f32>()?;
         self.int8 = Some(Int8Linear {
             weight: std::sync::Arc::new(q),
