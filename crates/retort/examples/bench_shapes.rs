@@ -2,8 +2,10 @@
 //! Prints medians of 10 runs after 2 warm-ups (seq/s), and where the train step's time goes
 //! (forward, loss + backward, optimiser), once with candle_nn's AdamW (the optimiser of the
 //! earlier numbers) and once with Retort's own AdamW, which `retort train` uses.
-//! Run with `cargo run --release --example bench_shapes`; an argument `inference` or `train`
-//! runs only that part (e.g. under a profiler).
+//! Part `int8`: the same inference with the encoder's linear maps in int8, and each linear
+//! shape of the teacher alone, f32 vs int8 (`RETORT_NO_VNNI=1`: the portable int8 loop).
+//! Run with `cargo run --release --example bench_shapes`; an argument `inference`, `int8` or
+//! `train` runs only that part (e.g. under a profiler).
 
 use std::time::Instant;
 
@@ -84,6 +86,29 @@ fn main() {
         println!("{name} inference: {:.1} seq/s", b as f64 / t);
     }
 
+    if run("int8") {
+        for (name, m) in [("student", &student), ("teacher", &teacher)] {
+            let mut q = m.clone();
+            q.quantize_int8().unwrap();
+            let forward = |m: &SequenceClassifier| {
+                median(|| {
+                    drop(
+                        m.forward(&input, Pass::INFERENCE, Outputs::default())
+                            .unwrap(),
+                    )
+                })
+            };
+            let (f, i) = (forward(m), forward(&q));
+            println!(
+                "{name} inference: f32 {:.1} seq/s, int8 {:.1} seq/s ({:.2}x)",
+                b as f64 / f,
+                b as f64 / i,
+                f / i
+            );
+        }
+        int8_linears(b * s, &dev);
+    }
+
     if !run("train") {
         return;
     }
@@ -99,6 +124,27 @@ fn main() {
         grads.accumulate(store, &vars, 1.0).unwrap();
         opt.step(&grads, 1e-4).unwrap()
     });
+}
+
+/// Each linear shape of the teacher on `rows` rows: f32 kernel vs int8.
+fn int8_linears(rows: usize, dev: &Device) {
+    for (in_dim, out_dim) in [(384, 384), (384, 1536), (1536, 384)] {
+        let x = Tensor::randn(0f32, 1.0, (rows, in_dim), dev).unwrap();
+        let mut linear = retort::model::layers::Linear {
+            weight: Tensor::randn(0f32, 0.05, (out_dim, in_dim), dev).unwrap(),
+            bias: Tensor::zeros(out_dim, DType::F32, dev).unwrap(),
+            int8: None,
+        };
+        let f = median(|| drop(linear.forward(&x).unwrap()));
+        linear.quantize_int8().unwrap();
+        let i = median(|| drop(linear.forward(&x).unwrap()));
+        println!(
+            "linear [{rows}, {in_dim}] -> {out_dim}: f32 {:.2} ms, int8 {:.2} ms ({:.2}x)",
+            f * 1e3,
+            i * 1e3,
+            f / i
+        );
+    }
 }
 
 /// Times the student train step as a whole and per phase.

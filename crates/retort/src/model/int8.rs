@@ -48,13 +48,40 @@ fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
 }
 
-/// Symmetric int8 quantisation of `values` with one scale: `(q, scale)`.
+/// The scale of symmetric int8 quantisation of `values`: `max|v| / 127` (1 for all zeros).
+fn scale_of(amax: f32) -> f32 {
+    if amax > 0.0 {
+        amax / 127.0
+    } else {
+        1.0
+    }
+}
+
+/// `v / scale` rounded to the nearest integer (ties to even, as the CPU's conversion does)
+/// within ±127.
+fn quantize_value(v: f32, inv_scale: f32) -> i32 {
+    (v * inv_scale).clamp(-127.0, 127.0).round_ties_even() as i32
+}
+
+/// Symmetric int8 quantisation of `values` into `out`; returns the scale.
 fn quantize_row(values: &[f32], out: &mut [i8]) -> f32 {
-    let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };
-    let inv = 1.0 / scale;
-    for (o, v) in out.iter_mut().zip(values) {
-        *o = (v * inv).round().clamp(-127.0, 127.0) as i8;
+    let scale = scale_of(values.iter().fold(0f32, |m, v| m.max(v.abs())));
+    for (o, &v) in out.iter_mut().zip(values) {
+        *o = quantize_value(v, 1.0 / scale) as i8;
+    }
+    scale
+}
+
+/// [`quantize_row`] stored as unsigned `p + 128`, as the dot-product kernel wants it.
+fn quantize_row_unsigned(values: &[f32], out: &mut [u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if vnni_available() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        return unsafe { vnni::quantize_row_unsigned(values, out) };
+    }
+    let scale = scale_of(values.iter().fold(0f32, |m, v| m.max(v.abs())));
+    for (o, &v) in out.iter_mut().zip(values) {
+        *o = (quantize_value(v, 1.0 / scale) + 128) as u8;
     }
     scale
 }
@@ -139,17 +166,10 @@ impl Int8Weight {
         let out_pad = round_up(self.out_dim, GROUP);
         // Unsigned activations `p + 128`; the padding is 128, i.e. zero.
         let mut xq = vec![128u8; rows * in_pad];
-        let mut signed = vec![0i8; self.in_dim];
         let x_scales: Vec<f32> = x
             .chunks(self.in_dim)
             .zip(xq.chunks_mut(in_pad))
-            .map(|(x, xq)| {
-                let s = quantize_row(x, &mut signed);
-                for (u, &p) in xq.iter_mut().zip(&signed) {
-                    *u = (p as i32 + 128) as u8;
-                }
-                s
-            })
+            .map(|(x, xq)| quantize_row_unsigned(x, xq))
             .collect();
         let mut acc = vec![0i32; rows * out_pad];
         dot_products(&xq, &self.packed, in_pad, out_pad, &mut acc);
@@ -221,6 +241,42 @@ fn vnni_available() -> bool {
 mod vnni {
     use super::{GROUP, QUAD};
     use std::arch::x86_64::*;
+
+    /// [`super::quantize_row_unsigned`], 16 values at a time (same rounding, same bytes).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn quantize_row_unsigned(x: &[f32], out: &mut [u8]) -> f32 {
+        assert!(out.len() >= x.len());
+        let chunks = x.chunks_exact(16);
+        let tail = chunks.remainder();
+        let mut m = _mm512_setzero_ps();
+        for c in chunks.clone() {
+            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())));
+        }
+        let amax = tail
+            .iter()
+            .fold(_mm512_reduce_max_ps(m), |a, v| a.max(v.abs()));
+        let scale = super::scale_of(amax);
+        let inv = 1.0 / scale;
+        let (vinv, lo, hi) = (
+            _mm512_set1_ps(inv),
+            _mm512_set1_ps(-127.0),
+            _mm512_set1_ps(127.0),
+        );
+        let offset = _mm512_set1_epi32(128);
+        for (i, c) in chunks.enumerate() {
+            let v = _mm512_mul_ps(_mm512_loadu_ps(c.as_ptr()), vinv);
+            let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            // Conversion rounds to nearest, ties to even (the default MXCSR mode).
+            let q = _mm512_add_epi32(_mm512_cvtps_epi32(v), offset);
+            let bytes = _mm512_cvtepi32_epi8(q); // values are in 1..=255: no saturation needed
+            _mm_storeu_si128(out.as_mut_ptr().add(i * 16) as *mut __m128i, bytes);
+        }
+        let done = x.len() - tail.len();
+        for (o, &v) in out[done..].iter_mut().zip(tail) {
+            *o = (super::quantize_value(v, inv) + 128) as u8;
+        }
+        scale
+    }
 
     /// Rows and channel groups per register tile: 4 × 4 accumulators of 16 lanes.
     const TILE_ROWS: usize = 4;
@@ -427,6 +483,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn vector_and_scalar_activation_quantisation_agree() {
+        for n in [1, 16, 50, 384] {
+            let x = random(n, 7);
+            let mut fast = vec![0u8; n];
+            let s = quantize_row_unsigned(&x, &mut fast);
+            let mut signed = vec![0i8; n];
+            assert_eq!(quantize_row(&x, &mut signed), s);
+            let slow: Vec<u8> = signed.iter().map(|&p| (p as i32 + 128) as u8).collect();
+            assert_eq!(fast, slow, "n = {n}");
+        }
+        let mut zeros = vec![0u8; 20];
+        assert_eq!(quantize_row_unsigned(&[0.0; 20], &mut zeros), 1.0);
+        assert!(zeros.iter().all(|&b| b == 128));
     }
 
     #[test]
