@@ -11,7 +11,9 @@
 //! accuracy, per row / per channel keeps the error at the level of the rounding.
 //!
 //! The dot products use AVX-512 VNNI (`vpdpbusd`: u8 × i8, four products per 32-bit lane)
-//! when the CPU has it, with a portable loop otherwise; both give the same integers.
+//! when the CPU has it, with a portable loop otherwise; both give the same integers. The
+//! portable loop is slow, so a model's `Linear` uses it only through tests: without VNNI it
+//! runs the dequantised weights on the f32 kernel ([`kernel_available`]).
 //! `vpdpbusd` wants an unsigned operand, so activations are stored as `p + 128` and the
 //! extra `128 · Σ_i q[o][i]` is subtracted afterwards (precomputed per channel).
 
@@ -172,7 +174,7 @@ impl Int8Weight {
             .map(|(x, xq)| quantize_row_unsigned(x, xq))
             .collect();
         let mut acc = vec![0i32; rows * out_pad];
-        dot_products(&xq, &self.packed, in_pad, out_pad, &mut acc);
+        dot_products(&xq, self, in_pad, out_pad, &mut acc);
         for (r, (y, acc)) in y
             .chunks_mut(self.out_dim)
             .zip(acc.chunks(out_pad))
@@ -195,43 +197,52 @@ fn check_len(len: usize, out_dim: usize, in_dim: usize) -> Result<()> {
     Ok(())
 }
 
-/// `acc[r][o] = Σ_i xq[r][i] · w[o][i]` for the unsigned activations `xq` (`[rows, in_pad]`)
-/// and the packed weights.
-fn dot_products(xq: &[u8], packed: &[i8], in_pad: usize, out_pad: usize, acc: &mut [i32]) {
+/// `acc[r][o] = Σ_i xq[r][i] · w[o][i]` for the unsigned activations `xq` (`[rows, in_pad]`);
+/// `acc` is `[rows, out_pad]`.
+fn dot_products(xq: &[u8], w: &Int8Weight, in_pad: usize, out_pad: usize, acc: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
     if vnni_available() {
         // SAFETY: the CPU has the features the function is compiled for (checked above).
-        unsafe { vnni::dot_products(xq, packed, in_pad, out_pad, acc) };
+        unsafe { vnni::dot_products(xq, &w.packed, in_pad, out_pad, acc) };
         return;
     }
-    dot_products_portable(xq, packed, in_pad, out_pad, acc);
+    dot_products_portable(xq, w, in_pad, out_pad, acc);
 }
 
-/// The same integers as the VNNI kernel, one product at a time.
-fn dot_products_portable(xq: &[u8], packed: &[i8], in_pad: usize, out_pad: usize, acc: &mut [i32]) {
-    let quads = in_pad / QUAD;
+/// The same integers as the VNNI kernel, from the row-major weights: each output is one
+/// contiguous dot product, which the compiler vectorises.
+fn dot_products_portable(
+    xq: &[u8],
+    w: &Int8Weight,
+    in_pad: usize,
+    out_pad: usize,
+    acc: &mut [i32],
+) {
     for (x, acc) in xq.chunks(in_pad).zip(acc.chunks_mut(out_pad)) {
-        for (o, a) in acc.iter_mut().enumerate() {
-            let (g, c) = (o / GROUP, o % GROUP);
-            let mut sum = 0i32;
-            for k in 0..quads {
-                let w = &packed[((g * quads + k) * GROUP + c) * QUAD..][..QUAD];
-                for j in 0..QUAD {
-                    sum += x[k * QUAD + j] as i32 * w[j] as i32;
-                }
-            }
-            *a = sum;
+        let x = &x[..w.in_dim];
+        for (a, row) in acc.iter_mut().zip(w.q.chunks(w.in_dim)) {
+            *a = x.iter().zip(row).map(|(&x, &w)| x as i32 * w as i32).sum();
         }
     }
 }
 
-/// Whether the VNNI kernel can run here (`RETORT_NO_VNNI=1` forces the portable loop).
+/// Whether int8 maps are worth running as int8 here: only with the VNNI kernel (the
+/// portable loop is correct but about 20× slower than the f32 kernel).
+pub fn kernel_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return vnni_available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether the VNNI kernel can run here (`RETORT_NO_VNNI=1` says no, to measure or test the
+/// fallbacks).
 #[cfg(target_arch = "x86_64")]
 fn vnni_available() -> bool {
     use std::sync::OnceLock;
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        std::env::var_os("RETORT_NO_VNNI").is_none()
+        !std::env::var("RETORT_NO_VNNI").is_ok_and(|v| v == "1")
             && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512vnni")
     })
@@ -470,8 +481,8 @@ mod tests {
             let xq: Vec<u8> = (0..rows * in_pad).map(|_| rng.random()).collect();
             let mut a = vec![0; rows * out_pad];
             let mut b = vec![0; rows * out_pad];
-            dot_products(&xq, &q.packed, in_pad, out_pad, &mut a);
-            dot_products_portable(&xq, &q.packed, in_pad, out_pad, &mut b);
+            dot_products(&xq, &q, in_pad, out_pad, &mut a);
+            dot_products_portable(&xq, &q, in_pad, out_pad, &mut b);
             assert_eq!(a, b);
             // And both equal the plain product with the unpacked weights.
             for r in 0..rows {

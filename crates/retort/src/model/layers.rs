@@ -10,7 +10,7 @@ use std::cell::Cell;
 use candle_core::Tensor;
 
 use super::config::Activation;
-use super::int8::{Int8Linear, Int8Weight};
+use super::int8::{self, Int8Linear, Int8Weight};
 use super::kernels;
 use crate::error::Result;
 
@@ -56,8 +56,10 @@ impl Linear {
     /// Maps the last dimension of `x`, whatever the leading ones.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.int8 {
-            Some(q) => q.forward(x),
-            None => Ok(kernels::linear(x, &self.weight, &self.bias)?),
+            Some(q) if int8::kernel_available() => q.forward(x),
+            // Without the VNNI kernel, integer products are slower than f32: the dequantised
+            // weights (in `weight`) run on the f32 kernel instead.
+            _ => Ok(kernels::linear(x, &self.weight, &self.bias)?),
         }
     }
 
@@ -68,8 +70,8 @@ impl Linear {
         self.set_int8(Int8Weight::quantize(&w, out_dim, in_dim)?)
     }
 
-    /// Uses the given int8 weights from now on. `weight` stays as it is (for a loaded int8
-    /// checkpoint, the dequantised values), so the parameters still describe the model.
+    /// Uses the given int8 weights from now on; `weight` becomes their dequantised values
+    /// (what runs where the int8 kernel cannot, see [`Linear::forward`]).
     pub fn set_int8(&mut self, q: Int8Weight) -> Result<()> {
         let (out_dim, in_dim) = q.dims();
         if self.weight.dims() != [out_dim, in_dim] {
@@ -78,6 +80,7 @@ impl Linear {
                 self.weight.dims()
             )));
         }
+        self.weight = Tensor::from_vec(q.dequantize(), (out_dim, in_dim), self.weight.device())?;
         let bias = self.bias.to_vec1::<f32>()?;
         self.int8 = Some(Int8Linear {
             weight: std::sync::Arc::new(q),
