@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use retort::bench::{bench_model, BenchConfig, Repetitions};
 use retort::distill::run::distill as run_distill;
 use retort::eval::evaluate;
+use retort::export::Precision;
 use retort::report::{self, MeasureOptions, TrainingLog};
+use retort::serve::{BatchConfig, Limits, ServeOptions};
 use retort::summary::ModelSummary;
 use retort::text::{Dataset, DEFAULT_MAX_LEN};
 use retort::train::config::{load_config, DistillConfig, TrainConfig};
@@ -46,6 +48,55 @@ enum Command {
     Compare(CompareArgs),
     /// Time a model's forward pass: batch-1 latency and batched throughput (median and spread).
     Bench(BenchArgs),
+    /// Write a model as a Hugging Face directory (config, safetensors, tokenizer), optionally int8.
+    Export(ExportArgs),
+    /// Serve a model over HTTP: POST /v1/classify, GET /health, GET /metrics.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port; the address is printed on stderr).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Texts per forward pass: requests arriving together are batched up to this many.
+    #[arg(long, default_value_t = 32)]
+    max_batch_size: usize,
+    /// Milliseconds the first request of a batch waits for others to join it.
+    #[arg(long, default_value_t = 2)]
+    max_wait_ms: u64,
+    /// Texts per request (more: 413).
+    #[arg(long, default_value_t = 64)]
+    max_texts: usize,
+    /// Characters per text (more: 422).
+    #[arg(long, default_value_t = 2000)]
+    max_chars: usize,
+    /// Bytes per request body (more: 413).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output directory (created if needed).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Store the encoder's linear weights quantised; predict, eval and serve then run them in int8.
+    #[arg(long, value_enum)]
+    quantize: Option<Quantize>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Quantize {
+    /// 8-bit weights per output channel, 8-bit activations per row.
+    Int8,
 }
 
 const DISTILL_HELP: &str = concat!(
@@ -102,6 +153,9 @@ struct PredictArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = retort::infer::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
+    /// Also print the raw logits (e.g. to compare with another implementation).
+    #[arg(long)]
+    logits: bool,
 }
 
 #[derive(Args)]
@@ -231,6 +285,8 @@ fn main() -> ExitCode {
         Command::Distill(a) => distill(a),
         Command::Compare(a) => compare(a),
         Command::Bench(a) => bench(a),
+        Command::Export(a) => export(a),
+        Command::Serve(a) => serve(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -267,10 +323,14 @@ fn predict(args: PredictArgs) -> Result<()> {
     let texts = read_texts(args.input.as_deref())?;
     anyhow::ensure!(!texts.is_empty(), "no input texts (the input is empty)");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let predictions = c.predict(&refs, args.batch_size)?;
+    let logits = c.logits(&refs, args.batch_size)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (text, p) in texts.iter().zip(predictions) {
-        let line = json!({"text": text, "label": p.label, "probabilities": p.probabilities});
+    for (text, l) in texts.iter().zip(logits) {
+        let p = c.prediction(&l);
+        let mut line = json!({"text": text, "label": p.label, "probabilities": p.probabilities});
+        if args.logits {
+            line["logits"] = json!(l);
+        }
         if writeln!(out, "{line}").is_err() {
             return Ok(()); // the reader went away (e.g. `| head`): nothing more to do
         }
@@ -290,6 +350,53 @@ fn eval(args: EvalArgs) -> Result<()> {
         "accuracy   {:.4}\nmacro-F1   {:.4}\nexamples   {}\nspeed      {:.1} sequences/s ({:.2} s)",
         r.accuracy, r.macro_f1, r.count, r.sequences_per_second, r.seconds
     ))
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    let c = load(&args.model)?;
+    let precision = match args.quantize {
+        Some(Quantize::Int8) => Precision::Int8,
+        None => Precision::AsLoaded,
+    };
+    retort::export::export(&c, &args.out, precision)
+        .with_context(|| format!("cannot export to {}", args.out.display()))?;
+    let how = if precision == Precision::Int8 || c.model.is_int8() {
+        "int8"
+    } else {
+        "f32"
+    };
+    print_line(&format!(
+        "exported {} ({how}) to {}",
+        args.model.model.display(),
+        args.out.display()
+    ))
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    anyhow::ensure!(args.max_batch_size > 0, "--max-batch-size must be positive");
+    anyhow::ensure!(args.max_texts > 0, "--max-texts must be positive");
+    let c = load(&args.model)?;
+    let options = ServeOptions {
+        host: args.host,
+        port: args.port,
+        batch: BatchConfig {
+            max_batch_size: args.max_batch_size,
+            max_wait: std::time::Duration::from_millis(args.max_wait_ms),
+        },
+        limits: Limits {
+            max_texts: args.max_texts,
+            max_chars: args.max_chars,
+            max_body_bytes: args.max_body_bytes,
+        },
+    };
+    let int8 = if c.model.is_int8() { ", int8" } else { "" };
+    let dir = args.model.model.display().to_string();
+    retort::serve::serve(c, &options, |addr| {
+        // Tests and scripts wait for this line to know the server is up, and on which port.
+        eprintln!("retort serve: {dir}{int8} listening on http://{addr}");
+    })?;
+    eprintln!("retort serve: stopped");
+    Ok(())
 }
 
 fn train(args: RunArgs) -> Result<()> {

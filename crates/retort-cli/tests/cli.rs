@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{copy_fixture, fails, fixture, retort, s};
+use common::{copy_fixture, fails, fixture, json_lines, retort, s};
 
 #[test]
 fn inspect_reports_architecture_and_parameters() {
@@ -37,11 +37,7 @@ fn predict_prints_one_json_line_per_input_line() {
         "good film\n\nbad .\n",
     );
     assert!(run.ok, "{}", run.stderr);
-    let lines: Vec<serde_json::Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&run.stdout);
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["text"], "bad .");
     let p = &lines[0]["probabilities"];
@@ -208,4 +204,87 @@ fn run_commands_document_every_option_and_reject_unknown_keys() {
     assert!(err.contains("lrr"), "{err}");
     let err = fails(&["distill", "--config", "/no/such.toml"], "");
     assert!(err.contains("missing file: /no/such.toml"), "{err}");
+}
+
+#[test]
+fn export_int8_gives_a_model_that_predict_and_inspect_use_as_int8() {
+    let out = tempfile::tempdir().unwrap();
+    let q = out.path().join("int8");
+    let model = fixture("tiny-bert");
+    let run = retort(
+        &[
+            "export",
+            "--model",
+            s(&model),
+            "--out",
+            s(&q),
+            "--quantize",
+            "int8",
+        ],
+        "",
+    );
+    assert!(run.ok && run.stdout.contains("(int8)"), "{}", run.stderr);
+    let inspect = retort(&["inspect", "--model", s(&q), "--json"], "");
+    let v: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(v["int8"], true);
+    let run = retort(
+        &["predict", "--model", s(&q), "--logits"],
+        "a fine film\nbad\n",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let lines = json_lines(&run.stdout);
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["logits"].as_array().unwrap().len(), 3);
+
+    // Fine-tuning an int8 export is refused: its int8 maps have no backward pass.
+    let config = out.path().join("run.toml");
+    let toml = format!("[model]\ninit = \"{}\"\n", q.display());
+    std::fs::write(&config, toml).unwrap();
+    let err = fails(&["train", "--config", s(&config)], "");
+    assert!(err.contains("int8 export (inference only)"), "{err}");
+}
+
+#[test]
+fn export_errors_are_clear() {
+    let model = fixture("tiny-bert");
+    let err = fails(&["export", "--model", s(&model), "--out", s(&model)], "");
+    assert!(err.contains("model's own directory"), "{err}");
+    let err = fails(
+        &[
+            "export",
+            "--model",
+            s(&model),
+            "--out",
+            "/tmp/x",
+            "--quantize",
+            "int4",
+        ],
+        "",
+    );
+    assert!(err.contains("int4"), "{err}");
+
+    // An int8 checkpoint whose scales are missing names the tensor.
+    let out = tempfile::tempdir().unwrap();
+    let run = retort(
+        &[
+            "export",
+            "--model",
+            s(&model),
+            "--out",
+            s(out.path()),
+            "--quantize",
+            "int8",
+        ],
+        "",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let weights = out.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    // Rename the first scale tensor in the (ASCII) header; the data stays as it is.
+    let name = b"query.weight_scale";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap();
+    bytes[at + name.len() - 1] = b'X';
+    std::fs::write(&weights, bytes).unwrap();
+    let err = fails(&["predict", "--model", s(out.path())], "hello\n");
+    assert!(err.contains("weight_scale is missing"), "{err}");
 }

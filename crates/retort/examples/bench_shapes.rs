@@ -18,7 +18,10 @@
 //!   models; the rest (embeddings, head, glue) is the forward pass minus the layers;
 //! - `peak`: the machine's measured f32 matrix-multiply peak (the gemm crate Retort uses,
 //!   1024³, best of the repetitions) and the fraction of it the teacher's forward pass
-//!   reaches (its matmul FLOPs / its time).
+//!   reaches (its matmul FLOPs / its time);
+//! - `int8`: inference with the encoder's linear maps in int8 (as an `--quantize int8` export
+//!   runs), and each linear shape of the teacher alone, f32 vs int8 (`RETORT_NO_VNNI=1`: the
+//!   f32 fallback of CPUs without AVX-512 VNNI).
 //!
 //! With `--json` every measurement is one JSON line (what `scripts/bench_vs_pytorch.sh`
 //! reads). Times are medians after warm-up, spread as p5/p95.
@@ -27,7 +30,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer};
 use retort::bench::{self, Repetitions, Stats};
 use retort::distill::loss;
@@ -178,12 +181,13 @@ fn main() {
                 );
             }
             "peak" => peak(&o, &teacher, &tname, &input),
+            "int8" => int8(&o, [(&sname, &student), (&tname, &teacher)], &input),
             "ops" => {
                 for (name, m) in [(&sname, &student), (&tname, &teacher)] {
                     ops(&o, m, name, &input).unwrap();
                 }
             }
-            other => panic!("unknown part {other:?}: inference, train, distill, ops or peak"),
+            other => panic!("unknown part {other:?}: inference, train, distill, ops, peak or int8"),
         }
     }
 }
@@ -219,8 +223,56 @@ fn train_steps(
     report(o, "train_step", name, &s, phases);
 }
 
-/// Times the student train step as a whole, and its phases (forward, loss + backward,
-/// optimiser) in milliseconds.
+/// Inference of each model with its linear maps in int8, against f32.
+fn int8(o: &Options, models: [(&str, &SequenceClassifier); 2], input: &EncoderInput) {
+    for (name, m) in models {
+        let mut q = m.clone();
+        q.quantize_int8().unwrap();
+        let (f, i) = (
+            forward_time(m, input, o.reps),
+            forward_time(&q, input, o.reps),
+        );
+        report(
+            o,
+            "inference_int8",
+            name,
+            &i,
+            json!({"speedup_vs_f32": f.median / i.median}),
+        );
+    }
+    int8_linears(o, BATCH * SEQ);
+}
+
+/// Each linear shape of the teacher on `rows` rows: f32 kernel vs int8.
+fn int8_linears(o: &Options, rows: usize) {
+    let dev = Device::Cpu;
+    for (in_dim, out_dim) in [(384, 384), (384, 1536), (1536, 384)] {
+        let x = Tensor::randn(0f32, 1.0, (rows, in_dim), &dev).unwrap();
+        let mut linear = retort::model::layers::Linear {
+            weight: Tensor::randn(0f32, 0.05, (out_dim, in_dim), &dev).unwrap(),
+            bias: Tensor::zeros(out_dim, DType::F32, &dev).unwrap(),
+            int8: None,
+        };
+        let time = |l: &retort::model::layers::Linear| {
+            bench::time(o.reps, || {
+                l.forward(&x)?;
+                Ok(())
+            })
+            .unwrap()
+        };
+        let f = time(&linear);
+        linear.quantize_int8().unwrap();
+        let i = time(&linear);
+        println!(
+            "linear [{rows}, {in_dim}] -> {out_dim}: f32 {:.2} ms, int8 {:.2} ms ({:.2}x)",
+            f.median * 1e3,
+            i.median * 1e3,
+            f.median / i.median
+        );
+    }
+}
+
+/// Times the student train step as a whole and per phase.
 fn train_step(
     student: &SequenceClassifier,
     input: &EncoderInput,

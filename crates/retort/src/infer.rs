@@ -46,12 +46,17 @@ impl Classifier {
 
     /// Class probabilities for each text, in input order.
     pub fn probabilities(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let logits = self.logits(texts, batch_size)?;
+        Ok(logits.iter().map(|l| softmax(l)).collect())
+    }
+
+    /// Unnormalised class scores for each text, in input order.
+    pub fn logits(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Err(Error::Invalid("no input texts".into()));
         }
         let encoded = self.tokenizer.encode_batch(texts)?;
-        let logits = logits(&self.model, &encoded, batch_size, &self.device, &|_| {})?;
-        Ok(logits.iter().map(|l| softmax(l)).collect())
+        logits(&self.model, &encoded, batch_size, &self.device, &|_| {})
     }
 }
 
@@ -99,15 +104,18 @@ pub struct Prediction {
 impl Classifier {
     /// Predicted label and probabilities for each text, in input order.
     pub fn predict(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Prediction>> {
+        let logits = self.logits(texts, batch_size)?;
+        Ok(logits.iter().map(|l| self.prediction(l)).collect())
+    }
+
+    /// The label and probabilities that one text's logits stand for.
+    pub fn prediction(&self, logits: &[f32]) -> Prediction {
         let labels = &self.model.config.labels;
-        let probs = self.probabilities(texts, batch_size)?;
-        Ok(probs
-            .into_iter()
-            .map(|p| Prediction {
-                label: labels[crate::eval::metrics::argmax(&p)].clone(),
-                probabilities: labels.iter().cloned().zip(p).collect(),
-            })
-            .collect())
+        let p = softmax(logits);
+        Prediction {
+            label: labels[crate::eval::metrics::argmax(&p)].clone(),
+            probabilities: labels.iter().cloned().zip(p).collect(),
+        }
     }
 }
 

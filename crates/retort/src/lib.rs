@@ -7,15 +7,19 @@
 //! - [`eval`]: metrics and evaluation on labelled data;
 //! - [`summary`]: what `retort inspect` shows about a model;
 //! - [`bench`]: whole-model latency and throughput (`retort bench`);
-//! - [`report`]: teacher vs students on one page (`retort compare`).
+//! - [`report`]: teacher vs students on one page (`retort compare`);
+//! - [`export`]: Hugging Face directories (f32 or int8) for deployment;
+//! - [`serve`]: the HTTP server (`retort serve`), with dynamic batching and metrics.
 
 pub mod bench;
 pub mod distill;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod infer;
 pub mod model;
 pub mod report;
+pub mod serve;
 pub mod summary;
 pub mod text;
 pub mod train;

@@ -23,6 +23,8 @@ pub struct ModelSummary {
     pub labels: Vec<String>,
     /// The checkpoint had no classification head; a fresh one was initialised.
     pub fresh_head: bool,
+    /// The encoder's linear maps run in int8 (an int8 export).
+    pub int8: bool,
     pub parameters: usize,
     pub parameters_without_embeddings: usize,
     /// Bytes of the files in the model directory.
@@ -48,6 +50,7 @@ impl ModelSummary {
             tokenizer_vocab_size: c.tokenizer.vocab_size(),
             labels: cfg.labels.clone(),
             fresh_head: c.report.fresh_head,
+            int8: c.model.is_int8(),
             parameters,
             parameters_without_embeddings,
             size_on_disk_bytes: size_on_disk(&c.dir)?,
@@ -63,7 +66,16 @@ impl ModelSummary {
         };
         [
             format!("model            {}", self.model),
-            format!("architecture     {} ({})", self.model_type, self.class),
+            format!(
+                "architecture     {} ({}){}",
+                self.model_type,
+                self.class,
+                if self.int8 {
+                    ", int8 linear layers"
+                } else {
+                    ""
+                }
+            ),
             format!("layers           {}", self.layers),
             format!("hidden size      {}", self.hidden_size),
             format!(

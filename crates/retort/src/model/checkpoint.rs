@@ -7,6 +7,7 @@ use candle_core::Device;
 use super::classifier::{LoadReport, SequenceClassifier};
 use super::config::ModelConfig;
 use super::params::{ParamBuilder, TensorSource};
+use super::quantized;
 use crate::error::{Error, Result};
 
 /// File names of a checkpoint directory.
@@ -22,7 +23,8 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(SequenceClassifie
             what: "model directory".into(),
         });
     }
-    let config = ModelConfig::from_file(&dir.join(CONFIG_FILE))?;
+    let config_path = dir.join(CONFIG_FILE);
+    let config = ModelConfig::from_file(&config_path)?;
     let weights = dir.join(WEIGHTS_FILE);
     if !weights.exists() && dir.join("pytorch_model.bin").exists() {
         return Err(Error::Checkpoint {
@@ -31,18 +33,52 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(SequenceClassifie
                 .into(),
         });
     }
+    if quantized::is_marked(&read_json(&config_path)?) {
+        return load_int8(config, &weights, device);
+    }
     let source = TensorSource::load(&weights, device)?;
     SequenceClassifier::from_builder(config, ParamBuilder::from_source(source, device, 0))
 }
 
+/// Loads an int8 checkpoint (see [`quantized`]): the model's encoder runs in int8.
+fn load_int8(
+    config: ModelConfig,
+    weights: &Path,
+    device: &Device,
+) -> Result<(SequenceClassifier, LoadReport)> {
+    let (tensors, int8) = quantized::read(weights, device)?;
+    let source = TensorSource::from_tensors(weights, tensors);
+    let (mut model, report) =
+        SequenceClassifier::from_builder(config, ParamBuilder::from_source(source, device, 0))?;
+    quantized::attach(&mut model, int8, weights)?;
+    Ok((model, report))
+}
+
+/// `config.json` as plain JSON (already validated by [`ModelConfig::from_file`]).
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "config.json"))?;
+    serde_json::from_str(&text).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: format!("not valid JSON: {e}"),
+    })
+}
+
 /// Writes `config.json` and `model.safetensors` for `model` into `dir` (created if needed).
+/// An int8 model is written as an int8 checkpoint (see [`quantized`]).
 pub fn save_classifier(model: &SequenceClassifier, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e, "output directory"))?;
-    let config =
-        serde_json::to_string_pretty(&model.config.to_hf_json()).expect("JSON value serialises");
+    let mut config = model.config.to_hf_json();
+    if model.is_int8() {
+        config[quantized::MARKER] = quantized::marker();
+    }
+    let config = serde_json::to_string_pretty(&config).expect("JSON value serialises");
     let path = dir.join(CONFIG_FILE);
     std::fs::write(&path, config + "\n").map_err(|e| Error::io(&path, e, "config.json"))?;
-    model.params.save_safetensors(&dir.join(WEIGHTS_FILE))
+    if model.is_int8() {
+        quantized::write(model, &dir.join(WEIGHTS_FILE))
+    } else {
+        model.params.save_safetensors(&dir.join(WEIGHTS_FILE))
+    }
 }
 
 /// Tokenizer files copied along with a model so that the saved directory is complete.

@@ -3,9 +3,9 @@
 use candle_core::{Device, Tensor};
 
 use super::config::ModelConfig;
-use super::encoder::{Encoder, EncoderInput, Outputs};
+use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs};
 use super::heads::{head_prefixes, ClassifierHead};
-use super::layers::Pass;
+use super::layers::{Linear, Pass};
 use super::params::{ParamBuilder, Params, TensorSource};
 use crate::error::{Error, Result};
 
@@ -138,6 +138,44 @@ impl SequenceClassifier {
             attentions: enc.attentions,
             last_hidden_state: enc.last_hidden_state,
         })
+    }
+
+    /// Switches every linear map of the encoder layers to int8 weights (see [`super::int8`]).
+    /// The head and the embeddings stay f32: they are a small share of the work.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        for (_, linear) in self.encoder_linears_mut() {
+            linear.quantize_int8()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the encoder's linear maps run in int8.
+    pub fn is_int8(&self) -> bool {
+        self.encoder_linears().iter().any(|(_, l)| l.int8.is_some())
+    }
+
+    /// The HF names (without `.weight`) of the encoder's linear maps, layer by layer.
+    fn encoder_linear_names(&self) -> Vec<String> {
+        let arch = self.config.architecture;
+        (0..self.encoder.layers.len())
+            .flat_map(|i| LayerNames::new(arch, i).linears().map(str::to_string))
+            .collect()
+    }
+
+    /// The encoder's linear maps by their HF name (without `.weight`), layer by layer.
+    pub fn encoder_linears(&self) -> Vec<(String, &Linear)> {
+        let linears = self.encoder.layers.iter().flat_map(|l| l.linears());
+        self.encoder_linear_names()
+            .into_iter()
+            .zip(linears)
+            .collect()
+    }
+
+    /// [`Self::encoder_linears`], mutably.
+    pub fn encoder_linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let names = self.encoder_linear_names();
+        let linears = self.encoder.layers.iter_mut().flat_map(|l| l.linears_mut());
+        names.into_iter().zip(linears).collect()
     }
 
     /// Parameters in total and without the embedding tables.

@@ -27,6 +27,7 @@ pub fn linear(b: &mut ParamBuilder, name: &str, in_dim: usize, out_dim: usize) -
             Init::Normal(INIT_STD),
         )?,
         bias: b.get(&format!("{name}.bias"), &[out_dim], Init::Zeros)?,
+        int8: None,
     })
 }
 
@@ -150,6 +151,18 @@ pub struct LayerNames {
 }
 
 impl LayerNames {
+    /// The names of the six linear maps, in the order of [`Layer::linears`].
+    pub fn linears(&self) -> [&str; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attn_out,
+            &self.ffn_in,
+            &self.ffn_out,
+        ]
+    }
+
     /// Names of layer `i` in the given layout.
     pub fn new(arch: Architecture, i: usize) -> Self {
         let n = |base: &str, s: &str| format!("{base}{s}");
@@ -228,6 +241,33 @@ impl Layer {
                 attention_dropout: cfg.attention_dropout,
             },
         })
+    }
+
+    /// The six linear maps (attention projections and feed-forward), in the order of
+    /// [`LayerNames::linears`].
+    pub fn linears(&self) -> [&Linear; 6] {
+        let l = self;
+        [
+            &l.query,
+            &l.key,
+            &l.value,
+            &l.attn_out,
+            &l.ffn_in,
+            &l.ffn_out,
+        ]
+    }
+
+    /// [`Layer::linears`], mutably.
+    pub fn linears_mut(&mut self) -> [&mut Linear; 6] {
+        let l = self;
+        [
+            &mut l.query,
+            &mut l.key,
+            &mut l.value,
+            &mut l.attn_out,
+            &mut l.ffn_in,
+            &mut l.ffn_out,
+        ]
     }
 
     /// Returns the layer output and its attention probabilities.

@@ -10,6 +10,7 @@ use std::cell::Cell;
 use candle_core::Tensor;
 
 use super::config::Activation;
+use super::int8::{self, Int8Linear, Int8Weight};
 use super::kernels;
 use crate::error::Result;
 
@@ -46,12 +47,46 @@ impl Pass {
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Tensor,
+    /// The int8 form of `weight` in a quantised model: when set, the forward pass uses it
+    /// instead (inference only: it records no backward pass).
+    pub int8: Option<Int8Linear>,
 }
 
 impl Linear {
     /// Maps the last dimension of `x`, whatever the leading ones.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(kernels::linear(x, &self.weight, &self.bias)?)
+        match &self.int8 {
+            Some(q) if int8::kernel_available() => q.forward(x),
+            // Without the VNNI kernel, integer products are slower than f32: the dequantised
+            // weights (in `weight`) run on the f32 kernel instead.
+            _ => Ok(kernels::linear(x, &self.weight, &self.bias)?),
+        }
+    }
+
+    /// Switches the map to int8 weights quantised from its f32 weight.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        let (out_dim, in_dim) = self.weight.dims2()?;
+        let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        self.set_int8(Int8Weight::quantize(&w, out_dim, in_dim)?)
+    }
+
+    /// Uses the given int8 weights from now on; `weight` becomes their dequantised values
+    /// (what runs where the int8 kernel cannot, see [`Linear::forward`]).
+    pub fn set_int8(&mut self, q: Int8Weight) -> Result<()> {
+        let (out_dim, in_dim) = q.dims();
+        if self.weight.dims() != [out_dim, in_dim] {
+            return Err(crate::Error::Invalid(format!(
+                "int8 weight [{out_dim}, {in_dim}] does not fit a linear map of shape {:?}",
+                self.weight.dims()
+            )));
+        }
+        self.weight = Tensor::from_vec(q.dequantize(), (out_dim, in_dim), self.weight.device())?;
+        let bias = self.bias.to_vec1::<f32>()?;
+        self.int8 = Some(Int8Linear {
+            weight: std::sync::Arc::new(q),
+            bias,
+        });
+        Ok(())
     }
 }
 

@@ -5,9 +5,11 @@ pub mod classifier;
 pub mod config;
 pub mod encoder;
 pub mod heads;
+pub mod int8;
 pub mod kernels;
 pub mod layers;
 pub mod params;
+pub mod quantized;
 pub mod student;
 
 pub use classifier::{ClassifierOutput, LoadReport, SequenceClassifier};

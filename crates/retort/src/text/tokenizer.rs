@@ -134,10 +134,15 @@ impl TextTokenizer {
             .collect())
     }
 
-    /// Writes `tokenizer.json` into `dir`.
+    /// Writes `tokenizer.json` into `dir`, without this tokenizer's truncation: the file
+    /// describes the vocabulary and pipeline; the length limit is the reader's choice.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join("tokenizer.json");
-        self.inner
+        let mut plain = self.inner.clone();
+        plain
+            .with_truncation(None)
+            .map_err(tok_err("cannot clear truncation"))?;
+        plain
             .save(&path, true)
             .map_err(|e| Error::Tokenizer(format!("cannot write {}: {e}", path.display())))
     }

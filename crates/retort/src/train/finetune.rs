@@ -39,6 +39,13 @@ pub fn dev_set(tokenizer: &TextTokenizer, data: &Dataset, labels: &[String]) -> 
 pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<RunSummary> {
     let init = &config.model.init;
     let base = Classifier::load(init, config.model.max_len)?;
+    if base.model.is_int8() {
+        // Int8 maps record no backward pass: their weights would silently never train.
+        return Err(Error::Invalid(format!(
+            "{} is an int8 export (inference only): fine-tune the f32 model it was exported from",
+            init.display()
+        )));
+    }
     if base.report.fresh_head && config.model.labels.is_empty() {
         return Err(Error::Invalid(format!(
             "{} has no classification head: set model.labels (e.g. [\"negative\", \"positive\"])",

@@ -1,0 +1,312 @@
+//! `retort serve` end to end: the real binary on a loopback port, good and bad requests,
+//! a bounded load test from this (second) process, and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use retort::serve::client::{load_test, request, Response};
+use serde_json::{json, Value};
+
+fn fixture(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
+    p.to_str().unwrap().to_string()
+}
+
+/// A running `retort serve`; killed when dropped (if still running).
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the server on a free port with the tiny BERT fixture and waits until it listens.
+    fn start(extra: &[&str]) -> Server {
+        let model = fixture("tiny-bert");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_retort"))
+            .args(["serve", "--model", &model, "--port", "0"])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = String::new();
+        let addr = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("server exited: {seen}"))
+                .unwrap();
+            seen += &line;
+            if let Some(url) = line.split("listening on http://").nth(1) {
+                break url.trim().parse().unwrap();
+            }
+        };
+        // Keep reading stderr so the server never blocks on a full pipe; keep it to check.
+        let stderr = Arc::new(Mutex::new(seen));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                *sink.lock().unwrap() += &(line + "\n");
+            }
+        });
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn post(&self, body: &[u8]) -> Response {
+        request(self.addr, "POST", "/v1/classify", body).unwrap()
+    }
+
+    fn get(&self, path: &str) -> Response {
+        request(self.addr, "GET", path, b"").unwrap()
+    }
+
+    fn assert_healthy(&self) {
+        let r = self.get("/health");
+        assert_eq!((r.status, &r.json()["status"]), (200, &json!("ok")));
+        assert!(!self.stderr.lock().unwrap().contains("panicked"));
+    }
+
+    fn terminate(&self) {
+        // SAFETY: sends a signal to the child process this test started.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn classifies_texts_and_reports_health() {
+    let server = Server::start(&[]);
+    let r = server.post(br#"{"texts": ["The music was surprisingly good!", "bad"]}"#);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let results = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 2);
+    for result in &results {
+        let probs = result["probabilities"].as_object().unwrap();
+        let labels: Vec<&str> = probs.keys().map(String::as_str).collect();
+        assert_eq!(labels, ["negative", "neutral", "positive"]);
+        assert!(probs.contains_key(result["label"].as_str().unwrap()));
+        let sum: f64 = probs.values().map(|p| p.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-5);
+    }
+    let health = server.get("/health").json();
+    assert_eq!(
+        health["model"]["labels"],
+        json!(["negative", "neutral", "positive"])
+    );
+    assert_eq!(health["model"]["int8"], json!(false));
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_server_stays_up() {
+    let limits = [
+        "--max-texts",
+        "4",
+        "--max-chars",
+        "50",
+        "--max-body-bytes",
+        "4096",
+    ];
+    let server = Server::start(&limits);
+    let long_text = format!(r#"{{"texts": ["{}"]}}"#, "a".repeat(51));
+    let big_body = format!(r#"{{"texts": ["{}"]}}"#, "a".repeat(5000));
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST",
+            "/v1/classify",
+            b"{\"texts\": [".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/v1/classify",
+            b"\xff\xfe\x00".to_vec(),
+            400,
+            "not valid UTF-8",
+        ),
+        (
+            "POST",
+            "/v1/classify",
+            b"{\"texts\": \"a\"}".to_vec(),
+            400,
+            "list of strings",
+        ),
+        (
+            "POST",
+            "/v1/classify",
+            b"{\"texts\": [1, 2]}".to_vec(),
+            400,
+            "texts[0] must be a string",
+        ),
+        (
+            "POST",
+            "/v1/classify",
+            b"{\"texts\": []}".to_vec(),
+            400,
+            "is empty",
+        ),
+        ("POST", "/v1/classify", b"{}".to_vec(), 400, "missing field"),
+        (
+            "POST",
+            "/v1/classify",
+            br#"{"texts": ["a","b","c","d","e"]}"#.to_vec(),
+            413,
+            "too many texts",
+        ),
+        (
+            "POST",
+            "/v1/classify",
+            long_text.into_bytes(),
+            422,
+            "at most 50",
+        ),
+        (
+            "POST",
+            "/v1/classify",
+            big_body.into_bytes(),
+            413,
+            "larger than 4096 bytes",
+        ),
+        ("GET", "/v1/classify", Vec::new(), 405, "method not allowed"),
+        ("GET", "/nowhere", Vec::new(), 404, "no such route"),
+    ];
+    for (method, path, body, status, needle) in &cases {
+        let r = request(server.addr, method, path, body).unwrap();
+        let error = r.json()["error"].as_str().map(str::to_string);
+        assert_eq!(r.status, *status, "{method} {path}: {error:?}");
+        let error = error.unwrap_or_else(|| panic!("{method} {path}: no JSON error"));
+        assert!(error.contains(needle), "{error:?} lacks {needle:?}");
+        server.assert_healthy();
+    }
+    // Still classifying after all that.
+    assert_eq!(server.post(br#"{"texts": ["still here"]}"#).status, 200);
+
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    // 9 classify requests failed above (the 405 and 404 never reached the route), 1 succeeded.
+    for line in [
+        "retort_requests_total 10",
+        "retort_request_errors_total 9",
+        "retort_texts_total 1",
+        "retort_request_duration_seconds_bucket{le=\"+Inf\"} 10",
+        "retort_request_duration_seconds_count 10",
+        "retort_batch_size_count 1",
+        "# TYPE retort_batch_size histogram",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} not in\n{metrics}"
+        );
+    }
+}
+
+#[test]
+fn ten_thousand_requests_at_concurrency_16_without_errors() {
+    let server = Server::start(&[]);
+    let bodies: Vec<Vec<u8>> = [
+        "a fine film",
+        "bad",
+        "the cat sat on the mat and did not move",
+    ]
+    .iter()
+    .map(|t| json!({ "texts": [t] }).to_string().into_bytes())
+    .collect();
+    let report = load_test(server.addr, "/v1/classify", &bodies, 10_000, 16);
+    eprintln!("{report:?}");
+    assert_eq!(report.errors, 0, "{report:?}");
+    server.assert_healthy();
+    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
+    assert!(metrics.contains("retort_requests_total 10000\n"));
+    // Concurrent requests were batched: fewer forward passes than requests.
+    let passes: Value = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("retort_batch_size_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(passes.as_u64().unwrap() < 10_000, "{passes}");
+}
+
+#[test]
+fn a_waiting_request_does_not_block_others() {
+    // The batcher holds the first request up to 1.5 s for company.
+    let server = Server::start(&["--max-wait-ms", "1500", "--max-batch-size", "64"]);
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = request(addr, "POST", "/v1/classify", br#"{"texts": ["slow"]}"#).unwrap();
+        (r.status, t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    server.assert_healthy();
+    let metrics = server.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    let (status, waited) = slow.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(waited >= Duration::from_millis(1000), "{waited:?}");
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    let mut server = Server::start(&["--max-wait-ms", "1000", "--max-batch-size", "64"]);
+    let addr = server.addr;
+    let in_flight = std::thread::spawn(move || {
+        request(addr, "POST", "/v1/classify", br#"{"texts": ["answer me"]}"#).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.terminate();
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["results"].as_array().unwrap().len(), 1);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    std::thread::sleep(Duration::from_millis(100)); // let the stderr reader catch up
+    assert!(server
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("retort serve: stopped"));
+}
+
+#[test]
+fn a_taken_port_or_a_bad_model_is_a_clear_error() {
+    let first = Server::start(&[]);
+    let port = first.addr.port().to_string();
+    let model = fixture("tiny-bert");
+    for args in [
+        vec!["serve", "--model", &model, "--port", &port],
+        vec!["serve", "--model", "/nonexistent", "--port", "0"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_retort"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with("error: ") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}

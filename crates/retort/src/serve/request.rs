@@ -1,0 +1,187 @@
+//! Turning a request body into texts, or into the JSON error that says what is wrong.
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+/// Limits on what one request may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Texts in one request.
+    pub max_texts: usize,
+    /// Characters (Unicode scalar values) in one text.
+    pub max_chars: usize,
+    /// Bytes of one request body.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_texts: 64,
+            max_chars: 2_000,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// An error answered as `{"error": message}` with `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// The texts of a `POST /v1/classify` body `{"texts": ["...", ...]}`.
+///
+/// 400: not UTF-8, not JSON, not an object with a non-empty list of strings `texts`;
+/// 413: more than `max_texts` texts; 422: a text longer than `max_chars` characters.
+/// (The body size is checked while reading it, before this.)
+pub fn parse_texts(body: &[u8], limits: &Limits) -> Result<Vec<String>, ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body is not valid UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    let texts = match &value {
+        Value::Object(map) => map.get("texts").ok_or_else(|| {
+            ApiError::bad_request(r#"missing field "texts" (expected {"texts": ["...", ...]})"#)
+        })?,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                r#"expected a JSON object {{"texts": ["...", ...]}}, found {}"#,
+                kind(other)
+            )))
+        }
+    };
+    let Value::Array(items) = texts else {
+        return Err(ApiError::bad_request(format!(
+            r#""texts" must be a list of strings, found {}"#,
+            kind(texts)
+        )));
+    };
+    if items.is_empty() {
+        return Err(ApiError::bad_request(
+            r#""texts" is empty: send at least one text"#,
+        ));
+    }
+    if items.len() > limits.max_texts {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "too many texts: {} (at most {} per request)",
+                items.len(),
+                limits.max_texts
+            ),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::String(s) if s.chars().count() > limits.max_chars => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "texts[{i}] has {} characters (at most {})",
+                    s.chars().count(),
+                    limits.max_chars
+                ),
+            )),
+            Value::String(s) => Ok(s.clone()),
+            other => Err(ApiError::bad_request(format!(
+                "texts[{i}] must be a string, found {}",
+                kind(other)
+            ))),
+        })
+        .collect()
+}
+
+/// The JSON type of a value, for error messages.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &[u8]) -> Result<Vec<String>, ApiError> {
+        let limits = Limits {
+            max_texts: 2,
+            max_chars: 5,
+            max_body_bytes: 100,
+        };
+        parse_texts(body, &limits)
+    }
+
+    fn status(body: &[u8]) -> (u16, String) {
+        let e = parse(body).unwrap_err();
+        (e.status.as_u16(), e.message)
+    }
+
+    #[test]
+    fn accepts_a_list_of_strings() {
+        assert_eq!(
+            parse(r#"{"texts": ["ab", "héllo"]}"#.as_bytes()).unwrap(),
+            ["ab", "héllo"]
+        );
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        let cases: &[(&[u8], u16, &str)] = &[
+            (b"\xff\xfe{}", 400, "not valid UTF-8"),
+            (b"{\"texts\": [", 400, "not valid JSON"),
+            (b"[\"a\"]", 400, "expected a JSON object"),
+            (b"{\"text\": [\"a\"]}", 400, "missing field \"texts\""),
+            (
+                b"{\"texts\": \"a\"}",
+                400,
+                "must be a list of strings, found a string",
+            ),
+            (
+                b"{\"texts\": [\"a\", 3]}",
+                400,
+                "texts[1] must be a string, found a number",
+            ),
+            (b"{\"texts\": []}", 400, "is empty"),
+            (
+                b"{\"texts\": [\"a\", \"b\", \"c\"]}",
+                413,
+                "too many texts: 3",
+            ),
+            (
+                b"{\"texts\": [\"a\", \"abcdef\"]}",
+                422,
+                "texts[1] has 6 characters",
+            ),
+        ];
+        for (body, code, needle) in cases {
+            let (got, message) = status(body);
+            assert_eq!(got, *code, "{message}");
+            assert!(message.contains(needle), "{message} lacks {needle}");
+        }
+    }
+}
