@@ -235,6 +235,25 @@ fn export_int8_gives_a_model_that_predict_and_inspect_use_as_int8() {
     let lines = json_lines(&run.stdout);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["logits"].as_array().unwrap().len(), 3);
+    let bench = retort(
+        &[
+            "bench",
+            "--model",
+            s(&q),
+            "--warmup",
+            "0",
+            "--reps",
+            "1",
+            "--only",
+            "latency",
+        ],
+        "",
+    );
+    assert!(
+        bench.ok && bench.stdout.contains("(int8)"),
+        "{}",
+        bench.stdout
+    );
 
     // Fine-tuning an int8 export is refused: its int8 maps have no backward pass.
     let config = out.path().join("run.toml");

@@ -136,6 +136,8 @@ pub struct Throughput {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub model: String,
+    /// "f32", or "int8" for a quantised export (its linear maps run in int8).
+    pub precision: &'static str,
     pub threads: usize,
     pub warmup: usize,
     pub reps: usize,
@@ -206,6 +208,7 @@ pub fn bench_model(
     };
     Ok(BenchReport {
         model: name.to_string(),
+        precision: if model.is_int8() { "int8" } else { "f32" },
         threads: threads(),
         warmup: cfg.reps.warmup,
         reps: cfg.reps.reps,
@@ -230,7 +233,7 @@ impl BenchReport {
     /// A small aligned table.
     pub fn to_text(&self) -> String {
         let mut lines = vec![
-            format!("model       {}", self.model),
+            format!("model       {} ({})", self.model, self.precision),
             format!(
                 "threads     {}   (warm-up {}, repetitions {})",
                 self.threads, self.warmup, self.reps
