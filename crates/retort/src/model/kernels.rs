@@ -206,6 +206,11 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// Products smaller than this many multiply-adds run on the calling thread: waking the
+/// other threads costs more than they save (batch-1 inference was slower with 2 threads
+/// than with 1).
+const PARALLEL_MIN_MACS: usize = 1 << 24;
+
 /// `dst = scale · a b`, or `dst += scale · a b` when `accumulate`; `dst` is row-major with
 /// row stride `dst_rs`. Multi-threaded when `parallel` (only for big products: the
 /// per-head ones run inside rayon tasks already).
@@ -231,7 +236,7 @@ fn gemm(
         (m - 1) * dst_rs + n <= dst.len() && (m == 1 || dst_rs >= n),
         "gemm: destination out of bounds"
     );
-    let parallelism = if parallel {
+    let parallelism = if parallel && m * n * k >= PARALLEL_MIN_MACS {
         Parallelism::Rayon(rayon::current_num_threads())
     } else {
         Parallelism::None
