@@ -209,13 +209,29 @@ impl<'a> Mat<'a> {
 /// Up to this many rows, the linear layer's forward pass uses [`small_m_linear`]: the gemm
 /// crate packs the whole weight matrix at every call, which for a sentence or two costs
 /// more than the product itself (62% of batch-1 time in `perf`).
-const SMALL_M_ROWS: usize = 32;
+const SMALL_M_ROWS: usize = 64;
 
 /// `y[r, o] += x[r, :] · w[o, :]` for a few rows of `x` (`rows × inp`) against the row-major
 /// weight `w` (`out × inp`), reading the weights in place: one pass over `w`, each weight
 /// row used for every input row while it is in L1.
 fn small_m_linear(y: &mut [f32], x: &[f32], w: &[f32], rows: usize, inp: usize, out: usize) {
     debug_assert!(y.len() == rows * out && x.len() == rows * inp && w.len() == out * inp);
+    // Enough work for two threads: each takes half of the rows (a multiple of 4, the block).
+    if rows >= 8 && rows * inp * out >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1 {
+        let half = rows / 2 / 4 * 4;
+        let (y0, y1) = y.split_at_mut(half * out);
+        let (x0, x1) = x.split_at(half * inp);
+        rayon::join(
+            || small_m_linear_serial(y0, x0, w, half, inp, out),
+            || small_m_linear_serial(y1, x1, w, rows - half, inp, out),
+        );
+    } else {
+        small_m_linear_serial(y, x, w, rows, inp, out);
+    }
+}
+
+/// [`small_m_linear`] on the calling thread.
+fn small_m_linear_serial(y: &mut [f32], x: &[f32], w: &[f32], rows: usize, inp: usize, out: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -273,10 +289,32 @@ unsafe fn small_m_linear_avx512(
             }
         }
     }
-    // Rows and outputs outside the 4 × 4 blocks.
-    for o in 0..out {
-        let rows_done = if o < full_o { full_r } else { 0 };
-        for r in rows_done..rows {
+    // Rows below the last 4-row block, one at a time against 4 weight rows (vectorised too:
+    // a scalar loop here cost more than all the blocks for a 25-token sentence).
+    for r in full_r..rows {
+        for o0 in (0..full_o).step_by(4) {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for c in (0..body).step_by(L) {
+                // SAFETY: r < rows, o0 + 3 < out and c + L <= inp: every load is in bounds.
+                let xv = unsafe { _mm512_loadu_ps(x.as_ptr().add(r * inp + c)) };
+                for (k, a) in acc.iter_mut().enumerate() {
+                    let wv = unsafe { _mm512_loadu_ps(w.as_ptr().add((o0 + k) * inp + c)) };
+                    *a = _mm512_fmadd_ps(xv, wv, *a);
+                }
+            }
+            for (k, a) in acc.iter().enumerate() {
+                let o = o0 + k;
+                let mut sum = _mm512_reduce_add_ps(*a);
+                for j in body..inp {
+                    sum = x[r * inp + j].mul_add(w[o * inp + j], sum);
+                }
+                y[r * out + o] += sum;
+            }
+        }
+    }
+    // Outputs past the last 4-weight-row block (e.g. a 2-label head).
+    for o in full_o..out {
+        for r in 0..rows {
             let (xr, wr) = (&x[r * inp..(r + 1) * inp], &w[o * inp..(o + 1) * inp]);
             y[r * out + o] += xr.iter().zip(wr).fold(0f32, |s, (a, b)| a.mul_add(*b, s));
         }
@@ -296,7 +334,7 @@ fn small_m_linear_loop(y: &mut [f32], x: &[f32], w: &[f32], rows: usize, inp: us
 /// Products smaller than this many multiply-adds run on the calling thread: waking the
 /// other threads costs more than they save (batch-1 inference was slower with 2 threads
 /// than with 1).
-const PARALLEL_MIN_MACS: usize = 1 << 24;
+const PARALLEL_MIN_MACS: usize = 1 << 22;
 
 /// `dst = scale · a b`, or `dst += scale · a b` when `accumulate`; `dst` is row-major with
 /// row stride `dst_rs`. Multi-threaded when `parallel` (only for big products: the
@@ -1345,8 +1383,16 @@ mod tests {
 
     #[test]
     fn small_m_linear_matches_a_plain_product_on_every_block_shape() {
-        // 4 × 4 blocks, leftover rows and outputs, and columns past the 16-lane body.
-        for (rows, inp, out) in [(1, 16, 4), (5, 37, 7), (8, 64, 12), (32, 384, 9), (3, 5, 2)] {
+        // 4 × 4 blocks, leftover rows and outputs, columns past the 16-lane body, and (the
+        // last shape) enough work to split the rows over two threads.
+        for (rows, inp, out) in [
+            (1, 16, 4),
+            (5, 37, 7),
+            (8, 64, 12),
+            (32, 384, 9),
+            (3, 5, 2),
+            (42, 384, 300),
+        ] {
             let x: Vec<f32> = (0..rows * inp)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
                 .collect();
