@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::objective::{Objective, Teacher};
@@ -16,7 +15,7 @@ use crate::model::SequenceClassifier;
 use crate::text::augment::{augment, mask_token, WordNeighbours};
 use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentInit};
 use crate::train::finetune::{dev_set, read_data, train_set};
-use crate::train::trainer::{self, dev_metrics, RunOptions, RunSummary};
+use crate::train::trainer::{self, dev_metrics, progress_bar, RunOptions, RunSummary};
 
 /// What a distillation run did.
 #[derive(Debug, Clone, Serialize)]
@@ -58,21 +57,6 @@ pub fn build_student(
     }
 }
 
-/// A progress bar over the examples the teacher labels (hidden when `show` is false).
-fn teacher_bar(total: usize, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "[{elapsed_precise}] {wide_bar} {pos}/{len} teacher logits · {per_sec} · ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    bar
-}
-
 /// Runs a whole distillation as configured; the best student is saved in `output.dir/best`.
 pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<DistillSummary> {
     let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
@@ -112,7 +96,11 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let teacher_start = Instant::now();
     let cache = if weights.needs_logits() {
         // Labelling a large augmented transfer set takes minutes: show how far it is.
-        let bar = teacher_bar(train.examples.len(), progress);
+        let bar = progress_bar(
+            train.examples.len(),
+            progress,
+            "[{elapsed_precise}] {wide_bar} {pos}/{len} teacher logits · {per_sec} · ETA {eta}",
+        );
         let c = teacher_logits(
             &teacher.model,
             &config.teacher.dir,

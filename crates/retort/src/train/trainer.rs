@@ -175,7 +175,12 @@ pub fn run(
 
     install_interrupt_handler();
     INTERRUPTED.store(false, Ordering::SeqCst);
-    let bar = progress_bar(total, state.step, opts.progress);
+    let bar = progress_bar(
+        total,
+        opts.progress,
+        "[{elapsed_precise}] {wide_bar} {pos}/{len} steps · {msg} · ETA {eta}",
+    );
+    bar.set_position(state.step as u64);
     let lengths: Vec<usize> = train.examples.iter().map(|e| e.ids.len()).collect();
     let device = Device::Cpu;
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.seconds);
@@ -343,18 +348,14 @@ fn nan_error(
     ))
 }
 
-fn progress_bar(total: usize, done: usize, show: bool) -> ProgressBar {
+/// A progress bar with `template` (indicatif syntax) over `total` items, hidden when `show`
+/// is false (not a terminal, or quiet). Shared by every long phase of a run.
+pub(crate) fn progress_bar(total: usize, show: bool, template: &str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "[{elapsed_precise}] {wide_bar} {pos}/{len} steps · {msg} · ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    bar.set_position(done as u64);
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
     bar
 }
 
