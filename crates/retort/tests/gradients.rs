@@ -39,6 +39,27 @@ fn loss(c: &Classifier, input: &EncoderInput, labels: &Tensor, pass: Pass) -> Te
     candle_nn::loss::cross_entropy(&logits, labels).unwrap()
 }
 
+#[test]
+fn inference_passes_record_no_backward_pass() {
+    for name in ["tiny-bert", "tiny-distilbert"] {
+        let (c, input, _) = setup(name);
+        let run = |pass| {
+            let out = c.model.forward(&input, pass, Outputs::default()).unwrap();
+            out.logits
+        };
+        let (inference, graded) = (run(Pass::INFERENCE), run(Pass::GRAD_NO_DROPOUT));
+        assert!(!inference.track_op(), "{name}: inference recorded a graph");
+        assert!(graded.track_op(), "{name}: a gradient pass recorded none");
+        let diff = (inference - graded)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5, "{name}");
+    }
+}
+
 fn every_tensor_trains(name: &str) {
     let (c, input, labels) = setup(name);
     let before: Vec<(String, Tensor)> = c

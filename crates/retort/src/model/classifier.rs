@@ -130,8 +130,25 @@ impl SequenceClassifier {
         pass: Pass,
         outputs: Outputs,
     ) -> Result<ClassifierOutput> {
-        let enc = self.encoder.forward(input, pass, outputs)?;
-        let logits = self.head.forward(&enc.last_hidden_state, pass)?;
+        if pass.grad {
+            Self::run(&self.encoder, &self.head, input, pass, outputs)
+        } else {
+            // No gradients wanted: run on detached parameters so that no op records a
+            // backward pass and intermediate buffers are freed as the pass goes.
+            let (encoder, head) = (self.encoder.detached(), self.head.detached());
+            Self::run(&encoder, &head, input, pass, outputs)
+        }
+    }
+
+    fn run(
+        encoder: &Encoder,
+        head: &ClassifierHead,
+        input: &EncoderInput,
+        pass: Pass,
+        outputs: Outputs,
+    ) -> Result<ClassifierOutput> {
+        let enc = encoder.forward(input, pass, outputs)?;
+        let logits = head.forward(&enc.last_hidden_state, pass)?;
         Ok(ClassifierOutput {
             logits,
             hidden_states: enc.hidden_states,

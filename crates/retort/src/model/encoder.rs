@@ -8,7 +8,7 @@ use candle_core::{DType, Tensor};
 
 use super::config::{Architecture, ModelConfig};
 use super::kernels;
-use super::layers::{activate, dropout, LayerNorm, Linear, Pass};
+use super::layers::{dropout, LayerNorm, Linear, Pass};
 use super::params::{Init, ParamBuilder};
 use crate::error::Result;
 
@@ -108,6 +108,16 @@ impl Embeddings {
             norm,
             dropout: cfg.hidden_dropout,
         })
+    }
+
+    fn detached(&self) -> Self {
+        Self {
+            word: self.word.detach(),
+            position: self.position.detach(),
+            token_type: self.token_type.as_ref().map(Tensor::detach),
+            norm: self.norm.detached(),
+            dropout: self.dropout,
+        }
     }
 
     fn forward(&self, input: &EncoderInput, pass: Pass) -> Result<Tensor> {
@@ -270,6 +280,20 @@ impl Layer {
         ]
     }
 
+    fn detached(&self) -> Self {
+        Self {
+            query: self.query.detached(),
+            key: self.key.detached(),
+            value: self.value.detached(),
+            attn_out: self.attn_out.detached(),
+            attn_norm: self.attn_norm.detached(),
+            ffn_in: self.ffn_in.detached(),
+            ffn_out: self.ffn_out.detached(),
+            ffn_norm: self.ffn_norm.detached(),
+            cfg: self.cfg,
+        }
+    }
+
     /// Returns the layer output and its attention probabilities.
     fn forward(&self, x: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
         let LayerShape {
@@ -291,7 +315,7 @@ impl Layer {
         )?;
         let h = self.attn_norm.forward_residual(&attn, x, pass)?;
 
-        let inner = activate(&self.ffn_in.forward(&h)?, self.cfg.activation)?;
+        let inner = self.ffn_in.forward_activated(&h, self.cfg.activation)?;
         let out = dropout(
             &self.ffn_out.forward(&inner)?,
             self.cfg.hidden_dropout,
@@ -321,6 +345,15 @@ impl Encoder {
             .map(|i| Layer::new(b, cfg, i))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { embeddings, layers })
+    }
+
+    /// The same encoder on detached parameters: a forward pass through it records no
+    /// backward pass (see [`Pass::grad`]). Cheap: tensors share their storage.
+    pub fn detached(&self) -> Self {
+        Self {
+            embeddings: self.embeddings.detached(),
+            layers: self.layers.iter().map(Layer::detached).collect(),
+        }
     }
 
     /// Runs the encoder. Padding (mask 0) never changes the outputs at real tokens.

@@ -44,6 +44,15 @@ impl ClassifierHead {
         })
     }
 
+    /// The same head on detached parameters (see [`Pass::grad`]).
+    pub fn detached(&self) -> Self {
+        Self {
+            pre: self.pre.detached(),
+            classifier: self.classifier.detached(),
+            ..*self
+        }
+    }
+
     /// `hidden`: `[batch, seq, hidden]` last hidden state; returns `[batch, labels]` logits.
     pub fn forward(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
         let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;

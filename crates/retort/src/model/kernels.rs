@@ -23,6 +23,7 @@ use candle_core::{
 };
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 // ---------------------------------------------------------------------------------------
 // Public entry points.
@@ -31,8 +32,26 @@ use rayon::prelude::*;
 /// `x Wᵀ + b` over the last dimension of `x`, weights `[out, in]` as in PyTorch. One gemm
 /// with the bias folded in; the backward pass is two gemms and a column sum.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, LinearOp)
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        LinearOp { gelu: false },
+    )
+}
+
+/// `gelu(x Wᵀ + b)`, the feed-forward block's first half. When no input records a backward
+/// pass (inference, see `Pass::grad`), GELU runs in place on the product, in the same op:
+/// no second buffer of the block's widest activation. Otherwise it is [`linear`] then
+/// [`gelu_erf`], each with its backward pass.
+pub fn linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.track_op() || weight.track_op() || bias.track_op() {
+        return gelu_erf(&linear(x, weight, bias)?);
+    }
+    x.contiguous()?.apply_op3_no_bwd(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        &LinearOp { gelu: true },
+    )
 }
 
 /// Layer normalisation over the last dimension: `(x - mean) / sqrt(var + eps) * w + b`.
@@ -348,6 +367,53 @@ fn gemm(
     accumulate: bool,
     parallel: bool,
 ) {
+    let (m, n) = (a.rows, b.cols);
+    assert!(
+        m == 0 || n == 0 || ((m - 1) * dst_rs + n <= dst.len() && (m == 1 || dst_rs >= n)),
+        "gemm: destination out of bounds"
+    );
+    // SAFETY: `dst` holds every index written (checked just above) and, a unique borrow,
+    // cannot alias `a` or `b`.
+    unsafe { gemm_raw(dst.as_mut_ptr(), dst_rs, a, b, scale, accumulate, parallel) }
+}
+
+/// `scale · a b` as a new row-major matrix. The buffer is not zero-filled first: without
+/// `accumulate`, gemm writes each value before it reads it (it reads the destination only
+/// to add later blocks of the inner dimension onto earlier ones). Zero-filling reused
+/// memory was 5% of a distillation step (`perf`).
+fn gemm_new(a: Mat, b: Mat, scale: f32, parallel: bool) -> Vec<f32> {
+    let len = a.rows * b.cols;
+    let mut dst = Vec::with_capacity(len);
+    // SAFETY: the allocation holds `len` values, row stride `b.cols`; gemm initialises all
+    // of them (see above) before `set_len` exposes them.
+    unsafe {
+        gemm_raw(dst.as_mut_ptr(), b.cols, a, b, scale, false, parallel);
+        dst.set_len(len);
+    }
+    dst
+}
+
+/// `rows` copies of `row`, one after the other (a bias broadcast over the rows).
+fn repeat_rows(row: &[f32], rows: usize) -> Vec<f32> {
+    let mut y = Vec::with_capacity(rows * row.len());
+    for _ in 0..rows {
+        y.extend_from_slice(row);
+    }
+    y
+}
+
+/// [`gemm`] into raw memory. Safety: `dst` must be valid for writes (and, with
+/// `accumulate`, reads of initialised values) at every `i * dst_rs + j`, `i < a.rows`,
+/// `j < b.cols`, and must not overlap `a` or `b`.
+unsafe fn gemm_raw(
+    dst: *mut f32,
+    dst_rs: usize,
+    a: Mat,
+    b: Mat,
+    scale: f32,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
     assert_eq!(k, b.rows, "gemm: inner dimensions differ");
     assert!(
@@ -357,40 +423,32 @@ fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        (m - 1) * dst_rs + n <= dst.len() && (m == 1 || dst_rs >= n),
-        "gemm: destination out of bounds"
-    );
     let parallelism = if parallel && m * n * k >= PARALLEL_MIN_MACS {
         Parallelism::Rayon(rayon::current_num_threads())
     } else {
         Parallelism::None
     };
-    // SAFETY: every index gemm touches was bounds-checked above, and `dst` (a unique
-    // borrow) cannot alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            scale,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a.cs as isize,
+        a.rs as isize,
+        b.data.as_ptr(),
+        b.cs as isize,
+        b.rs as isize,
+        1.0,
+        scale,
+        false,
+        false,
+        false,
+        parallelism,
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -503,7 +561,11 @@ fn erf(x: f32) -> f32 {
 // Linear.
 // ---------------------------------------------------------------------------------------
 
-struct LinearOp;
+struct LinearOp {
+    /// Apply GELU to the output in place (inference only: the backward pass below is the
+    /// plain linear map's).
+    gelu: bool,
+}
 
 impl CustomOp3 for LinearOp {
     fn name(&self) -> &'static str {
@@ -530,25 +592,26 @@ impl CustomOp3 for LinearOp {
                 bl.shape()
             )
         }
-        // Start every row from the bias; the gemm accumulates x Wᵀ onto it.
-        let mut y = Vec::with_capacity(rows * out);
-        for _ in 0..rows {
-            y.extend_from_slice(b);
-        }
-        if rows <= SMALL_M_ROWS {
+        let xm = Mat::rows(x, rows, inp, inp);
+        let wt = Mat::rows(w, out, inp, inp).t();
+        // Rows start from the bias and the product accumulates onto them; the GELU epilogue
+        // adds the bias itself, which spares the big products a pass over their output.
+        let y = if rows <= SMALL_M_ROWS {
+            let mut y = repeat_rows(b, rows);
             small_m_linear(&mut y, x, w, rows, inp, out);
+            if self.gelu {
+                gelu_in_place(&mut y, None, out);
+            }
+            y
+        } else if self.gelu {
+            let mut y = gemm_new(xm, wt, 1.0, true);
+            gelu_in_place(&mut y, Some(b), out);
+            y
         } else {
-            let wt = Mat::rows(w, out, inp, inp).t();
-            gemm(
-                &mut y,
-                out,
-                Mat::rows(x, rows, inp, inp),
-                wt,
-                1.0,
-                true,
-                true,
-            );
-        }
+            let mut y = repeat_rows(b, rows);
+            gemm(&mut y, out, xm, wt, 1.0, true, true);
+            y
+        };
         let mut dims = xl.shape().dims().to_vec();
         *dims.last_mut().unwrap() = out;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
@@ -562,6 +625,9 @@ impl CustomOp3 for LinearOp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.gelu {
+            bail!("linear + GELU is an inference-only op: it has no backward pass")
+        }
         let (rows, inp) = rows_cols(x.shape())?;
         let out = w.dim(0)?;
         // Nothing upstream of x to train (e.g. frozen embeddings): skip its gemm.
@@ -571,31 +637,13 @@ impl CustomOp3 for LinearOp {
             let dy_m = Mat::rows(dy, rows, out, out);
             let dx = if want_dx {
                 // dx = dy W
-                let mut dx = vec![0f32; rows * inp];
-                gemm(
-                    &mut dx,
-                    inp,
-                    dy_m,
-                    Mat::rows(w, out, inp, inp),
-                    1.0,
-                    false,
-                    true,
-                );
+                let dx = gemm_new(dy_m, Mat::rows(w, out, inp, inp), 1.0, true);
                 Some(tensor(dx, x_shape)?)
             } else {
                 None
             };
             // dW = dyᵀ x
-            let mut dw = vec![0f32; out * inp];
-            gemm(
-                &mut dw,
-                inp,
-                dy_m.t(),
-                Mat::rows(x, rows, inp, inp),
-                1.0,
-                false,
-                true,
-            );
+            let dw = gemm_new(dy_m.t(), Mat::rows(x, rows, inp, inp), 1.0, true);
             let db = column_sums(dy, out);
             Ok((
                 dx,
@@ -881,14 +929,20 @@ impl CustomOp1 for SoftmaxOp {
 /// Values per rayon task for element-wise work.
 const ELEMENTWISE_TASK: usize = 1 << 14;
 
-/// `out[i] = f(a[i], b[i])`, split over the cores. `i` is the global index.
+/// `out[i] = f(a[i], b[i])`, split over the cores. `i` is the global index. The output is
+/// written once, not zero-filled first.
 fn map2(a: &[f32], b: &[f32], f: impl Fn(usize, f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; a.len()];
-    out.par_chunks_mut(ELEMENTWISE_TASK)
+    assert_eq!(a.len(), b.len(), "map2: lengths differ");
+    let mut out = Vec::with_capacity(a.len());
+    out.spare_capacity_mut()
+        .par_chunks_mut(ELEMENTWISE_TASK)
         .zip(a.par_chunks(ELEMENTWISE_TASK))
         .zip(b.par_chunks(ELEMENTWISE_TASK))
         .enumerate()
         .for_each(|(t, ((out, a), b))| map2_chunk(t * ELEMENTWISE_TASK, out, a, b, &f));
+    // SAFETY: the chunks cover the whole capacity, `a.len()` values, and `map2_loop` writes
+    // every value of its chunk (its inputs have the chunk's length).
+    unsafe { out.set_len(a.len()) };
     out
 }
 
@@ -901,7 +955,7 @@ fn map2(a: &[f32], b: &[f32], f: impl Fn(usize, f32, f32) -> f32 + Sync) -> Vec<
 /// so every path gives bit-identical results.
 fn map2_chunk<F: Fn(usize, f32, f32) -> f32>(
     base: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     a: &[f32],
     b: &[f32],
     f: &F,
@@ -927,7 +981,7 @@ macro_rules! map2_loop_with {
         #[target_feature(enable = $feature)]
         unsafe fn $name<F: Fn(usize, f32, f32) -> f32>(
             base: usize,
-            out: &mut [f32],
+            out: &mut [MaybeUninit<f32>],
             a: &[f32],
             b: &[f32],
             f: &F,
@@ -942,13 +996,64 @@ map2_loop_with!(map2_chunk_avx2, "avx2");
 #[inline(always)]
 fn map2_loop<F: Fn(usize, f32, f32) -> f32>(
     base: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     a: &[f32],
     b: &[f32],
     f: &F,
 ) {
+    debug_assert!(out.len() == a.len() && a.len() == b.len());
     for (i, ((o, &a), &b)) in out.iter_mut().zip(a).zip(b).enumerate() {
-        *o = f(base + i, a, b);
+        o.write(f(base + i, a, b));
+    }
+}
+
+/// `x[r, j] = gelu(x[r, j] + bias[j])` over rows of `row_len` (no bias: `gelu(x)`), split
+/// over the cores: the epilogue of the fused feed-forward linear map, [`linear_gelu`].
+/// Compiled for AVX-512 and AVX2 as [`map2_chunk`] is.
+fn gelu_in_place(x: &mut [f32], bias: Option<&[f32]>, row_len: usize) {
+    let zeros;
+    let bias = match bias {
+        Some(b) => b,
+        None => {
+            zeros = vec![0f32; row_len];
+            &zeros
+        }
+    };
+    assert_eq!(bias.len(), row_len, "gelu_in_place: bias length");
+    x.par_chunks_mut(task_len(row_len)).for_each(|chunk| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                return unsafe { bias_gelu_avx512(chunk, bias) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { bias_gelu_avx2(chunk, bias) };
+            }
+        }
+        bias_gelu_loop(chunk, bias)
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn bias_gelu_avx512(x: &mut [f32], bias: &[f32]) {
+    bias_gelu_loop(x, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bias_gelu_avx2(x: &mut [f32], bias: &[f32]) {
+    bias_gelu_loop(x, bias)
+}
+
+#[inline(always)]
+fn bias_gelu_loop(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v = gelu(*v + b);
+        }
     }
 }
 
@@ -1449,6 +1554,25 @@ mod tests {
     }
 
     #[test]
+    fn fused_linear_gelu_matches_linear_then_gelu() {
+        let (w, b) = (rand_tensor(&[40, 24], 2), rand_tensor(&[40], 3));
+        // 5 rows run on the small-m kernel, 70 on gemm with the bias added by the epilogue.
+        for rows in [5, 70] {
+            let x = (rand_tensor(&[rows, 24], rows as u32) * 2.0).unwrap();
+            let want = gelu_erf(&linear(&x, &w, &b).unwrap()).unwrap();
+            let fused = linear_gelu(&x, &w, &b).unwrap();
+            assert!(!fused.track_op());
+            assert!(max_diff(&fused, &want) < 1e-5, "{rows} rows");
+            // A variable input gets the differentiable pair, with its gradient.
+            let v = Var::from_tensor(&x).unwrap();
+            let y = linear_gelu(v.as_tensor(), &w, &b).unwrap();
+            assert!(max_diff(&y, &want) < 1e-6);
+            let grads = y.sum_all().unwrap().backward().unwrap();
+            assert!(grads.get(v.as_tensor()).is_some());
+        }
+    }
+
+    #[test]
     fn linear_backward_matches_finite_differences() {
         let inputs = [
             rand_tensor(&[2, 3, 5], 1),
@@ -1581,10 +1705,16 @@ mod tests {
             .map(|i| (i as f32 - 20_000.0) / 2_000.0)
             .collect();
         let wide = map2(&x, &x, |_, x, dy| dy * gelu_grad(x) + gelu(x));
-        let mut base = vec![0f32; x.len()];
-        map2_loop(0, &mut base, &x, &x, &|_, x: f32, dy: f32| {
-            dy * gelu_grad(x) + gelu(x)
-        });
+        let mut base = Vec::with_capacity(x.len());
+        map2_loop(
+            0,
+            base.spare_capacity_mut(),
+            &x,
+            &x,
+            &|_, x: f32, dy: f32| dy * gelu_grad(x) + gelu(x),
+        );
+        // SAFETY: map2_loop wrote every value of the capacity.
+        unsafe { base.set_len(x.len()) };
         assert!(wide
             .iter()
             .zip(&base)

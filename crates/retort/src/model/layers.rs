@@ -19,8 +19,9 @@ use crate::error::Result;
 pub struct Pass {
     /// Apply dropout (training mode).
     pub dropout: bool,
-    /// Gradients will be taken. Every op records a backward pass either way; callers use
-    /// this to say what they intend.
+    /// Gradients will be taken. When false, the model runs on detached copies of its
+    /// parameters, so no op records a backward pass: each intermediate buffer is freed as soon
+    /// as the next op has read it, and fused inference-only kernels may be used.
     pub grad: bool,
 }
 
@@ -53,6 +54,15 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// The same map on detached weights (see [`Pass::grad`]).
+    pub fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            int8: self.int8.clone(),
+        }
+    }
+
     /// Maps the last dimension of `x`, whatever the leading ones.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.int8 {
@@ -60,6 +70,15 @@ impl Linear {
             // Without the VNNI kernel, integer products are slower than f32: the dequantised
             // weights (in `weight`) run on the f32 kernel instead.
             _ => Ok(kernels::linear(x, &self.weight, &self.bias)?),
+        }
+    }
+
+    /// `act(x Wᵀ + b)`. GELU runs inside the map's op where it can (f32 weights; in place
+    /// when nothing records a backward pass, see [`kernels::linear_gelu`]).
+    pub fn forward_activated(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        match (act, &self.int8) {
+            (Activation::Gelu, None) => Ok(kernels::linear_gelu(x, &self.weight, &self.bias)?),
+            _ => activate(&self.forward(x)?, act),
         }
     }
 
@@ -99,6 +118,15 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// The same normalisation on detached parameters (see [`Pass::grad`]).
+    pub fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            eps: self.eps,
+        }
+    }
+
     /// The same kernel serves every pass (it has a backward pass).
     pub fn forward(&self, x: &Tensor, _pass: Pass) -> Result<Tensor> {
         Ok(kernels::layer_norm(x, &self.weight, &self.bias, self.eps)?)
