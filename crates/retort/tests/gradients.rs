@@ -60,6 +60,41 @@ fn inference_passes_record_no_backward_pass() {
     }
 }
 
+#[test]
+fn a_batch_split_over_threads_gives_the_outputs_of_one_pass() {
+    // 16 sentences: enough tokens that inference runs the batch as one part per thread.
+    let c = Classifier::load(&fixture("tiny-bert"), 64).unwrap();
+    let texts: Vec<&str> = TEXTS.iter().cycle().take(16).copied().collect();
+    let enc = c.tokenizer.encode_batch(&texts).unwrap();
+    let items: Vec<_> = enc.iter().collect();
+    let input = pad_batch(&items, 0, &Device::Cpu).unwrap();
+    let all = Outputs {
+        hidden_states: true,
+        attentions: true,
+    };
+    let whole = c.model.forward(&input, Pass::GRAD_NO_DROPOUT, all).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let split = pool.install(|| c.model.forward(&input, Pass::INFERENCE, all).unwrap());
+    let diff = |a: &Tensor, b: &Tensor| {
+        assert_eq!(a.dims(), b.dims());
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        d.max(0).unwrap().to_scalar::<f32>().unwrap()
+    };
+    assert!(diff(&whole.logits, &split.logits) < 1e-5);
+    assert!(diff(&whole.last_hidden_state, &split.last_hidden_state) < 1e-5);
+    assert_eq!(whole.hidden_states.len(), split.hidden_states.len());
+    assert_eq!(whole.attentions.len(), split.attentions.len());
+    for (a, b) in whole.hidden_states.iter().zip(&split.hidden_states) {
+        assert!(diff(a, b) < 1e-5);
+    }
+    for (a, b) in whole.attentions.iter().zip(&split.attentions) {
+        assert!(diff(a, b) < 1e-5);
+    }
+}
+
 fn every_tensor_trains(name: &str) {
     let (c, input, labels) = setup(name);
     let before: Vec<(String, Tensor)> = c

@@ -1,6 +1,7 @@
 //! A sequence classifier: encoder + head, built from a config and (optionally) a checkpoint.
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use super::config::ModelConfig;
 use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs};
@@ -21,6 +22,58 @@ pub struct ClassifierOutput {
     /// `[batch, seq, hidden]` output of the last layer.
     pub last_hidden_state: Tensor,
 }
+
+impl ClassifierOutput {
+    /// Joins the outputs of consecutive parts of a batch along the batch dimension.
+    fn concat(parts: Vec<ClassifierOutput>) -> Result<Self> {
+        let cat = |pick: &dyn Fn(&ClassifierOutput) -> &Tensor| -> Result<Tensor> {
+            let ts: Vec<&Tensor> = parts.iter().map(pick).collect();
+            Ok(Tensor::cat(&ts, 0)?)
+        };
+        let per_layer = |n: usize, pick: &dyn Fn(&ClassifierOutput, usize) -> &Tensor| {
+            (0..n)
+                .map(|i| cat(&|p| pick(p, i)))
+                .collect::<Result<Vec<_>>>()
+        };
+        let first = &parts[0];
+        Ok(ClassifierOutput {
+            logits: cat(&|p| &p.logits)?,
+            hidden_states: per_layer(first.hidden_states.len(), &|p, i| &p.hidden_states[i])?,
+            attentions: per_layer(first.attentions.len(), &|p, i| &p.attentions[i])?,
+            last_hidden_state: cat(&|p| &p.last_hidden_state)?,
+        })
+    }
+}
+
+/// Splits an inference batch into up to `threads` consecutive parts of at least
+/// [`MIN_SPLIT_TOKENS`] tokens each (one part: not worth splitting).
+fn split_batch(input: &EncoderInput, threads: usize) -> Result<Vec<EncoderInput>> {
+    let (batch, seq) = input.input_ids.dims2()?;
+    let parts = threads
+        .min(batch)
+        .min(batch * seq / MIN_SPLIT_TOKENS)
+        .max(1);
+    if parts == 1 {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 0..parts {
+        let len = (batch - start) / (parts - p);
+        let take = |t: &Tensor| t.narrow(0, start, len);
+        out.push(EncoderInput {
+            input_ids: take(&input.input_ids)?,
+            token_type_ids: take(&input.token_type_ids)?,
+            attention_mask: take(&input.attention_mask)?,
+        });
+        start += len;
+    }
+    Ok(out)
+}
+
+/// An inference batch is split over the threads only when each part has at least this many
+/// tokens: below it, one pass with multi-threaded ops is as fast.
+const MIN_SPLIT_TOKENS: usize = 64;
 
 /// An encoder with a sequence-classification head.
 #[derive(Debug, Clone)]
@@ -136,7 +189,18 @@ impl SequenceClassifier {
             // No gradients wanted: run on detached parameters so that no op records a
             // backward pass and intermediate buffers are freed as the pass goes.
             let (encoder, head) = (self.encoder.detached(), self.head.detached());
-            Self::run(&encoder, &head, input, pass, outputs)
+            let parts = split_batch(input, rayon::current_num_threads())?;
+            if parts.len() < 2 {
+                return Self::run(&encoder, &head, input, pass, outputs);
+            }
+            // Sequences are independent: each thread runs its share of the batch start to
+            // end, instead of both threads meeting at every op of one shared pass (the
+            // serial glue between ops then runs on both cores too).
+            let outs = parts
+                .par_iter()
+                .map(|part| Self::run(&encoder, &head, part, pass, outputs))
+                .collect::<Result<Vec<_>>>()?;
+            ClassifierOutput::concat(outs)
         }
     }
 
@@ -200,5 +264,54 @@ impl SequenceClassifier {
         let total = self.params.count();
         let embeddings = self.params.count_where(|n| n.contains("embeddings."));
         (total, total - embeddings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(batch: usize, seq: usize) -> EncoderInput {
+        let dev = Device::Cpu;
+        let ids: Vec<u32> = (0..(batch * seq) as u32).collect();
+        let ids = Tensor::from_vec(ids, (batch, seq), &dev).unwrap();
+        EncoderInput {
+            token_type_ids: ids.zeros_like().unwrap(),
+            attention_mask: Tensor::ones((batch, seq), candle_core::DType::F32, &dev).unwrap(),
+            input_ids: ids,
+        }
+    }
+
+    #[test]
+    fn batches_split_into_consecutive_parts_of_enough_tokens() {
+        let sizes = |batch, seq, threads| -> Vec<usize> {
+            let parts = split_batch(&input(batch, seq), threads).unwrap();
+            let firsts: Vec<u32> = parts
+                .iter()
+                .map(|p| {
+                    p.input_ids
+                        .get(0)
+                        .unwrap()
+                        .get(0)
+                        .unwrap()
+                        .to_scalar()
+                        .unwrap()
+                })
+                .collect();
+            // Consecutive: each part starts where the previous one ended.
+            let mut start = 0;
+            for (p, first) in parts.iter().zip(firsts) {
+                assert_eq!(first as usize, start * seq);
+                start += p.input_ids.dim(0).unwrap();
+            }
+            parts.iter().map(|p| p.input_ids.dim(0).unwrap()).collect()
+        };
+        assert_eq!(sizes(32, 64, 2), vec![16, 16]);
+        assert_eq!(sizes(5, 64, 2), vec![2, 3]);
+        assert_eq!(sizes(7, 40, 3), vec![2, 2, 3]);
+        // Too few tokens or sequences, or one thread: no split.
+        assert!(sizes(1, 128, 2).is_empty());
+        assert!(sizes(4, 16, 2).is_empty());
+        assert!(sizes(32, 64, 1).is_empty());
     }
 }

@@ -236,7 +236,7 @@ const SMALL_M_ROWS: usize = 64;
 fn small_m_linear(y: &mut [f32], x: &[f32], w: &[f32], rows: usize, inp: usize, out: usize) {
     debug_assert!(y.len() == rows * out && x.len() == rows * inp && w.len() == out * inp);
     // Enough work for two threads: each takes half of the rows (a multiple of 4, the block).
-    if rows >= 8 && rows * inp * out >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1 {
+    if rows >= 8 && rows * inp * out >= PARALLEL_MIN_MACS && may_fork() {
         let half = rows / 2 / 4 * 4;
         let (y0, y1) = y.split_at_mut(half * out);
         let (x0, x1) = x.split_at(half * inp);
@@ -350,6 +350,13 @@ fn small_m_linear_loop(y: &mut [f32], x: &[f32], w: &[f32], rows: usize, inp: us
     }
 }
 
+/// Whether a product may split over the threads: not when it is called from a rayon worker,
+/// that is from work already split over the threads (an inference batch run as one part
+/// per thread, see `SequenceClassifier::forward`), where forking only adds overhead.
+fn may_fork() -> bool {
+    rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none()
+}
+
 /// Products smaller than this many multiply-adds run on the calling thread: waking the
 /// other threads costs more than they save (batch-1 inference was slower with 2 threads
 /// than with 1).
@@ -423,7 +430,7 @@ unsafe fn gemm_raw(
     if m == 0 || n == 0 {
         return;
     }
-    let parallelism = if parallel && m * n * k >= PARALLEL_MIN_MACS {
+    let parallelism = if parallel && m * n * k >= PARALLEL_MIN_MACS && may_fork() {
         Parallelism::Rayon(rayon::current_num_threads())
     } else {
         Parallelism::None
