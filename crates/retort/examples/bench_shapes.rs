@@ -34,8 +34,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer};
 use retort::bench::{self, Repetitions, Stats};
 use retort::distill::loss;
+use retort::distill::objective::{Objective, Teacher, TrainBatch};
 use retort::model::{EncoderInput, ModelConfig, Outputs, Pass, SequenceClassifier};
-use retort::train::optim;
+use retort::train::config::LossWeights;
+use retort::train::{optim, step};
 use serde_json::json;
 
 const BATCH: usize = 32;
@@ -171,7 +173,7 @@ fn main() {
             }
             "train" => train_steps(&o, &student, &sname, &input, &labels),
             "distill" => {
-                let s = distill_step(&teacher, &student, &input, &labels, o.reps);
+                let s = distill_step(&teacher, &student, &input, o.reps);
                 report(
                     &o,
                     "distill_step",
@@ -303,27 +305,50 @@ fn train_step(
     )
 }
 
-/// One distillation step: teacher without gradients, student forward/backward, AdamW.
+/// One distillation step as `retort distill` runs it (`train::step::forward_backward`, one
+/// part per thread): teacher without gradients, student forward/backward with `hard_ce` +
+/// `soft_kl` (T = 2), AdamW.
 fn distill_step(
     teacher: &SequenceClassifier,
     student: &SequenceClassifier,
     input: &EncoderInput,
-    labels: &Tensor,
     reps: Repetitions,
 ) -> Stats {
+    let weights = LossWeights {
+        hard_ce: 1.0,
+        soft_kl: 1.0,
+        ..LossWeights::default()
+    };
+    let online = Teacher {
+        model: Some(teacher.clone()),
+        cached_logits: None,
+    };
+    let hidden = student.config.hidden_size;
+    let objective =
+        Objective::distill(weights, 2.0, online, Vec::new(), hidden, &Device::Cpu, 0).unwrap();
+    let classes = student.config.num_labels();
+    let indices: Vec<usize> = (0..input.input_ids.dim(0).unwrap()).collect();
+    // Parts are consecutive rows of the synthetic batch.
+    let make_batch = |idx: &[usize]| -> retort::Result<TrainBatch> {
+        let take = |t: &Tensor| t.narrow(0, idx[0], idx.len());
+        Ok(TrainBatch {
+            indices: idx.to_vec(),
+            input: EncoderInput {
+                input_ids: take(&input.input_ids)?,
+                token_type_ids: take(&input.token_type_ids)?,
+                attention_mask: take(&input.attention_mask)?,
+            },
+            labels: idx.iter().map(|&i| Some(i % classes)).collect(),
+        })
+    };
     let mut opt = optim::AdamW::new(&student.params, 0.01).unwrap();
     let vars = opt.vars();
     bench::time(reps, || {
-        let t = teacher
-            .forward(input, Pass::INFERENCE, Outputs::default())?
-            .logits
-            .detach();
-        let s = student
-            .forward(input, Pass::TRAIN, Outputs::default())?
-            .logits;
-        let l = (loss::soft_kl(&s, &t, 2.0)? + loss::hard_ce(&s, labels)?)?;
         let mut grads = optim::Grads::empty(vars.len());
-        grads.accumulate(&l.backward()?, &vars, 1.0)?;
+        for part in step::forward_backward(student, &objective, &indices, 0, &make_batch)? {
+            let part_grads = part.grads.expect("a finite loss");
+            grads.accumulate(&part_grads, &vars, part.share)?;
+        }
         opt.step(&grads, 1e-4)?;
         Ok(())
     })

@@ -367,3 +367,101 @@ fn a_base_model_needs_labels_and_a_headless_teacher_is_refused() {
     let err = distill(&d, false, false).unwrap_err().to_string();
     assert!(err.contains("no trained classification head"), "{err}");
 }
+
+#[test]
+fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
+    // Without dropout, parts weighted by their share of the examples must give the
+    // gradients of the whole batch in one pass (hard_ce + soft_kl are per-example means).
+    let loaded = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
+    let config = retort::model::ModelConfig {
+        hidden_dropout: 0.0,
+        attention_dropout: 0.0,
+        classifier_dropout: 0.0,
+        ..loaded.model.config.clone()
+    };
+    let tensors = |m: &retort::model::SequenceClassifier| {
+        m.params
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
+            .collect()
+    };
+    let build = || {
+        let (cfg, dev) = (config.clone(), Device::Cpu);
+        retort::model::SequenceClassifier::from_tensors(cfg, tensors(&loaded.model), "t", &dev, 0)
+            .unwrap()
+    };
+    let (student, teacher) = (build(), build());
+    let weights = LossWeights {
+        hard_ce: 1.0,
+        soft_kl: 1.0,
+        ..LossWeights::default()
+    };
+    let online = Teacher {
+        model: Some(teacher),
+        cached_logits: None,
+    };
+    let hidden = config.hidden_size;
+    let objective = Objective::distill(weights, 2.0, online, Vec::new(), hidden, &Device::Cpu, 0);
+    let objective = objective.unwrap();
+    let texts: Vec<String> = (0..13)
+        .map(|i| {
+            WORDS[i % 12..]
+                .iter()
+                .take(2 + i % 5)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let encoded = loaded.tokenizer.encode_batch(&refs).unwrap();
+    let make_batch = |idx: &[usize]| -> retort::Result<TrainBatch> {
+        let items: Vec<_> = idx.iter().map(|&i| &encoded[i]).collect();
+        Ok(TrainBatch {
+            indices: idx.to_vec(),
+            input: pad_batch(&items, 0, &Device::Cpu)?,
+            labels: idx.iter().map(|&i| Some(i % 3)).collect(),
+        })
+    };
+    let indices: Vec<usize> = (0..texts.len()).collect();
+    let vars = student.params.vars();
+    let grads_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let parts = pool.install(|| {
+            retort::train::step::forward_backward(&student, &objective, &indices, 7, &make_batch)
+        });
+        let parts = parts.unwrap();
+        let sums: Vec<Tensor> = vars
+            .iter()
+            .map(|v| {
+                let mut acc = v.as_tensor().zeros_like().unwrap();
+                for p in &parts {
+                    let store = p.grads.as_ref().unwrap();
+                    if let Some(g) = store.get(v.as_tensor()) {
+                        acc = (acc + (g * p.share).unwrap()).unwrap();
+                    }
+                }
+                acc
+            })
+            .collect();
+        (parts.len(), sums)
+    };
+    let (one, whole) = grads_with(1);
+    let (three, split) = grads_with(3);
+    assert_eq!(
+        (one, three),
+        (1, 3),
+        "13 examples over 3 threads make 3 parts"
+    );
+    for ((name, _), (a, b)) in student.params.iter().zip(whole.iter().zip(&split)) {
+        let scale = common::max_abs_diff(a, &a.zeros_like().unwrap()).max(1e-3);
+        let diff = common::max_abs_diff(a, b);
+        assert!(
+            diff <= 1e-4 * scale,
+            "{name}: {diff} (largest gradient {scale})"
+        );
+    }
+}

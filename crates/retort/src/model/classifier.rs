@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::config::ModelConfig;
 use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs};
 use super::heads::{head_prefixes, ClassifierHead};
+use super::kernels;
 use super::layers::{Linear, Pass};
 use super::params::{ParamBuilder, Params, TensorSource};
 use crate::error::{Error, Result};
@@ -189,7 +190,13 @@ impl SequenceClassifier {
             // No gradients wanted: run on detached parameters so that no op records a
             // backward pass and intermediate buffers are freed as the pass goes.
             let (encoder, head) = (self.encoder.detached(), self.head.detached());
-            let parts = split_batch(input, rayon::current_num_threads())?;
+            // Inside work already split over the threads (a training part running its
+            // teacher), the pass stays on its thread.
+            let threads = match kernels::may_fork() {
+                true => rayon::current_num_threads(),
+                false => 1,
+            };
+            let parts = split_batch(input, threads)?;
             if parts.len() < 2 {
                 return Self::run(&encoder, &head, input, pass, outputs);
             }

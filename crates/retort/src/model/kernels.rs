@@ -120,6 +120,20 @@ pub fn attention_context(probs: &Tensor, v: &Tensor, heads: usize) -> Result<Ten
         .apply_op2(&v.contiguous()?, AttnContextOp { heads })
 }
 
+/// `a + s·b` (or `s·b` without `a`) in one multi-threaded pass, recording no backward pass:
+/// sums of gradients over micro-batches and parts of a batch (candle's `add` and `affine`
+/// run on one thread, two passes, over tens of MB of embedding gradients).
+pub fn add_scaled(a: Option<&Tensor>, b: &Tensor, s: f32) -> Result<Tensor> {
+    let sum = match a {
+        Some(a) if a.shape() != b.shape() => {
+            bail!("add_scaled: shapes {:?} and {:?}", a.shape(), b.shape())
+        }
+        Some(a) => with_values([a, b], |[a, b]| Ok(map2(a, b, |_, a, b| a + s * b)))?,
+        None => with_values([b], |[b]| Ok(map2(b, b, |_, b, _| s * b)))?,
+    };
+    tensor(sum, b.shape().clone())
+}
+
 /// Makes candle run its own element-wise ops on the calling thread rather than on its
 /// worker pool, unless the user set `CANDLE_NUM_THREADS`. The kernels here and the matmuls
 /// run on rayon's pool; candle's second pool only adds threads that spin-wait against
@@ -353,7 +367,7 @@ fn small_m_linear_loop(y: &mut [f32], x: &[f32], w: &[f32], rows: usize, inp: us
 /// Whether a product may split over the threads: not when it is called from a rayon worker,
 /// that is from work already split over the threads (an inference batch run as one part
 /// per thread, see `SequenceClassifier::forward`), where forking only adds overhead.
-fn may_fork() -> bool {
+pub(crate) fn may_fork() -> bool {
     rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none()
 }
 
@@ -1558,6 +1572,16 @@ mod tests {
             .broadcast_add(&b)
             .unwrap();
         assert!(max_diff(&linear(&x, &w, &b).unwrap(), &want) < 1e-5);
+    }
+
+    #[test]
+    fn add_scaled_matches_candle() {
+        let (a, b) = (rand_tensor(&[300, 70], 1), rand_tensor(&[300, 70], 2));
+        let scaled = (&b * 0.25).unwrap();
+        let want = (&a + &scaled).unwrap();
+        assert_eq!(flat(&add_scaled(Some(&a), &b, 0.25).unwrap()), flat(&want));
+        assert_eq!(flat(&add_scaled(None, &b, 0.25).unwrap()), flat(&scaled));
+        assert!(add_scaled(Some(&a), &rand_tensor(&[3], 1), 1.0).is_err());
     }
 
     #[test]

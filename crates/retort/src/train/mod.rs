@@ -3,4 +3,5 @@
 pub mod config;
 pub mod finetune;
 pub mod optim;
+pub mod step;
 pub mod trainer;

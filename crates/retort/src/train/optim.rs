@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Storage, Tensor, Var};
 
 use crate::error::{Error, Result};
+use crate::model::kernels;
 use crate::model::Params;
 
 /// Linear warmup from 0 to `peak` over `warmup` steps, then linear decay to 0 at `total`.
@@ -58,15 +59,10 @@ impl Grads {
     pub fn accumulate(&mut self, store: &GradStore, vars: &[Var], scale: f64) -> Result<()> {
         for (slot, var) in self.grads.iter_mut().zip(vars) {
             if let Some(g) = store.get(var.as_tensor()) {
-                // A lone micro-batch's gradient is kept as it is (no copy).
-                let g = if scale == 1.0 {
-                    g.clone()
-                } else {
-                    (g * scale)?
-                };
                 *slot = Some(match slot.take() {
-                    Some(acc) => (acc + g)?,
-                    None => g,
+                    // A lone micro-batch's gradient is kept as it is (no copy).
+                    None if scale == 1.0 => g.clone(),
+                    acc => kernels::add_scaled(acc.as_ref(), g, scale as f32)?,
                 });
             }
         }

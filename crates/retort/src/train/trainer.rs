@@ -19,13 +19,13 @@ use serde_json::json;
 
 use super::config::TrainSection;
 use super::optim::{AdamW, Grads, Schedule};
+use super::step::forward_backward;
 use crate::distill::objective::{Objective, TrainBatch};
 use crate::error::{Error, Result};
 use crate::eval::metrics;
 use crate::infer::logits;
 use crate::model::checkpoint::{copy_tokenizer_files, save_classifier};
-use crate::model::layers::seed_dropout;
-use crate::model::{Params, Pass, SequenceClassifier};
+use crate::model::{Params, SequenceClassifier};
 use crate::text::batch::{bucketed_batches, pad_batch};
 use crate::text::Encoded;
 
@@ -215,31 +215,32 @@ pub fn run(
             let mut terms_sum: Vec<(&'static str, f64)> = Vec::new();
             let mut loss_sum = 0.0;
             for (micro, indices) in group.iter().enumerate() {
-                let items: Vec<&Encoded> = indices.iter().map(|&i| &train.examples[i]).collect();
-                let batch = TrainBatch {
-                    indices: indices.clone(),
-                    input: pad_batch(&items, model.config.pad_token_id, &device)?,
-                    labels: indices.iter().map(|&i| train.labels[i]).collect(),
+                // Dropout masks depend only on the seed, the step, the micro-batch and the part.
+                let seed = cfg.seed ^ ((step as u64) << 20) ^ micro as u64;
+                let make_batch = |idx: &[usize]| -> Result<TrainBatch> {
+                    let items: Vec<&Encoded> = idx.iter().map(|&i| &train.examples[i]).collect();
+                    Ok(TrainBatch {
+                        indices: idx.to_vec(),
+                        input: pad_batch(&items, model.config.pad_token_id, &device)?,
+                        labels: idx.iter().map(|&i| train.labels[i]).collect(),
+                    })
                 };
-                // Dropout masks depend only on the seed, the step and the micro-batch.
-                seed_dropout(cfg.seed ^ ((step as u64) << 20) ^ micro as u64);
-                let output =
-                    model.forward(&batch.input, Pass::TRAIN, objective.student_outputs())?;
-                let loss = objective.loss(&batch, &output)?;
-                let value = loss.total.to_scalar::<f32>()? as f64;
-                if !value.is_finite() {
-                    bar.abandon();
-                    return Err(nan_error(
-                        value,
-                        step + 1,
-                        &loss.terms,
-                        &last_dir,
-                        saved_step,
-                    ));
+                for part in forward_backward(model, objective, indices, seed, &make_batch)? {
+                    let Some(part_grads) = part.grads.filter(|_| part.loss.is_finite()) else {
+                        bar.abandon();
+                        return Err(nan_error(
+                            part.loss,
+                            step + 1,
+                            &part.terms,
+                            &last_dir,
+                            saved_step,
+                        ));
+                    };
+                    let weight = part.share / group.len() as f64;
+                    loss_sum += part.loss * weight;
+                    accumulate_terms(&mut terms_sum, &part.terms, weight);
+                    grads.accumulate(&part_grads, &vars, weight)?;
                 }
-                loss_sum += value / group.len() as f64;
-                accumulate_terms(&mut terms_sum, &loss.terms, 1.0 / group.len() as f64);
-                grads.accumulate(&loss.total.backward()?, &vars, 1.0 / group.len() as f64)?;
                 window_examples += indices.len();
             }
             let grad_norm = grads.clip(cfg.grad_clip)?;
