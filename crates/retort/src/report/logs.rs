@@ -108,11 +108,16 @@ impl TrainingLog {
         names
     }
 
-    /// The best dev accuracy and its step.
+    /// The best dev accuracy and its step: the first step that reached it, the one whose
+    /// checkpoint the trainer kept in `best/` (it saves only on a strict improvement).
     pub fn best_eval(&self) -> Option<&EvalPoint> {
-        self.eval
-            .iter()
-            .max_by(|a, b| a.dev_accuracy.total_cmp(&b.dev_accuracy))
+        self.eval.iter().reduce(|best, e| {
+            if e.dev_accuracy > best.dev_accuracy {
+                e
+            } else {
+                best
+            }
+        })
     }
 }
 
@@ -154,6 +159,21 @@ mod tests {
         assert_eq!((log.train.len(), log.eval.len()), (1, 1));
         assert_eq!(log.term_names(), ["hard_ce", "soft_kl"]);
         assert_eq!(log.best_eval().unwrap().step, 50);
+    }
+
+    #[test]
+    fn the_best_eval_is_the_first_to_reach_the_best_accuracy() {
+        // As the trainer keeps it: a later tie does not replace best/.
+        let (_d, path) = write(concat!(
+            r#"{"event":"eval","step":10,"dev_accuracy":0.7}"#,
+            "\n",
+            r#"{"event":"eval","step":20,"dev_accuracy":0.9}"#,
+            "\n",
+            r#"{"event":"eval","step":30,"dev_accuracy":0.9}"#,
+            "\n"
+        ));
+        let log = TrainingLog::read(&path).unwrap();
+        assert_eq!(log.best_eval().unwrap().step, 20);
     }
 
     #[test]
