@@ -4,7 +4,7 @@
 //! [`LayerNames`]) and in DistilBERT having no token-type embeddings. The forward pass can
 //! return every layer's hidden states and attention probabilities, which distillation needs.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, D};
 
 use super::config::{Architecture, ModelConfig};
 use super::kernels;
@@ -207,6 +207,12 @@ impl LayerNames {
     }
 }
 
+/// Below this many multiply-adds each, the query, key and value products of a short input run
+/// one after the other: handing one to the other thread costs more than it saves. Batch-1
+/// latency at 16 tokens (BENCHMARKS.md): 6 × 384 models (2.4M each) 5–12% faster side by
+/// side, the 4 × 256 student (1M each) 20% slower.
+const SIDE_BY_SIDE_MIN_MACS: usize = 1 << 21;
+
 /// One post-LN transformer layer: self-attention, then a feed-forward block.
 #[derive(Debug, Clone)]
 pub struct Layer {
@@ -294,6 +300,27 @@ impl Layer {
         }
     }
 
+    /// The query, key and value projections of `x`. For a sentence or two each product is too
+    /// small to split over the threads, so the three run side by side instead (when each is
+    /// worth a thread: [`SIDE_BY_SIDE_MIN_MACS`]).
+    fn project_qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let hidden = x.dim(D::Minus1)?;
+        let rows = x.elem_count() / hidden;
+        let small = rows <= kernels::SMALL_M_ROWS;
+        if !small || rows * hidden * hidden < SIDE_BY_SIDE_MIN_MACS || !kernels::may_fork() {
+            return Ok((
+                self.query.forward(x)?,
+                self.key.forward(x)?,
+                self.value.forward(x)?,
+            ));
+        }
+        let (q, (k, v)) = rayon::join(
+            || self.query.forward(x),
+            || rayon::join(|| self.key.forward(x), || self.value.forward(x)),
+        );
+        Ok((q?, k?, v?))
+    }
+
     /// Returns the layer output and its attention probabilities.
     fn forward(&self, x: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
         let LayerShape {
@@ -302,9 +329,7 @@ impl Layer {
         debug_assert_eq!(x.dim(2)?, heads * head_dim);
         // The attention kernels read and write heads in place in [batch, seq, hidden]: no
         // transposes or copies around the per-head products.
-        let q = self.query.forward(x)?;
-        let k = self.key.forward(x)?;
-        let v = self.value.forward(x)?;
+        let (q, k, v) = self.project_qkv(x)?;
         let probs = kernels::attention_probs(&q, &k, mask_bias, heads)?;
         let kept = dropout(&probs, self.cfg.attention_dropout, pass)?;
         let context = kernels::attention_context(&kept, &v, heads)?;

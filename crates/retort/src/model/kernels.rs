@@ -242,7 +242,7 @@ impl<'a> Mat<'a> {
 /// Up to this many rows, the linear layer's forward pass uses [`small_m_linear`]: the gemm
 /// crate packs the whole weight matrix at every call, which for a sentence or two costs
 /// more than the product itself (62% of batch-1 time in `perf`).
-const SMALL_M_ROWS: usize = 64;
+pub(crate) const SMALL_M_ROWS: usize = 64;
 
 /// `y[r, o] += x[r, :] · w[o, :]` for a few rows of `x` (`rows × inp`) against the row-major
 /// weight `w` (`out × inp`), reading the weights in place: one pass over `w`, each weight
