@@ -330,14 +330,9 @@ fn distill_step(
     let indices: Vec<usize> = (0..input.input_ids.dim(0).unwrap()).collect();
     // Parts are consecutive rows of the synthetic batch.
     let make_batch = |idx: &[usize]| -> retort::Result<TrainBatch> {
-        let take = |t: &Tensor| t.narrow(0, idx[0], idx.len());
         Ok(TrainBatch {
             indices: idx.to_vec(),
-            input: EncoderInput {
-                input_ids: take(&input.input_ids)?,
-                token_type_ids: take(&input.token_type_ids)?,
-                attention_mask: take(&input.attention_mask)?,
-            },
+            input: input.narrow_batch(idx[0], idx.len())?,
             labels: idx.iter().map(|&i| Some(i % classes)).collect(),
         })
     };

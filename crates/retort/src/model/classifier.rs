@@ -10,6 +10,7 @@ use super::kernels;
 use super::layers::{Linear, Pass};
 use super::params::{ParamBuilder, Params, TensorSource};
 use crate::error::{Error, Result};
+use crate::text::batch::even_parts;
 
 /// The output of a classifier's forward pass.
 #[derive(Debug, Clone)]
@@ -47,29 +48,17 @@ impl ClassifierOutput {
 }
 
 /// Splits an inference batch into up to `threads` consecutive parts of at least
-/// [`MIN_SPLIT_TOKENS`] tokens each (one part: not worth splitting).
+/// [`MIN_SPLIT_TOKENS`] tokens each (one part when that is not possible).
 fn split_batch(input: &EncoderInput, threads: usize) -> Result<Vec<EncoderInput>> {
     let (batch, seq) = input.input_ids.dims2()?;
     let parts = threads
         .min(batch)
         .min(batch * seq / MIN_SPLIT_TOKENS)
         .max(1);
-    if parts == 1 {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::with_capacity(parts);
-    let mut start = 0;
-    for p in 0..parts {
-        let len = (batch - start) / (parts - p);
-        let take = |t: &Tensor| t.narrow(0, start, len);
-        out.push(EncoderInput {
-            input_ids: take(&input.input_ids)?,
-            token_type_ids: take(&input.token_type_ids)?,
-            attention_mask: take(&input.attention_mask)?,
-        });
-        start += len;
-    }
-    Ok(out)
+    even_parts(batch, parts)
+        .into_iter()
+        .map(|r| input.narrow_batch(r.start, r.len()))
+        .collect()
 }
 
 /// An inference batch is split over the threads only when each part has at least this many
@@ -197,7 +186,7 @@ impl SequenceClassifier {
                 false => 1,
             };
             let parts = split_batch(input, threads)?;
-            if parts.len() < 2 {
+            if parts.len() == 1 {
                 return Self::run(&encoder, &head, input, pass, outputs);
             }
             // Sequences are independent: each thread runs its share of the batch start to
@@ -316,9 +305,9 @@ mod tests {
         assert_eq!(sizes(32, 64, 2), vec![16, 16]);
         assert_eq!(sizes(5, 64, 2), vec![2, 3]);
         assert_eq!(sizes(7, 40, 3), vec![2, 2, 3]);
-        // Too few tokens or sequences, or one thread: no split.
-        assert!(sizes(1, 128, 2).is_empty());
-        assert!(sizes(4, 16, 2).is_empty());
-        assert!(sizes(32, 64, 1).is_empty());
+        // Too few tokens or sequences, or one thread: one part.
+        assert_eq!(sizes(1, 128, 2), vec![1]);
+        assert_eq!(sizes(4, 16, 2), vec![4]);
+        assert_eq!(sizes(32, 64, 1), vec![32]);
     }
 }

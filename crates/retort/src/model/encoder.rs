@@ -50,6 +50,18 @@ pub struct EncoderInput {
     pub attention_mask: Tensor,
 }
 
+impl EncoderInput {
+    /// Rows `start..start + len` of the batch (views, no copy).
+    pub fn narrow_batch(&self, start: usize, len: usize) -> Result<Self> {
+        let take = |t: &Tensor| t.narrow(0, start, len);
+        Ok(Self {
+            input_ids: take(&self.input_ids)?,
+            token_type_ids: take(&self.token_type_ids)?,
+            attention_mask: take(&self.attention_mask)?,
+        })
+    }
+}
+
 /// What the encoder returns.
 #[derive(Debug, Clone)]
 pub struct EncoderOutput {

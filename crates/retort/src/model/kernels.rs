@@ -617,22 +617,23 @@ impl CustomOp3 for LinearOp {
         let wt = Mat::rows(w, out, inp, inp).t();
         // Rows start from the bias and the product accumulates onto them; the GELU epilogue
         // adds the bias itself, which spares the big products a pass over their output.
-        let y = if rows <= SMALL_M_ROWS {
-            let mut y = repeat_rows(b, rows);
+        let mut y = if rows <= SMALL_M_ROWS {
+            let mut y = match self.gelu {
+                true => vec![0f32; rows * out],
+                false => repeat_rows(b, rows),
+            };
             small_m_linear(&mut y, x, w, rows, inp, out);
-            if self.gelu {
-                gelu_in_place(&mut y, None, out);
-            }
             y
         } else if self.gelu {
-            let mut y = gemm_new(xm, wt, 1.0, true);
-            gelu_in_place(&mut y, Some(b), out);
-            y
+            gemm_new(xm, wt, 1.0, true)
         } else {
             let mut y = repeat_rows(b, rows);
             gemm(&mut y, out, xm, wt, 1.0, true, true);
             y
         };
+        if self.gelu {
+            bias_gelu_in_place(&mut y, b);
+        }
         let mut dims = xl.shape().dims().to_vec();
         *dims.last_mut().unwrap() = out;
         Ok((CpuStorage::F32(y), Shape::from(dims)))
@@ -1028,20 +1029,11 @@ fn map2_loop<F: Fn(usize, f32, f32) -> f32>(
     }
 }
 
-/// `x[r, j] = gelu(x[r, j] + bias[j])` over rows of `row_len` (no bias: `gelu(x)`), split
-/// over the cores: the epilogue of the fused feed-forward linear map, [`linear_gelu`].
-/// Compiled for AVX-512 and AVX2 as [`map2_chunk`] is.
-fn gelu_in_place(x: &mut [f32], bias: Option<&[f32]>, row_len: usize) {
-    let zeros;
-    let bias = match bias {
-        Some(b) => b,
-        None => {
-            zeros = vec![0f32; row_len];
-            &zeros
-        }
-    };
-    assert_eq!(bias.len(), row_len, "gelu_in_place: bias length");
-    x.par_chunks_mut(task_len(row_len)).for_each(|chunk| {
+/// `x[r, j] = gelu(x[r, j] + bias[j])` over rows of `bias.len()`, split over the cores: the
+/// epilogue of the fused feed-forward linear map, [`linear_gelu`]. Compiled for AVX-512 and
+/// AVX2 as [`map2_chunk`] is.
+fn bias_gelu_in_place(x: &mut [f32], bias: &[f32]) {
+    x.par_chunks_mut(task_len(bias.len())).for_each(|chunk| {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {

@@ -42,6 +42,19 @@ pub fn pad_batch(items: &[&Encoded], pad_id: u32, device: &Device) -> Result<Enc
     })
 }
 
+/// `n` items cut into `parts` consecutive ranges whose lengths differ by at most one (the
+/// longer ones last): how a batch is shared out over the threads.
+pub fn even_parts(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 0..parts {
+        let len = (n - start) / (parts - p);
+        out.push(start..start + len);
+        start += len;
+    }
+    out
+}
+
 /// Groups indices `0..lengths.len()` into batches of similar length (sorted, longest first),
 /// so that little work is spent on padding. Every index appears exactly once.
 pub fn length_sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {

@@ -20,6 +20,7 @@ use crate::distill::objective::{Objective, TrainBatch};
 use crate::error::Result;
 use crate::model::layers::seed_dropout;
 use crate::model::{Pass, SequenceClassifier};
+use crate::text::batch::even_parts;
 
 /// Parts have at least this many examples: smaller ones are not worth a thread.
 const MIN_PART_EXAMPLES: usize = 4;
@@ -74,16 +75,11 @@ pub fn forward_backward(
 /// Consecutive parts of `indices`, one per thread, each at least [`MIN_PART_EXAMPLES`] long
 /// (one part when that is not possible).
 fn split(indices: &[usize], threads: usize) -> Vec<&[usize]> {
-    let n = indices.len();
-    let parts = threads.min(n / MIN_PART_EXAMPLES).max(1);
-    let mut out = Vec::with_capacity(parts);
-    let mut start = 0;
-    for p in 0..parts {
-        let len = (n - start) / (parts - p);
-        out.push(&indices[start..start + len]);
-        start += len;
-    }
-    out
+    let parts = threads.min(indices.len() / MIN_PART_EXAMPLES).max(1);
+    even_parts(indices.len(), parts)
+        .into_iter()
+        .map(|r| &indices[r])
+        .collect()
 }
 
 #[cfg(test)]

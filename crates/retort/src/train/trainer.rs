@@ -226,7 +226,8 @@ pub fn run(
                     })
                 };
                 for part in forward_backward(model, objective, indices, seed, &make_batch)? {
-                    let Some(part_grads) = part.grads.filter(|_| part.loss.is_finite()) else {
+                    // No gradients: the part's loss is not finite.
+                    let Some(part_grads) = part.grads else {
                         bar.abandon();
                         return Err(nan_error(
                             part.loss,
