@@ -4,7 +4,8 @@
 # (Retort / PyTorch, higher is better); the last line is `min ratio: X`.
 #
 # Usage: scripts/bench_vs_pytorch.sh [--reps N] [--warmup N] [--threads N]
-#        scripts/bench_vs_pytorch.sh --end-to-end [--limit N]   (row 4: whole SST-2 distillation)
+#        scripts/bench_vs_pytorch.sh --end-to-end [--limit N] [--seed N]   (row 4: whole SST-2 distillation;
+#        the seed, default 42, goes to both sides)
 #
 # Rows: inference (batch 32 x 64 tokens) and batch-1 latency (16 tokens) for the 4x256 student
 # and 6x384 teacher shapes (random weights, as in ../shared/bench), the real all-MiniLM-L6-v2,
@@ -18,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REPS=20 WARMUP=3 THREADS=2 E2E=0 LIMIT=0
+REPS=20 WARMUP=3 THREADS=2 E2E=0 LIMIT=0 SEED=42
 while [ $# -gt 0 ]; do
     case "$1" in
         --reps) REPS=$2; shift 2 ;;
@@ -26,7 +27,8 @@ while [ $# -gt 0 ]; do
         --threads) THREADS=$2; shift 2 ;;
         --end-to-end) E2E=1; shift ;;
         --limit) LIMIT=$2; shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        --seed) SEED=$2; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bench_vs_pytorch: unknown argument $1 (see --help)" >&2; exit 1 ;;
     esac
 done
@@ -58,19 +60,21 @@ COMMON=(--threads "$THREADS" --warmup "$WARMUP" --reps "$REPS")
 if [ "$E2E" = 1 ]; then
     # Row 4: the whole distillation run, wall-clock, each side from a cold start (Retort
     # computes its teacher cache afresh). Both evaluate on dev once, at the end.
-    rm -rf "$OUT/e2e" && mkdir -p "$OUT/e2e"
-    echo "== retort distill (configs/sst2-distill.toml, limit $LIMIT)" >&2
+    E2E_OUT=$OUT/e2e-seed$SEED
+    rm -rf "$E2E_OUT" && mkdir -p "$E2E_OUT"
+    echo "== retort distill (configs/sst2-distill.toml, limit $LIMIT, seed $SEED)" >&2
     t0=$(date +%s.%N)
     RAYON_NUM_THREADS=$THREADS $RETORT distill --config configs/sst2-distill.toml \
-        --set output.dir="$OUT/e2e/retort" --set distill.cache_dir="$OUT/e2e/cache" \
+        --set output.dir="$E2E_OUT/retort" --set distill.cache_dir="$E2E_OUT/cache" \
         --set data.train="$SST2/train.tsv" --set data.dev="$SST2/dev.tsv" \
-        --set data.limit="$LIMIT" --set train.eval_every=0 --set teacher.dir="$TEACHER" >&2
+        --set data.limit="$LIMIT" --set train.eval_every=0 --set teacher.dir="$TEACHER" \
+        --set train.seed="$SEED" >&2
     t1=$(date +%s.%N)
-    echo "== plain PyTorch KD loop (scripts/kd_pytorch.py, limit $LIMIT)" >&2
+    echo "== plain PyTorch KD loop (scripts/kd_pytorch.py, limit $LIMIT, seed $SEED)" >&2
     $PYTHON scripts/kd_pytorch.py --teacher "$TEACHER" --train "$SST2/train.tsv" --dev "$SST2/dev.tsv" \
-        --limit "$LIMIT" --threads "$THREADS" > "$OUT/e2e/pytorch.json"
+        --limit "$LIMIT" --threads "$THREADS" --seed "$SEED" > "$E2E_OUT/pytorch.json"
     t2=$(date +%s.%N)
-    $PYTHON - "$OUT/e2e/retort/summary.json" "$OUT/e2e/pytorch.json" "$t0" "$t1" "$t2" <<'EOF'
+    $PYTHON - "$E2E_OUT/retort/summary.json" "$E2E_OUT/pytorch.json" "$t0" "$t1" "$t2" <<'EOF'
 import json, sys
 retort = json.load(open(sys.argv[1]))["run"]["best_accuracy"]
 torch_ = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])["dev_accuracy"]

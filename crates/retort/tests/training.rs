@@ -208,7 +208,9 @@ fn distillation_gradients_reach_every_student_tensor_and_projection() {
     config.student.hidden_size = 16;
     config.student.heads = 2;
     config.student.intermediate_size = 24;
-    let student = retort::distill::run::build_student(&config, &teacher.model).unwrap();
+    let student = retort::distill::run::build_student(&config, &teacher, &[])
+        .unwrap()
+        .model;
     let pairs = LayerMap::Uniform.pairs(2, 3).unwrap();
     let objective = Objective::distill(
         all_terms(),
@@ -282,21 +284,27 @@ fn distillation_gradients_reach_every_student_tensor_and_projection() {
     );
 }
 
-#[test]
-fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+/// A 3-step distillation of the tiny BERT into its layers 0 and 2, on data written into `dir`.
+fn tiny_distill_config(dir: &Path) -> DistillConfig {
     let mut c = DistillConfig::default();
     c.teacher.dir = fixture("tiny-bert");
     c.teacher.max_len = 32;
     c.student.teacher_layers = vec![0, 2];
     c.data.train = write_data(dir, "train.tsv", 64);
     c.data.dev = write_data(dir, "dev.tsv", 16);
-    c.augment.multiplier = 2;
     c.distill.cache_dir = dir.join("cache");
     c.train.batch_size = 8;
     c.train.max_steps = 3;
     c.train.eval_every = 3;
+    c
+}
+
+#[test]
+fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = tiny_distill_config(dir);
+    c.augment.multiplier = 2;
     c.output.dir = dir.join("a");
     let first = distill(&c, false, false).unwrap();
     assert_eq!(first.teacher_cache_hit, Some(false));
@@ -336,6 +344,42 @@ fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
         terms.as_object().unwrap().keys().collect::<Vec<_>>(),
         ["hard_ce"]
     );
+}
+
+#[test]
+fn a_pruned_student_keeps_its_own_vocabulary_and_neurons_and_loads_with_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = tiny_distill_config(dir);
+    c.student.keep_tokens = 12;
+    c.student.keep_ffn = 16;
+    c.output.dir = dir.join("pruned");
+    let summary = distill(&c, false, false).unwrap();
+    let best = dir.join("pruned/best");
+    let student = Classifier::load(&best, 32).unwrap();
+    let cfg = &student.model.config;
+    assert_eq!((cfg.vocab_size, cfg.intermediate_size), (12, 16));
+    assert_eq!(student.tokenizer.vocab_size(), 12);
+    assert_eq!(summary.student_parameters, student.model.params.count());
+    let vocab = std::fs::read_to_string(best.join("vocab.txt")).unwrap();
+    assert_eq!(vocab.lines().count(), 12);
+    assert_eq!(vocab.lines().next(), Some("[PAD]"));
+    // It reads any text, kept words or not, with its own tokens.
+    let texts = [
+        "good music",
+        "a word the teacher has but the student lost: boring plot",
+    ];
+    assert_eq!(student.predict(&texts, 8).unwrap().len(), 2);
+
+    // Token-by-token terms cannot compare two tokenizations; a fresh student has no layers to prune.
+    c.distill.weights = all_terms();
+    c.output.dir = dir.join("refused");
+    let err = distill(&c, false, false).err().unwrap().to_string();
+    assert!(err.contains("keep_tokens"), "{err}");
+    c.distill.weights = LossWeights::default();
+    c.student.init = StudentInit::Fresh;
+    let err = distill(&c, false, false).err().unwrap().to_string();
+    assert!(err.contains("teacher-layers"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `retort distill`: build a student, label the transfer set with the teacher, and train.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -10,9 +10,12 @@ use super::objective::{Objective, Teacher};
 use super::teacher_cache::teacher_logits;
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
-use crate::model::student::{self, StudentShape};
-use crate::model::SequenceClassifier;
+use crate::model::student::{self, Keep, StudentShape};
+use crate::model::{EncoderInput, SequenceClassifier};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
+use crate::text::batch::pad_batch;
+use crate::text::vocab::{pruned_vocabulary, tokens_of};
+use crate::text::{Encoded, TextTokenizer};
 use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentInit};
 use crate::train::finetune::{dev_set, read_data, train_set};
 use crate::train::trainer::{self, dev_metrics, progress_bar, RunOptions, RunSummary};
@@ -33,14 +36,60 @@ pub struct DistillSummary {
     pub teacher_cache_path: Option<PathBuf>,
 }
 
-/// Builds the student the config asks for.
+/// A student and, when it keeps only part of the teacher's vocabulary, its own tokenizer.
+pub struct Student {
+    pub model: SequenceClassifier,
+    /// `None`: the student reads the teacher's tokenizer.
+    pub tokenizer: Option<StudentTokenizer>,
+}
+
+/// The tokenizer of a student with a pruned vocabulary, and that vocabulary.
+pub struct StudentTokenizer {
+    pub tokenizer: TextTokenizer,
+    pub tokens: Vec<String>,
+}
+
+/// Examples whose feed-forward activity chooses the neurons a pruned student keeps.
+const FFN_SAMPLE: usize = 2048;
+
+/// Builds the student the config asks for. `examples` (the transfer set, in the teacher's
+/// tokens) choose the tokens and neurons a pruned student keeps.
 pub fn build_student(
     config: &DistillConfig,
-    teacher: &SequenceClassifier,
-) -> Result<SequenceClassifier> {
+    teacher: &Classifier,
+    examples: &[Encoded],
+) -> Result<Student> {
     let s = &config.student;
+    let pruned = s.keep_tokens > 0 || s.keep_ffn > 0;
     match s.init {
-        StudentInit::TeacherLayers => student::from_teacher_layers(teacher, &s.teacher_layers),
+        StudentInit::TeacherLayers => {
+            if s.keep_tokens > 0 && config.distill.weights.needs_intermediate() {
+                return Err(Error::Invalid(
+                    "student.keep_tokens gives the student its own tokens, so it cannot be matched token by token with the teacher: set the intermediate terms (hidden_mse, attention_mse, attention_kl, cosine) to 0".into(),
+                ));
+            }
+            let mut keep = Keep::default();
+            if s.keep_tokens > 0 {
+                keep.tokens = Some(pruned_vocabulary(&teacher.tokenizer, examples, s.keep_tokens)?);
+            }
+            if s.keep_ffn > 0 {
+                let batches = ffn_sample(examples, teacher.model.config.pad_token_id)?;
+                keep.ffn = Some(student::ffn_to_keep(&teacher.model, &batches, s.keep_ffn)?);
+            }
+            let model = student::from_teacher_layers(&teacher.model, &s.teacher_layers, &keep)?;
+            let tokenizer = match &keep.tokens {
+                None => None,
+                Some(ids) => {
+                    let tokens = tokens_of(&teacher.tokenizer, ids)?;
+                    let tokenizer = teacher.tokenizer.with_vocabulary(&tokens)?;
+                    Some(StudentTokenizer { tokenizer, tokens })
+                }
+            };
+            Ok(Student { model, tokenizer })
+        }
+        StudentInit::Fresh if pruned => Err(Error::Invalid(
+            "student.keep_tokens and student.keep_ffn prune teacher layers: they need student.init = \"teacher-layers\"".into(),
+        )),
         StudentInit::Fresh => {
             let shape = StudentShape {
                 layers: s.layers,
@@ -48,13 +97,45 @@ pub fn build_student(
                 heads: s.heads,
                 intermediate_size: s.intermediate_size,
             };
-            let fresh = student::fresh(&teacher.config, shape, &Device::Cpu, config.train.seed)?;
+            let fresh =
+                student::fresh(&teacher.model.config, shape, &Device::Cpu, config.train.seed)?;
             if s.embeddings == EmbeddingInit::TeacherPca {
-                student::init_embeddings_from_teacher(&fresh, teacher)?;
+                student::init_embeddings_from_teacher(&fresh, &teacher.model)?;
             }
-            Ok(fresh)
+            Ok(Student {
+                model: fresh,
+                tokenizer: None,
+            })
         }
     }
+}
+
+/// Up to [`FFN_SAMPLE`] examples spread over the set, in batches of 64.
+fn ffn_sample(examples: &[Encoded], pad_id: u32) -> Result<Vec<EncoderInput>> {
+    let step = (examples.len() / FFN_SAMPLE).max(1);
+    let picked: Vec<&Encoded> = examples.iter().step_by(step).take(FFN_SAMPLE).collect();
+    picked
+        .chunks(64)
+        .map(|c| pad_batch(c, pad_id, &Device::Cpu))
+        .collect()
+}
+
+/// Writes a pruned student's tokenizer files (`tokenizer.json`, `vocab.txt`, and the
+/// teacher's tokenizer settings) into `dir`, for its checkpoints to carry.
+fn save_student_tokenizer(st: &StudentTokenizer, teacher_dir: &Path, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e, "tokenizer directory"))?;
+    st.tokenizer.save(dir)?;
+    let vocab = dir.join("vocab.txt");
+    std::fs::write(&vocab, st.tokens.join("\n") + "\n")
+        .map_err(|e| Error::io(&vocab, e, "vocabulary"))?;
+    for name in ["tokenizer_config.json", "special_tokens_map.json"] {
+        let src = teacher_dir.join(name);
+        if src.exists() {
+            let dst = dir.join(name);
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e, "tokenizer file"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs a whole distillation as configured; the best student is saved in `output.dir/best`.
@@ -66,20 +147,11 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
             config.teacher.dir.display()
         )));
     }
-    let student = build_student(config, &teacher.model)?;
     let labels = teacher.model.config.labels.clone();
     let (train_data, dev_data) = read_data(&config.data)?;
     let mut train = train_set(&teacher.tokenizer, &train_data, &labels)?;
     let dev = dev_set(&teacher.tokenizer, &dev_data, &labels)?;
     let (teacher_accuracy, _) = dev_metrics(&teacher.model, &dev, 64)?;
-    eprintln!(
-        "teacher {}: {} parameters, dev accuracy {teacher_accuracy:.4}; student: {} layers × {} hidden, {} parameters",
-        config.teacher.dir.display(),
-        teacher.model.params.count(),
-        student.config.num_layers,
-        student.config.hidden_size,
-        student.params.count()
-    );
 
     let augmented = augment_transfer_set(config, &teacher, &train_data.texts())?;
     if !augmented.is_empty() {
@@ -91,7 +163,20 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
             .labels
             .extend(std::iter::repeat_n(None, augmented.len()));
     }
-
+    let Student {
+        model: student,
+        tokenizer: student_tokenizer,
+    } = build_student(config, &teacher, &train.examples)?;
+    eprintln!(
+        "teacher {}: {} parameters, dev accuracy {teacher_accuracy:.4}; student: {} layers × {} hidden, {} feed-forward, {} tokens, {} parameters",
+        config.teacher.dir.display(),
+        teacher.model.params.count(),
+        student.config.num_layers,
+        student.config.hidden_size,
+        student.config.intermediate_size,
+        student.config.vocab_size,
+        student.params.count()
+    );
     let weights = &config.distill.weights;
     let teacher_start = Instant::now();
     let cache = if weights.needs_logits() {
@@ -146,10 +231,30 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         &Device::Cpu,
         config.train.seed,
     )?;
+    // A student with its own tokens reads the transfer set and dev set in them; the teacher's
+    // logits (cached above) stay matched by example index.
+    let tokenizer_dir = match &student_tokenizer {
+        None => config.teacher.dir.clone(),
+        Some(st) => {
+            let dir = config.output.dir.join("student-tokenizer");
+            save_student_tokenizer(st, &config.teacher.dir, &dir)?;
+            let texts: Vec<&str> = train_data
+                .texts()
+                .into_iter()
+                .chain(augmented.iter().map(String::as_str))
+                .collect();
+            train.examples = st.tokenizer.encode_batch(&texts)?;
+            dir
+        }
+    };
+    let dev = match &student_tokenizer {
+        None => dev,
+        Some(st) => dev_set(&st.tokenizer, &dev_data, &labels)?,
+    };
     let options = RunOptions {
         train: &config.train,
         out_dir: &config.output.dir,
-        tokenizer_dir: &config.teacher.dir,
+        tokenizer_dir: &tokenizer_dir,
         resume,
         config_toml: &to_toml(config),
         progress,

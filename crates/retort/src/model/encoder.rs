@@ -335,6 +335,13 @@ impl Layer {
 
     /// Returns the layer output and its attention probabilities.
     fn forward(&self, x: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
+        let (h, probs) = self.attend(x, mask_bias, pass)?;
+        let inner = self.ffn_in.forward_activated(&h, self.cfg.activation)?;
+        Ok((self.feed_forward_out(&inner, &h, pass)?, probs))
+    }
+
+    /// The attention block: its normalised output (the feed-forward input) and probabilities.
+    fn attend(&self, x: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
         let LayerShape {
             heads, head_dim, ..
         } = self.cfg;
@@ -350,16 +357,13 @@ impl Layer {
             self.cfg.hidden_dropout,
             pass,
         )?;
-        let h = self.attn_norm.forward_residual(&attn, x, pass)?;
+        Ok((self.attn_norm.forward_residual(&attn, x, pass)?, probs))
+    }
 
-        let inner = self.ffn_in.forward_activated(&h, self.cfg.activation)?;
-        let out = dropout(
-            &self.ffn_out.forward(&inner)?,
-            self.cfg.hidden_dropout,
-            pass,
-        )?;
-        let y = self.ffn_norm.forward_residual(&out, &h, pass)?;
-        Ok((y, probs))
+    /// The rest of the feed-forward block, from the activated inner values to the layer output.
+    fn feed_forward_out(&self, inner: &Tensor, h: &Tensor, pass: Pass) -> Result<Tensor> {
+        let out = dropout(&self.ffn_out.forward(inner)?, self.cfg.hidden_dropout, pass)?;
+        self.ffn_norm.forward_residual(&out, h, pass)
     }
 }
 
@@ -400,10 +404,7 @@ impl Encoder {
         pass: Pass,
         outputs: Outputs,
     ) -> Result<EncoderOutput> {
-        let (batch, seq) = input.input_ids.dims2()?;
-        // [batch, 1, 1, seq]: 0 for real keys, MASKED for padding.
-        let mask_bias = ((input.attention_mask.to_dtype(DType::F32)? - 1.0)? * -MASKED)?
-            .reshape((batch, 1, 1, seq))?;
+        let mask_bias = mask_bias(input)?;
         let mut x = self.embeddings.forward(input, pass)?;
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
@@ -426,4 +427,45 @@ impl Encoder {
             attentions,
         })
     }
+
+    /// For each layer, sums over the real tokens of `input` of each feed-forward neuron's
+    /// activation and absolute activation (`[intermediate]` each), and the number of real
+    /// tokens: how much each neuron contributes, to choose which ones a pruned student keeps
+    /// and to fold the mean output of the others into a bias. Inference only.
+    pub fn ffn_activity(&self, input: &EncoderInput) -> Result<(Vec<FfnActivity>, usize)> {
+        let encoder = self.detached();
+        let mask_bias = mask_bias(input)?;
+        let mask = input.attention_mask.to_dtype(DType::F32)?;
+        let tokens = mask.sum_all()?.to_scalar::<f32>()? as usize;
+        let mask = mask.unsqueeze(2)?;
+        let mut x = encoder.embeddings.forward(input, Pass::INFERENCE)?;
+        let mut activity = Vec::with_capacity(encoder.layers.len());
+        for layer in &encoder.layers {
+            let (h, _) = layer.attend(&x, &mask_bias, Pass::INFERENCE)?;
+            let inner = layer.ffn_in.forward_activated(&h, layer.cfg.activation)?;
+            let real = inner.broadcast_mul(&mask)?;
+            activity.push(FfnActivity {
+                sum: real.sum((0, 1))?,
+                abs_sum: real.abs()?.sum((0, 1))?,
+            });
+            x = layer.feed_forward_out(&inner, &h, Pass::INFERENCE)?;
+        }
+        Ok((activity, tokens))
+    }
+}
+
+/// Sums of one layer's feed-forward activations over tokens (see [`Encoder::ffn_activity`]).
+#[derive(Debug, Clone)]
+pub struct FfnActivity {
+    pub sum: Tensor,
+    pub abs_sum: Tensor,
+}
+
+/// The attention bias of a batch, `[batch, 1, 1, seq]`: 0 for real keys, MASKED for padding.
+fn mask_bias(input: &EncoderInput) -> Result<Tensor> {
+    let (batch, seq) = input.input_ids.dims2()?;
+    Ok(
+        ((input.attention_mask.to_dtype(DType::F32)? - 1.0)? * -MASKED)?
+            .reshape((batch, 1, 1, seq))?,
+    )
 }

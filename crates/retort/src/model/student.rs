@@ -6,15 +6,38 @@ use candle_core::{Device, Tensor};
 
 use super::classifier::SequenceClassifier;
 use super::config::ModelConfig;
-use super::encoder::layer_prefix;
+use super::encoder::{layer_prefix, EncoderInput, FfnActivity, LayerNames};
 use super::params::ParamBuilder;
 use crate::error::{Error, Result};
 
+/// What a student built from teacher layers keeps of the teacher: everything by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Keep {
+    /// The teacher token ids whose embeddings the student keeps; token `i` of the student is
+    /// `tokens[i]` of the teacher (its tokenizer must agree: see `text::vocab`).
+    pub tokens: Option<Vec<u32>>,
+    /// For each teacher layer, the feed-forward neurons kept; the same number in every layer
+    /// (see [`ffn_to_keep`]).
+    pub ffn: Option<Vec<KeptNeurons>>,
+}
+
+/// The feed-forward neurons a layer keeps, and what the dropped ones added on average.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptNeurons {
+    /// Kept neurons, ascending.
+    pub neurons: Vec<u32>,
+    /// The dropped neurons' mean contribution to the layer's feed-forward output (`[hidden]`),
+    /// folded into the output bias so the pruned layer keeps the mean output of the whole one.
+    pub bias_shift: Vec<f32>,
+}
+
 /// A student with the teacher's embeddings and head and a copy of teacher layers `layers`
-/// (0-based, in order: student layer i starts as teacher layer `layers[i]`).
+/// (0-based, in order: student layer i starts as teacher layer `layers[i]`), keeping the
+/// tokens and feed-forward neurons `keep` names.
 pub fn from_teacher_layers(
     teacher: &SequenceClassifier,
     layers: &[usize],
+    keep: &Keep,
 ) -> Result<SequenceClassifier> {
     let arch = teacher.config.architecture;
     let depth = teacher.config.num_layers;
@@ -27,30 +50,164 @@ pub fn from_teacher_layers(
             depth - 1
         )));
     }
+    let word = param_name(teacher, &teacher.encoder.embeddings.word)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, var) in teacher.params.iter() {
+        let t = var.as_tensor();
         let in_layer = (0..depth).find(|&j| name.starts_with(&layer_prefix(arch, j)));
         match in_layer {
+            None if name == word => {
+                tensors.insert(name.to_string(), select_rows(t, keep.tokens.as_deref())?);
+            }
             None => {
-                tensors.insert(name.to_string(), var.as_tensor().clone());
+                tensors.insert(name.to_string(), t.clone());
             }
             Some(j) => {
+                let kept = keep.ffn.as_ref().map(|f| &f[j]);
+                let t = select_neurons(name, t, &LayerNames::new(arch, j), kept)?;
                 let rest = &name[layer_prefix(arch, j).len()..];
                 for (i, _) in layers.iter().enumerate().filter(|(_, &l)| l == j) {
-                    tensors.insert(
-                        format!("{}{rest}", layer_prefix(arch, i)),
-                        var.as_tensor().clone(),
-                    );
+                    tensors.insert(format!("{}{rest}", layer_prefix(arch, i)), t.clone());
                 }
             }
         }
     }
+    let pad_token_id = match &keep.tokens {
+        None => teacher.config.pad_token_id,
+        Some(ids) => ids
+            .iter()
+            .position(|&id| id == teacher.config.pad_token_id)
+            .ok_or_else(|| {
+                Error::Invalid("the kept tokens must include the padding token".into())
+            })? as u32,
+    };
     let config = ModelConfig {
         num_layers: layers.len(),
+        pad_token_id,
+        vocab_size: keep
+            .tokens
+            .as_ref()
+            .map_or(teacher.config.vocab_size, Vec::len),
+        intermediate_size: keep
+            .ffn
+            .as_ref()
+            .map_or(teacher.config.intermediate_size, |f| f[0].neurons.len()),
         ..teacher.config.clone()
     };
     let device = teacher.encoder.embeddings.word.device().clone();
     SequenceClassifier::from_tensors(config, tensors, "(teacher layers)", &device, 0)
+}
+
+/// Rows `ids` of `t` (all of it for `None`).
+fn select_rows(t: &Tensor, ids: Option<&[u32]>) -> Result<Tensor> {
+    let Some(ids) = ids else {
+        return Ok(t.clone());
+    };
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= t.dim(0).unwrap_or(0)) {
+        return Err(Error::Invalid(format!(
+            "a kept token id ({bad}) is outside the teacher's vocabulary"
+        )));
+    }
+    Ok(t.index_select(&Tensor::new(ids, t.device())?, 0)?)
+}
+
+/// The part of layer tensor `name` that feed-forward neurons `kept` need: rows of the
+/// inner projection and its bias, columns of the outer projection, whose bias takes the
+/// dropped neurons' mean contribution; other tensors whole.
+fn select_neurons(
+    name: &str,
+    t: &Tensor,
+    names: &LayerNames,
+    kept: Option<&KeptNeurons>,
+) -> Result<Tensor> {
+    let Some(kept) = kept else {
+        return Ok(t.clone());
+    };
+    let index = Tensor::new(kept.neurons.as_slice(), t.device())?;
+    if name == format!("{}.weight", names.ffn_in) || name == format!("{}.bias", names.ffn_in) {
+        Ok(t.index_select(&index, 0)?)
+    } else if name == format!("{}.weight", names.ffn_out) {
+        Ok(t.index_select(&index, 1)?.contiguous()?)
+    } else if name == format!("{}.bias", names.ffn_out) {
+        Ok((t + Tensor::new(kept.bias_shift.as_slice(), t.device())?)?)
+    } else {
+        Ok(t.clone())
+    }
+}
+
+/// For each teacher layer, the `k` feed-forward neurons that contribute most over `batches`:
+/// a neuron's importance is its mean absolute activation over real tokens times the norm of
+/// its output weights (how much it moves the layer's output).
+pub fn ffn_to_keep(
+    teacher: &SequenceClassifier,
+    batches: &[EncoderInput],
+    k: usize,
+) -> Result<Vec<KeptNeurons>> {
+    let width = teacher.config.intermediate_size;
+    if k == 0 || k > width {
+        return Err(Error::Invalid(format!(
+            "cannot keep {k} feed-forward neurons of {width}"
+        )));
+    }
+    if batches.is_empty() {
+        return Err(Error::Invalid(
+            "choosing feed-forward neurons needs at least one batch of examples".into(),
+        ));
+    }
+    let mut sums: Vec<FfnActivity> = Vec::new();
+    let mut tokens = 0;
+    for batch in batches {
+        let (activity, n) = teacher.encoder.ffn_activity(batch)?;
+        tokens += n;
+        sums = if sums.is_empty() {
+            activity
+        } else {
+            sums.iter()
+                .zip(&activity)
+                .map(|(a, b)| {
+                    Ok(FfnActivity {
+                        sum: (&a.sum + &b.sum)?,
+                        abs_sum: (&a.abs_sum + &b.abs_sum)?,
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+    }
+    let per_token = 1.0 / tokens.max(1) as f64;
+    let mut kept = Vec::with_capacity(sums.len());
+    for (sum, layer) in sums.iter().zip(&teacher.encoder.layers) {
+        let w_out = &layer.ffn_out.weight; // [hidden, intermediate]
+        let out_norm = w_out.sqr()?.sum(0)?.sqrt()?;
+        let score = ((&sum.abs_sum * per_token)? * out_norm)?.to_vec1::<f32>()?;
+        let neurons = top_k(&score, k);
+        let mut dropped_mean = (&sum.sum * per_token)?.to_vec1::<f32>()?;
+        for &n in &neurons {
+            dropped_mean[n as usize] = 0.0;
+        }
+        let dropped_mean = Tensor::new(dropped_mean.as_slice(), w_out.device())?;
+        let bias_shift = w_out
+            .matmul(&dropped_mean.unsqueeze(1)?)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?;
+        kept.push(KeptNeurons {
+            neurons,
+            bias_shift,
+        });
+    }
+    Ok(kept)
+}
+
+/// Indices of the `k` largest scores, ascending (ties to the lower index).
+fn top_k(score: &[f32], k: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..score.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        score[b as usize]
+            .total_cmp(&score[a as usize])
+            .then(a.cmp(&b))
+    });
+    order.truncate(k);
+    order.sort_unstable();
+    order
 }
 
 /// The size of a fresh student.
@@ -127,14 +284,28 @@ pub fn init_embeddings_from_teacher(
     Ok(())
 }
 
-/// The variable behind a tensor of the student's.
+/// The variable behind a tensor of the model's.
 fn find_var<'a>(model: &'a SequenceClassifier, t: &Tensor) -> Result<&'a candle_core::Var> {
-    model
+    Ok(model
         .params
         .iter()
         .find(|(_, v)| v.as_tensor().id() == t.id())
-        .map(|(_, v)| v)
-        .ok_or_else(|| Error::Invalid("tensor is not a parameter of the model".into()))
+        .ok_or_else(not_a_param)?
+        .1)
+}
+
+/// The name of a tensor of the model's.
+fn param_name<'a>(model: &'a SequenceClassifier, t: &Tensor) -> Result<&'a str> {
+    Ok(model
+        .params
+        .iter()
+        .find(|(_, v)| v.as_tensor().id() == t.id())
+        .ok_or_else(not_a_param)?
+        .0)
+}
+
+fn not_a_param() -> Error {
+    Error::Invalid("tensor is not a parameter of the model".into())
 }
 
 /// The top-`k` principal directions of the rows of `x` (`[n, d]` → `[d, k]`, orthonormal
@@ -202,7 +373,7 @@ mod tests {
     #[test]
     fn copies_chosen_layers_embeddings_and_head() {
         let t = teacher();
-        let s = from_teacher_layers(&t, &[1, 3]).unwrap();
+        let s = from_teacher_layers(&t, &[1, 3], &Keep::default()).unwrap();
         assert_eq!(s.config.num_layers, 2);
         let q = |i| format!("bert.encoder.layer.{i}.attention.self.query.weight");
         assert!(same(&s, &q(0), &t, &q(1)));
@@ -218,8 +389,123 @@ mod tests {
         let v = s.params.get(&q(0)).unwrap();
         v.set(&v.as_tensor().zeros_like().unwrap()).unwrap();
         assert!(!same(&s, &q(0), &t, &q(1)));
-        assert!(from_teacher_layers(&t, &[4]).is_err());
-        assert!(from_teacher_layers(&t, &[]).is_err());
+        assert!(from_teacher_layers(&t, &[4], &Keep::default()).is_err());
+        assert!(from_teacher_layers(&t, &[], &Keep::default()).is_err());
+    }
+
+    /// One sentence of token ids as an encoder batch.
+    fn batch(ids: &[u32]) -> EncoderInput {
+        let sentence = crate::text::Encoded {
+            ids: ids.to_vec(),
+            type_ids: vec![0; ids.len()],
+        };
+        crate::text::batch::pad_batch(&[&sentence], 0, &Device::Cpu).unwrap()
+    }
+
+    fn logits(model: &SequenceClassifier, ids: &[u32]) -> Vec<f32> {
+        let out = model
+            .forward(&batch(ids), Pass::INFERENCE, Outputs::default())
+            .unwrap();
+        out.logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn pruning_keeps_what_the_kept_tokens_and_neurons_compute() {
+        let t = teacher();
+        // Silence feed-forward neurons 16..32 of every layer (zero output weights): they
+        // contribute nothing, so they are the ones pruned, and pruning changes no output.
+        for l in 0..4 {
+            let v = t
+                .params
+                .get(&format!("bert.encoder.layer.{l}.output.dense.weight"))
+                .unwrap();
+            let w = v.as_tensor();
+            let silenced = Tensor::cat(
+                &[
+                    &w.narrow(1, 0, 16).unwrap(),
+                    &w.narrow(1, 16, 16).unwrap().zeros_like().unwrap(),
+                ],
+                1,
+            )
+            .unwrap();
+            v.set(&silenced).unwrap();
+        }
+        let teacher_ids = [2u32, 10, 20, 30, 11, 3];
+        let sample = batch(&teacher_ids);
+        let ffn = ffn_to_keep(&t, std::slice::from_ref(&sample), 16).unwrap();
+        assert!(
+            ffn.iter()
+                .all(|k| k.neurons == (0..16).collect::<Vec<u32>>()
+                    && k.bias_shift.iter().all(|&b| b == 0.0)),
+            "{ffn:?}"
+        );
+        let tokens = vec![0u32, 1, 2, 3, 4, 10, 11, 20, 30];
+        let keep = Keep {
+            tokens: Some(tokens.clone()),
+            ffn: Some(ffn),
+        };
+        let pruned = from_teacher_layers(&t, &[0, 2], &keep).unwrap();
+        assert_eq!(
+            (pruned.config.vocab_size, pruned.config.intermediate_size),
+            (9, 16)
+        );
+        let full = from_teacher_layers(&t, &[0, 2], &Keep::default()).unwrap();
+        let student_ids: Vec<u32> = teacher_ids
+            .iter()
+            .map(|id| tokens.iter().position(|t| t == id).unwrap() as u32)
+            .collect();
+        let (a, b) = (logits(&full, &teacher_ids), logits(&pruned, &student_ids));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+            "{a:?} vs {b:?}"
+        );
+        assert!(pruned.params.count() < full.params.count());
+
+        assert!(ffn_to_keep(&t, &[], 16).is_err());
+        assert!(ffn_to_keep(&t, std::slice::from_ref(&sample), 0).is_err());
+        assert!(ffn_to_keep(&t, &[sample], 33).is_err());
+        let bad = Keep {
+            tokens: Some(vec![0, 50]),
+            ffn: None,
+        };
+        assert!(from_teacher_layers(&t, &[0], &bad).is_err());
+    }
+
+    #[test]
+    fn dropped_neurons_leave_their_mean_output_in_the_bias() {
+        let t = teacher();
+        let sample = batch(&[2, 10, 20, 30, 11, 3]);
+        let (activity, tokens) = t.encoder.ffn_activity(&sample).unwrap();
+        assert_eq!(tokens, 6);
+        let kept = ffn_to_keep(&t, &[sample], 8).unwrap();
+        // Layer 0 by hand: shift = Σ over dropped n of mean activation(n) · W_out[:, n].
+        let mean = (&activity[0].sum / 6.0).unwrap().to_vec1::<f32>().unwrap();
+        let w = t.encoder.layers[0].ffn_out.weight.to_vec2::<f32>().unwrap();
+        let dropped: Vec<usize> = (0..32)
+            .filter(|n| !kept[0].neurons.contains(&(*n as u32)))
+            .collect();
+        assert_eq!(dropped.len(), 24);
+        for (row, shift) in w.iter().zip(&kept[0].bias_shift) {
+            let want: f32 = dropped.iter().map(|&n| mean[n] * row[n]).sum();
+            assert!((want - shift).abs() < 1e-5, "{want} vs {shift}");
+        }
+        let keep = Keep {
+            tokens: None,
+            ffn: Some(kept.clone()),
+        };
+        let s = from_teacher_layers(&t, &[0], &keep).unwrap();
+        let bias =
+            |m: &SequenceClassifier| m.encoder.layers[0].ffn_out.bias.to_vec1::<f32>().unwrap();
+        let (before, after) = (bias(&t), bias(&s));
+        for i in 0..16 {
+            assert!((after[i] - before[i] - kept[0].bias_shift[i]).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn top_k_takes_the_largest_in_index_order() {
+        assert_eq!(top_k(&[0.5, 3.0, 1.0, 3.0, -1.0], 3), vec![1, 2, 3]);
+        assert_eq!(top_k(&[1.0, 1.0, 1.0], 2), vec![0, 1]);
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod augment;
 pub mod batch;
 pub mod dataset;
 pub mod tokenizer;
+pub mod vocab;
 
 pub use dataset::{Dataset, Example};
 pub use tokenizer::{Encoded, TextTokenizer, DEFAULT_MAX_LEN};

@@ -147,6 +147,35 @@ impl TextTokenizer {
             .map_err(|e| Error::Tokenizer(format!("cannot write {}: {e}", path.display())))
     }
 
+    /// The token of an id, if the vocabulary has it.
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// A WordPiece tokenizer over `tokens` (token `i` gets id `i`) that normalises and
+    /// splits words as this one does: the tokenizer of a student with a pruned vocabulary.
+    /// A word whose pieces are gone is spelt with the pieces that are left, or is `[UNK]`.
+    pub fn with_vocabulary(&self, tokens: &[String]) -> Result<Self> {
+        // `tokenizers` keeps its vocabularies in ahash maps.
+        let vocab: ahash::AHashMap<String, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        if vocab.len() != tokens.len() {
+            return Err(Error::Tokenizer("a vocabulary lists a token twice".into()));
+        }
+        let model = WordPiece::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(tok_err("cannot build a WordPiece vocabulary"))?;
+        let mut tok = bert_pipeline(model, "the pruned vocabulary")?;
+        tok.with_normalizer(self.inner.get_normalizer().cloned());
+        tok.with_pre_tokenizer(self.inner.get_pre_tokenizer().cloned());
+        Self::new(tok, self.max_len)
+    }
+
     /// The wrapped `tokenizers` tokenizer.
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
@@ -177,22 +206,30 @@ fn wordpiece_from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
         .map_err(|e| {
             Error::Tokenizer(format!("cannot read vocabulary {}: {e}", vocab.display()))
         })?;
+    let mut tok = bert_pipeline(model, &vocab.display().to_string())?;
+    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
+    Ok(tok)
+}
+
+/// A tokenizer around a WordPiece model with BERT's pre-tokeniser, `[CLS] … [SEP]` around
+/// each text, the special tokens kept whole, and the WordPiece decoder. `what` names the
+/// vocabulary in errors.
+fn bert_pipeline(model: WordPiece, what: &str) -> Result<Tokenizer> {
     let special = |t: &str| {
         tokenizers::Model::token_to_id(&model, t)
-            .ok_or_else(|| Error::Tokenizer(format!("{} has no {t} token", vocab.display())))
+            .ok_or_else(|| Error::Tokenizer(format!("{what} has no {t} token")))
     };
     let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
     special("[UNK]")?;
     // Specials in the vocabulary are added tokens, so that e.g. "[MASK]" in a text (as
     // augmentation writes it) stays one token instead of being split at its brackets.
-    let specials: Vec<AddedToken> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS
         .into_iter()
         .filter(|t| tokenizers::Model::token_to_id(&model, t).is_some())
         .map(|t| AddedToken::from(t, true))
         .collect();
     let mut tok = Tokenizer::new(model);
     tok.add_special_tokens(&specials);
-    tok.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
     tok.with_pre_tokenizer(Some(BertPreTokenizer));
     tok.with_post_processor(Some(BertProcessing::new(
         ("[SEP]".into(), sep),
@@ -201,6 +238,9 @@ fn wordpiece_from_vocab(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     tok.with_decoder(Some(WordPieceDecoder::default()));
     Ok(tok)
 }
+
+/// BERT's special tokens.
+pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 
 #[cfg(test)]
 mod tests {
@@ -226,6 +266,31 @@ mod tests {
         );
         let short = TextTokenizer::from_dir(dir.path(), 4).unwrap();
         assert_eq!(short.encode("the cat sat").unwrap().ids, vec![2, 5, 6, 3]);
+    }
+
+    #[test]
+    fn a_pruned_vocabulary_spells_lost_words_with_the_pieces_left() {
+        let dir = vocab_dir();
+        let full = TextTokenizer::from_dir(dir.path(), 16).unwrap();
+        // "cats" lost "cat": it is spelt from what is left, or is [UNK].
+        let tokens: Vec<String> = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "sat", "##s",
+        ]
+        .map(String::from)
+        .to_vec();
+        let small = full.with_vocabulary(&tokens).unwrap();
+        assert_eq!(small.vocab_size(), 8);
+        // [CLS] the [UNK] sat [SEP]: "cats" cannot be spelt without "cat"; the rest keeps its pieces.
+        assert_eq!(
+            small.encode("The cats sat").unwrap().ids,
+            vec![2, 5, 1, 6, 3]
+        );
+        assert_eq!(small.encode("the [MASK]").unwrap().ids, vec![2, 5, 4, 3]);
+        assert_eq!(small.token(7).as_deref(), Some("##s"));
+        let twice = [tokens.clone(), vec!["the".into()]].concat();
+        assert!(full.with_vocabulary(&twice).is_err());
+        let no_cls: Vec<String> = tokens.iter().filter(|t| *t != "[CLS]").cloned().collect();
+        assert!(full.with_vocabulary(&no_cls).is_err());
     }
 
     #[test]

@@ -107,6 +107,12 @@ pub struct StudentSection {
     pub init: StudentInit,
     /// With init = "teacher-layers": which teacher layers (0-based) become the student's.
     pub teacher_layers: Vec<usize>,
+    /// With init = "teacher-layers": keep only this many tokens of the teacher's vocabulary,
+    /// the most frequent in the transfer set (0: all). The student gets its own tokenizer.
+    pub keep_tokens: usize,
+    /// With init = "teacher-layers": keep only this many feed-forward neurons per layer, those
+    /// that contribute most on the training set (0: all).
+    pub keep_ffn: usize,
     /// With init = "fresh": number of layers.
     pub layers: usize,
     /// With init = "fresh": hidden size.
@@ -125,6 +131,8 @@ impl Default for StudentSection {
         Self {
             init: StudentInit::TeacherLayers,
             teacher_layers: vec![1, 3, 5],
+            keep_tokens: 0,
+            keep_ffn: 0,
             layers: 4,
             hidden_size: 256,
             heads: 4,
