@@ -10,6 +10,7 @@ use super::objective::{Objective, Teacher};
 use super::teacher_cache::teacher_logits;
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
+use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::student::{self, Keep, StudentShape};
 use crate::model::{EncoderInput, SequenceClassifier};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
@@ -120,22 +121,15 @@ fn ffn_sample(examples: &[Encoded], pad_id: u32) -> Result<Vec<EncoderInput>> {
         .collect()
 }
 
-/// Writes a pruned student's tokenizer files (`tokenizer.json`, `vocab.txt`, and the
-/// teacher's tokenizer settings) into `dir`, for its checkpoints to carry.
+/// Writes a pruned student's tokenizer files into `dir`, for its checkpoints to carry: the
+/// teacher's tokenizer settings, with `tokenizer.json` and `vocab.txt` replaced by its own.
 fn save_student_tokenizer(st: &StudentTokenizer, teacher_dir: &Path, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e, "tokenizer directory"))?;
+    copy_tokenizer_files(teacher_dir, dir)?;
     st.tokenizer.save(dir)?;
     let vocab = dir.join("vocab.txt");
     std::fs::write(&vocab, st.tokens.join("\n") + "\n")
-        .map_err(|e| Error::io(&vocab, e, "vocabulary"))?;
-    for name in ["tokenizer_config.json", "special_tokens_map.json"] {
-        let src = teacher_dir.join(name);
-        if src.exists() {
-            let dst = dir.join(name);
-            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e, "tokenizer file"))?;
-        }
-    }
-    Ok(())
+        .map_err(|e| Error::io(&vocab, e, "vocabulary"))
 }
 
 /// Runs a whole distillation as configured; the best student is saved in `output.dir/best`.
@@ -233,8 +227,8 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     )?;
     // A student with its own tokens reads the transfer set and dev set in them; the teacher's
     // logits (cached above) stay matched by example index.
-    let tokenizer_dir = match &student_tokenizer {
-        None => config.teacher.dir.clone(),
+    let (tokenizer_dir, dev) = match &student_tokenizer {
+        None => (config.teacher.dir.clone(), dev),
         Some(st) => {
             let dir = config.output.dir.join("student-tokenizer");
             save_student_tokenizer(st, &config.teacher.dir, &dir)?;
@@ -244,12 +238,8 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
                 .chain(augmented.iter().map(String::as_str))
                 .collect();
             train.examples = st.tokenizer.encode_batch(&texts)?;
-            dir
+            (dir, dev_set(&st.tokenizer, &dev_data, &labels)?)
         }
-    };
-    let dev = match &student_tokenizer {
-        None => dev,
-        Some(st) => dev_set(&st.tokenizer, &dev_data, &labels)?,
     };
     let options = RunOptions {
         train: &config.train,
