@@ -20,7 +20,8 @@ pub enum Precision {
     Int8,
 }
 
-/// Writes `classifier` into `out`: `config.json` (architectures, id2label, label2id),
+/// Writes `classifier` into `out`: `config.json` (architectures, id2label, label2id; a model
+/// with pruned attention heads gets them back as zeros, which transformers 5 reads),
 /// `model.safetensors`, `tokenizer.json` and `tokenizer_config.json` (plus `vocab.txt` and
 /// `special_tokens_map.json` when the source has them).
 pub fn export(classifier: &Classifier, out: &Path, precision: Precision) -> Result<()> {
@@ -28,6 +29,11 @@ pub fn export(classifier: &Classifier, out: &Path, precision: Precision) -> Resu
     let mut model = classifier.model.clone();
     if precision == Precision::Int8 && !model.is_int8() {
         model.quantize_int8()?;
+    }
+    // transformers 5 ignores `pruned_heads`: a pruned model goes out at full shape, its pruned
+    // heads zero (same logits). Int8 checkpoints are Retort's own and keep the pruned shape.
+    if !model.is_int8() && !model.config.pruned_heads.is_empty() {
+        model = crate::model::student::with_all_heads(&model)?;
     }
     save_classifier(&model, out)?;
     copy_tokenizer_files(&classifier.dir, out)?;

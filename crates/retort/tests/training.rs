@@ -208,10 +208,45 @@ fn distillation_gradients_reach_every_student_tensor_and_projection() {
     config.student.hidden_size = 16;
     config.student.heads = 2;
     config.student.intermediate_size = 24;
-    let student = retort::distill::run::build_student(&config, &teacher, &[])
+    let projections = every_student_tensor_learns(&config, &teacher, 2);
+    assert!(projections > 0, "widths differ: projections are learned");
+    // The teacher is never trained.
+    let t = teacher
+        .model
+        .params
+        .get("classifier.weight")
+        .unwrap()
+        .as_tensor();
+    let fresh = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
+    assert_eq!(
+        common::max_abs_diff(
+            t,
+            fresh
+                .model
+                .params
+                .get("classifier.weight")
+                .unwrap()
+                .as_tensor()
+        ),
+        0.0
+    );
+}
+
+/// Builds the student `config` asks for, takes one AdamW step on every loss term, and checks
+/// that every student tensor (and learned projection) changed. Returns the projections' count.
+fn every_student_tensor_learns(
+    config: &DistillConfig,
+    teacher: &Classifier,
+    student_layers: usize,
+) -> usize {
+    let enc = teacher
+        .tokenizer
+        .encode_batch(&["good music", "the plot was flat and boring"])
+        .unwrap();
+    let student = retort::distill::run::build_student(config, teacher, &enc)
         .unwrap()
         .model;
-    let pairs = LayerMap::Uniform.pairs(2, 3).unwrap();
+    let pairs = LayerMap::Uniform.pairs(student_layers, 3).unwrap();
     let objective = Objective::distill(
         all_terms(),
         2.0,
@@ -220,19 +255,11 @@ fn distillation_gradients_reach_every_student_tensor_and_projection() {
             cached_logits: None,
         },
         pairs,
-        16,
+        student.config.hidden_size,
         &Device::Cpu,
         0,
     )
     .unwrap();
-    assert!(
-        objective.params.count() > 0,
-        "widths differ: projections are learned"
-    );
-    let enc = teacher
-        .tokenizer
-        .encode_batch(&["good music", "the plot was flat and boring"])
-        .unwrap();
     let items: Vec<_> = enc.iter().collect();
     let batch = TrainBatch {
         indices: vec![0, 1],
@@ -262,26 +289,18 @@ fn distillation_gradients_reach_every_student_tensor_and_projection() {
         .map(|((n, _), _)| n)
         .collect();
     assert!(unchanged.is_empty(), "no update reached {unchanged:?}");
-    // The teacher is never trained.
-    let t = teacher
-        .model
-        .params
-        .get("classifier.weight")
-        .unwrap()
-        .as_tensor();
-    let fresh = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
-    assert_eq!(
-        common::max_abs_diff(
-            t,
-            fresh
-                .model
-                .params
-                .get("classifier.weight")
-                .unwrap()
-                .as_tensor()
-        ),
-        0.0
-    );
+    objective.params.count()
+}
+
+#[test]
+fn a_student_with_pruned_heads_and_neurons_learns_in_every_tensor() {
+    // Attention terms compare 2 student heads with 4 teacher heads (averaged over heads).
+    let teacher = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
+    let mut config = DistillConfig::default();
+    config.student.teacher_layers = vec![0, 2];
+    config.student.keep_heads = 2;
+    config.student.keep_ffn = 16;
+    every_student_tensor_learns(&config, &teacher, 2);
 }
 
 /// A 3-step distillation of the tiny BERT into its layers 0 and 2, on data written into `dir`.
@@ -347,11 +366,12 @@ fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
 }
 
 #[test]
-fn a_pruned_student_keeps_its_own_vocabulary_and_neurons_and_loads_with_them() {
+fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_them() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut c = tiny_distill_config(dir);
     c.student.keep_tokens = 12;
+    c.student.keep_heads = 3;
     c.student.keep_ffn = 16;
     c.output.dir = dir.join("pruned");
     let summary = distill(&c, false, false).unwrap();
@@ -359,6 +379,7 @@ fn a_pruned_student_keeps_its_own_vocabulary_and_neurons_and_loads_with_them() {
     let student = Classifier::load(&best, 32).unwrap();
     let cfg = &student.model.config;
     assert_eq!((cfg.vocab_size, cfg.intermediate_size), (12, 16));
+    assert!((0..cfg.num_layers).all(|l| cfg.heads_in_layer(l) == 3));
     assert_eq!(student.tokenizer.vocab_size(), 12);
     assert_eq!(summary.student_parameters, student.model.params.count());
     let vocab = std::fs::read_to_string(best.join("vocab.txt")).unwrap();
@@ -370,6 +391,20 @@ fn a_pruned_student_keeps_its_own_vocabulary_and_neurons_and_loads_with_them() {
         "a word the teacher has but the student lost: boring plot",
     ];
     assert_eq!(student.predict(&texts, 8).unwrap().len(), 2);
+    // Exported, its pruned heads come back as zeros: full shape, the same logits.
+    let out = dir.join("exported");
+    retort::export::export(&student, &out, retort::export::Precision::AsLoaded).unwrap();
+    let exported = Classifier::load(&out, 32).unwrap();
+    assert!(exported.model.config.pruned_heads.is_empty());
+    let (a, b) = (
+        student.logits(&texts, 8).unwrap(),
+        exported.logits(&texts, 8).unwrap(),
+    );
+    assert!(a
+        .iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .all(|(x, y)| (x - y).abs() < 1e-6));
 
     // Token-by-token terms cannot compare two tokenizations; a fresh student has no layers to prune.
     c.distill.weights = all_terms();

@@ -50,18 +50,18 @@ pub struct StudentTokenizer {
     pub tokens: Vec<String>,
 }
 
-/// Examples whose feed-forward activity chooses the neurons a pruned student keeps.
-const FFN_SAMPLE: usize = 2048;
+/// Examples whose activity chooses the heads and neurons a pruned student keeps.
+const ACTIVITY_SAMPLE: usize = 2048;
 
 /// Builds the student the config asks for. `examples` (the transfer set, in the teacher's
-/// tokens) choose the tokens and neurons a pruned student keeps.
+/// tokens) choose the tokens, heads and neurons a pruned student keeps.
 pub fn build_student(
     config: &DistillConfig,
     teacher: &Classifier,
     examples: &[Encoded],
 ) -> Result<Student> {
     let s = &config.student;
-    let pruned = s.keep_tokens > 0 || s.keep_ffn > 0;
+    let pruned = s.keep_tokens > 0 || s.keep_heads > 0 || s.keep_ffn > 0;
     match s.init {
         StudentInit::TeacherLayers => {
             if s.keep_tokens > 0 && config.distill.weights.needs_intermediate() {
@@ -73,9 +73,18 @@ pub fn build_student(
             if s.keep_tokens > 0 {
                 keep.tokens = Some(pruned_vocabulary(&teacher.tokenizer, examples, s.keep_tokens)?);
             }
-            if s.keep_ffn > 0 {
-                let batches = ffn_sample(examples, teacher.model.config.pad_token_id)?;
-                keep.ffn = Some(student::ffn_to_keep(&teacher.model, &batches, s.keep_ffn)?);
+            if s.keep_heads > 0 || s.keep_ffn > 0 {
+                let batches = activity_sample(examples, teacher.model.config.pad_token_id)?;
+                if s.keep_heads > 0 {
+                    keep.heads = Some(student::heads_to_keep(
+                        &teacher.model,
+                        &batches,
+                        s.keep_heads,
+                    )?);
+                }
+                if s.keep_ffn > 0 {
+                    keep.ffn = Some(student::ffn_to_keep(&teacher.model, &batches, s.keep_ffn)?);
+                }
             }
             let model = student::from_teacher_layers(&teacher.model, &s.teacher_layers, &keep)?;
             let tokenizer = match &keep.tokens {
@@ -89,7 +98,7 @@ pub fn build_student(
             Ok(Student { model, tokenizer })
         }
         StudentInit::Fresh if pruned => Err(Error::Invalid(
-            "student.keep_tokens and student.keep_ffn prune teacher layers: they need student.init = \"teacher-layers\"".into(),
+            "student.keep_tokens, student.keep_heads and student.keep_ffn prune teacher layers: they need student.init = \"teacher-layers\"".into(),
         )),
         StudentInit::Fresh => {
             let shape = StudentShape {
@@ -111,10 +120,14 @@ pub fn build_student(
     }
 }
 
-/// Up to [`FFN_SAMPLE`] examples spread over the set, in batches of 64.
-fn ffn_sample(examples: &[Encoded], pad_id: u32) -> Result<Vec<EncoderInput>> {
-    let step = (examples.len() / FFN_SAMPLE).max(1);
-    let picked: Vec<&Encoded> = examples.iter().step_by(step).take(FFN_SAMPLE).collect();
+/// Up to [`ACTIVITY_SAMPLE`] examples spread over the set, in batches of 64.
+fn activity_sample(examples: &[Encoded], pad_id: u32) -> Result<Vec<EncoderInput>> {
+    let step = (examples.len() / ACTIVITY_SAMPLE).max(1);
+    let picked: Vec<&Encoded> = examples
+        .iter()
+        .step_by(step)
+        .take(ACTIVITY_SAMPLE)
+        .collect();
     picked
         .chunks(64)
         .map(|c| pad_batch(c, pad_id, &Device::Cpu))

@@ -89,6 +89,10 @@ pub struct ModelConfig {
     pub pad_token_id: u32,
     /// Class names, index = class id (from `id2label`).
     pub labels: Vec<String>,
+    /// Attention heads removed from each layer (layer → head indices, ascending), as
+    /// transformers 4 records them in `pruned_heads`: those layers' query, key and value maps
+    /// have rows only for the other heads, and the output map columns only for them.
+    pub pruned_heads: BTreeMap<usize, Vec<usize>>,
 }
 
 impl ModelConfig {
@@ -143,6 +147,7 @@ impl ModelConfig {
                         as f32,
                     pad_token_id: fields.usize_or("pad_token_id", 0)? as u32,
                     labels: fields.labels()?,
+                    pruned_heads: fields.pruned_heads()?,
                 }
             }
             "distilbert" => ModelConfig {
@@ -161,6 +166,7 @@ impl ModelConfig {
                 classifier_dropout: fields.f64_or("seq_classif_dropout", 0.2)? as f32,
                 pad_token_id: fields.usize_or("pad_token_id", 0)? as u32,
                 labels: fields.labels()?,
+                pruned_heads: fields.pruned_heads()?,
             },
             other => return Err(ConfigError::Unsupported(other.to_string())),
         };
@@ -190,6 +196,23 @@ impl ModelConfig {
         if self.labels.is_empty() {
             return Err("a classifier needs at least one label".into());
         }
+        for (&layer, heads) in &self.pruned_heads {
+            if layer >= self.num_layers {
+                return Err(format!(
+                    "pruned_heads names layer {layer}, but the model has {} layers",
+                    self.num_layers
+                ));
+            }
+            if let Some(bad) = heads.iter().find(|&&h| h >= self.num_heads) {
+                return Err(format!(
+                    "pruned_heads names head {bad} of layer {layer}, but layers have {} heads",
+                    self.num_heads
+                ));
+            }
+            if heads.len() >= self.num_heads {
+                return Err(format!("pruned_heads removes every head of layer {layer}"));
+            }
+        }
         for (name, p) in [
             ("hidden dropout", self.hidden_dropout),
             ("attention dropout", self.attention_dropout),
@@ -205,6 +228,11 @@ impl ModelConfig {
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads
+    }
+
+    /// Attention heads left in layer `i` after pruning.
+    pub fn heads_in_layer(&self, i: usize) -> usize {
+        self.num_heads - self.pruned_heads.get(&i).map_or(0, Vec::len)
     }
 
     /// Number of classes of the classification head.
@@ -259,6 +287,14 @@ impl ModelConfig {
                 "pad_token_id": self.pad_token_id,
             }),
         };
+        if !self.pruned_heads.is_empty() {
+            let pruned: BTreeMap<String, &Vec<usize>> = self
+                .pruned_heads
+                .iter()
+                .map(|(layer, heads)| (layer.to_string(), heads))
+                .collect();
+            v["pruned_heads"] = json!(pruned);
+        }
         v["architectures"] = json!([self.architecture.classifier_class()]);
         v["id2label"] = json!(id2label);
         v["label2id"] = json!(label2id);
@@ -355,6 +391,35 @@ impl Fields<'_> {
     }
 }
 
+impl Fields<'_> {
+    /// `pruned_heads`: layer ids (as strings) to lists of head ids; sorted, without repeats.
+    fn pruned_heads(&self) -> std::result::Result<BTreeMap<usize, Vec<usize>>, ConfigError> {
+        let Some(map) = self.get("pruned_heads") else {
+            return Ok(BTreeMap::new());
+        };
+        let map = map
+            .as_object()
+            .ok_or_else(|| field_error("pruned_heads", "an object", map))?;
+        let mut pruned = BTreeMap::new();
+        for (layer, heads) in map {
+            let layer: usize = layer.parse().map_err(|_| {
+                ConfigError::Field(format!("pruned_heads key {layer:?} is not a layer id"))
+            })?;
+            let mut ids = heads
+                .as_array()
+                .and_then(|a| a.iter().map(|h| h.as_u64().map(|h| h as usize)).collect())
+                .ok_or_else(|| field_error("pruned_heads value", "a list of head ids", heads))
+                .map(|ids: Vec<usize>| ids)?;
+            ids.sort_unstable();
+            ids.dedup();
+            if !ids.is_empty() {
+                pruned.insert(layer, ids);
+            }
+        }
+        Ok(pruned)
+    }
+}
+
 fn field_error(key: &str, expected: &str, found: &Value) -> ConfigError {
     ConfigError::Field(format!("field {key:?} should be {expected}, found {found}"))
 }
@@ -384,6 +449,31 @@ mod tests {
     fn round_trips_through_hf_json() {
         let c = ModelConfig::from_json(&bert_json()).unwrap();
         assert_eq!(ModelConfig::from_json(&c.to_hf_json()).unwrap(), c);
+    }
+
+    #[test]
+    fn reads_and_writes_pruned_heads() {
+        let mut v = bert_json();
+        v["pruned_heads"] = json!({"1": [3, 0, 3]});
+        let c = ModelConfig::from_json(&v).unwrap();
+        assert_eq!(c.pruned_heads, BTreeMap::from([(1, vec![0, 3])]));
+        assert_eq!((c.heads_in_layer(0), c.heads_in_layer(1)), (4, 2));
+        assert_eq!(c.to_hf_json()["pruned_heads"], json!({"1": [0, 3]}));
+        assert_eq!(ModelConfig::from_json(&c.to_hf_json()).unwrap(), c);
+        for (bad, expected) in [
+            (json!({"2": [0]}), "layer 2"),
+            (json!({"0": [4]}), "head 4"),
+            (json!({"0": [0, 1, 2, 3]}), "every head"),
+            (json!({"x": [0]}), "not a layer id"),
+            (json!({"0": "all"}), "list of head ids"),
+        ] {
+            v["pruned_heads"] = bad;
+            let err = ModelConfig::from_json(&v).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Field(m) if m.contains(expected)),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

@@ -241,8 +241,8 @@ pub struct Layer {
 
 #[derive(Debug, Clone, Copy)]
 struct LayerShape {
+    /// Heads of this layer (fewer than the config's where some are pruned).
     heads: usize,
-    head_dim: usize,
     activation: super::config::Activation,
     hidden_dropout: f32,
     attention_dropout: f32,
@@ -252,18 +252,20 @@ impl Layer {
     fn new(b: &mut ParamBuilder, cfg: &ModelConfig, i: usize) -> Result<Self> {
         let names = LayerNames::new(cfg.architecture, i);
         let (h, f, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        // With pruned heads, the attention works in a narrower space than the hidden states.
+        let heads = cfg.heads_in_layer(i);
+        let a = heads * cfg.head_dim();
         Ok(Self {
-            query: linear(b, &names.query, h, h)?,
-            key: linear(b, &names.key, h, h)?,
-            value: linear(b, &names.value, h, h)?,
-            attn_out: linear(b, &names.attn_out, h, h)?,
+            query: linear(b, &names.query, h, a)?,
+            key: linear(b, &names.key, h, a)?,
+            value: linear(b, &names.value, h, a)?,
+            attn_out: linear(b, &names.attn_out, a, h)?,
             attn_norm: layer_norm(b, &names.attn_norm, h, eps)?,
             ffn_in: linear(b, &names.ffn_in, h, f)?,
             ffn_out: linear(b, &names.ffn_out, f, h)?,
             ffn_norm: layer_norm(b, &names.ffn_norm, h, eps)?,
             cfg: LayerShape {
-                heads: cfg.num_heads,
-                head_dim: cfg.head_dim(),
+                heads,
                 activation: cfg.activation,
                 hidden_dropout: cfg.hidden_dropout,
                 attention_dropout: cfg.attention_dropout,
@@ -342,22 +344,50 @@ impl Layer {
 
     /// The attention block: its normalised output (the feed-forward input) and probabilities.
     fn attend(&self, x: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
-        let LayerShape {
-            heads, head_dim, ..
-        } = self.cfg;
-        debug_assert_eq!(x.dim(2)?, heads * head_dim);
+        let (context, probs) = self.context(x, mask_bias, pass)?;
+        Ok((self.attention_out(&context, x, pass)?, probs))
+    }
+
+    /// The heads' outputs side by side (`[batch, seq, heads · head_dim]`) and the attention
+    /// probabilities.
+    fn context(&self, x: &Tensor, mask_bias: &Tensor, pass: Pass) -> Result<(Tensor, Tensor)> {
+        let heads = self.cfg.heads;
         // The attention kernels read and write heads in place in [batch, seq, hidden]: no
         // transposes or copies around the per-head products.
         let (q, k, v) = self.project_qkv(x)?;
         let probs = kernels::attention_probs(&q, &k, mask_bias, heads)?;
         let kept = dropout(&probs, self.cfg.attention_dropout, pass)?;
-        let context = kernels::attention_context(&kept, &v, heads)?;
+        Ok((kernels::attention_context(&kept, &v, heads)?, probs))
+    }
+
+    /// The output projection of the heads' context, added to the layer input and normalised.
+    fn attention_out(&self, context: &Tensor, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let attn = dropout(
-            &self.attn_out.forward(&context)?,
+            &self.attn_out.forward(context)?,
             self.cfg.hidden_dropout,
             pass,
         )?;
-        Ok((self.attn_norm.forward_residual(&attn, x, pass)?, probs))
+        self.attn_norm.forward_residual(&attn, x, pass)
+    }
+
+    /// Each head's contribution to the attention output over the real tokens (`mask`,
+    /// `[batch · seq, 1]`) of `context`: the sum of its norms and the sum of its vectors.
+    fn head_activity(&self, context: &Tensor, mask: &Tensor) -> Result<HeadActivity> {
+        let (heads, width) = (self.cfg.heads, context.dim(2)?);
+        let dim = width / heads;
+        let flat = context.reshape(((), width))?;
+        let (mut norm_sum, mut sum) = (Vec::with_capacity(heads), Vec::with_capacity(heads));
+        for h in 0..heads {
+            let w = self.attn_out.weight.narrow(1, h * dim, dim)?; // [hidden, dim]
+            let out = flat.narrow(1, h * dim, dim)?.matmul(&w.t()?)?;
+            let real = out.broadcast_mul(mask)?;
+            norm_sum.push(real.sqr()?.sum(1)?.sqrt()?.sum_all()?);
+            sum.push(real.sum(0)?);
+        }
+        Ok(HeadActivity {
+            norm_sum: Tensor::stack(&norm_sum, 0)?,
+            sum: Tensor::stack(&sum, 0)?,
+        })
     }
 
     /// The rest of the feed-forward block, from the activated inner values to the layer output.
@@ -428,33 +458,53 @@ impl Encoder {
         })
     }
 
-    /// For each layer, sums over the real tokens of `input` of each feed-forward neuron's
-    /// activation and absolute activation (`[intermediate]` each), and the number of real
-    /// tokens: how much each neuron contributes, to choose which ones a pruned student keeps
-    /// and to fold the mean output of the others into a bias. Inference only.
-    pub fn ffn_activity(&self, input: &EncoderInput) -> Result<(Vec<FfnActivity>, usize)> {
+    /// For each layer, how much each attention head and feed-forward neuron contributes over
+    /// the real tokens of `input`, and the number of real tokens: to choose which heads and
+    /// neurons a pruned student keeps and to fold the mean output of the others into a bias.
+    /// Inference only.
+    pub fn activity(&self, input: &EncoderInput) -> Result<(Vec<LayerActivity>, usize)> {
         let encoder = self.detached();
         let mask_bias = mask_bias(input)?;
         let mask = input.attention_mask.to_dtype(DType::F32)?;
         let tokens = mask.sum_all()?.to_scalar::<f32>()? as usize;
+        let flat_mask = mask.reshape(((), 1))?;
         let mask = mask.unsqueeze(2)?;
         let mut x = encoder.embeddings.forward(input, Pass::INFERENCE)?;
         let mut activity = Vec::with_capacity(encoder.layers.len());
         for layer in &encoder.layers {
-            let (h, _) = layer.attend(&x, &mask_bias, Pass::INFERENCE)?;
+            let (context, _) = layer.context(&x, &mask_bias, Pass::INFERENCE)?;
+            let heads = layer.head_activity(&context, &flat_mask)?;
+            let h = layer.attention_out(&context, &x, Pass::INFERENCE)?;
             let inner = layer.ffn_in.forward_activated(&h, layer.cfg.activation)?;
             let real = inner.broadcast_mul(&mask)?;
-            activity.push(FfnActivity {
+            let ffn = FfnActivity {
                 sum: real.sum((0, 1))?,
                 abs_sum: real.abs()?.sum((0, 1))?,
-            });
+            };
+            activity.push(LayerActivity { heads, ffn });
             x = layer.feed_forward_out(&inner, &h, Pass::INFERENCE)?;
         }
         Ok((activity, tokens))
     }
 }
 
-/// Sums of one layer's feed-forward activations over tokens (see [`Encoder::ffn_activity`]).
+/// Sums over tokens of one layer's head and neuron contributions (see [`Encoder::activity`]).
+#[derive(Debug, Clone)]
+pub struct LayerActivity {
+    pub heads: HeadActivity,
+    pub ffn: FfnActivity,
+}
+
+/// Per head: the sum of the norms (`[heads]`) and of the vectors (`[heads, hidden]`) it adds
+/// to the attention output.
+#[derive(Debug, Clone)]
+pub struct HeadActivity {
+    pub norm_sum: Tensor,
+    pub sum: Tensor,
+}
+
+/// Per feed-forward neuron: the sum of its activations and of their absolute values
+/// (`[intermediate]` each).
 #[derive(Debug, Clone)]
 pub struct FfnActivity {
     pub sum: Tensor,
@@ -468,4 +518,63 @@ fn mask_bias(input: &EncoderInput) -> Result<Tensor> {
         ((input.attention_mask.to_dtype(DType::F32)? - 1.0)? * -MASKED)?
             .reshape((batch, 1, 1, seq))?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SequenceClassifier;
+    use candle_core::Device;
+    use serde_json::json;
+
+    #[test]
+    fn head_activity_splits_the_attention_output_by_head() {
+        let cfg = ModelConfig::from_json(&json!({
+            "model_type": "bert", "vocab_size": 40, "hidden_size": 12, "num_hidden_layers": 1,
+            "num_attention_heads": 3, "intermediate_size": 8, "max_position_embeddings": 8
+        }))
+        .unwrap();
+        let model = SequenceClassifier::fresh(cfg, &Device::Cpu, 5).unwrap();
+        let encoder = model.encoder.detached();
+        // Two sentences, the second padded: padding must not count.
+        let input = EncoderInput {
+            input_ids: Tensor::new(&[[2u32, 9, 17, 3], [2, 30, 3, 0]], &Device::Cpu).unwrap(),
+            token_type_ids: Tensor::zeros((2, 4), DType::U32, &Device::Cpu).unwrap(),
+            attention_mask: Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 1., 0.]], &Device::Cpu)
+                .unwrap(),
+        };
+        let x = encoder.embeddings.forward(&input, Pass::INFERENCE).unwrap();
+        let layer = &encoder.layers[0];
+        let (context, _) = layer
+            .context(&x, &mask_bias(&input).unwrap(), Pass::INFERENCE)
+            .unwrap();
+        let mask = input.attention_mask.reshape(((), 1)).unwrap();
+        let heads = layer.head_activity(&context, &mask).unwrap();
+        // Σ over heads and real tokens of the contributions, plus the bias once per token, is
+        // the attention output summed over the real tokens.
+        let out = layer
+            .attn_out
+            .forward(&context)
+            .unwrap()
+            .reshape((8, 12))
+            .unwrap();
+        let want = out.broadcast_mul(&mask).unwrap().sum(0).unwrap();
+        let got = (heads.sum.sum(0).unwrap() + (&layer.attn_out.bias * 7.0).unwrap()).unwrap();
+        let diff = (want - got).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        // Head 1's norm sum by hand.
+        let w = layer.attn_out.weight.narrow(1, 4, 4).unwrap();
+        let c = context.reshape((8, 12)).unwrap().narrow(1, 4, 4).unwrap();
+        let norms = c
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum(1)
+            .unwrap();
+        let norms = norms.sqrt().unwrap().to_vec1::<f32>().unwrap();
+        let want: f32 = norms[..7].iter().sum();
+        let got = heads.norm_sum.to_vec1::<f32>().unwrap()[1];
+        assert!((want - got).abs() < 1e-5, "{want} vs {got}");
+    }
 }

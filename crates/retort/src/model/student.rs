@@ -1,12 +1,14 @@
 //! Building a student: from chosen teacher layers (DistilBERT-style) or fresh from a size.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{Device, Tensor};
 
 use super::classifier::SequenceClassifier;
 use super::config::ModelConfig;
-use super::encoder::{layer_prefix, EncoderInput, FfnActivity, LayerNames};
+use super::encoder::{
+    layer_prefix, EncoderInput, FfnActivity, HeadActivity, LayerActivity, LayerNames,
+};
 use super::params::ParamBuilder;
 use crate::error::{Error, Result};
 
@@ -16,24 +18,27 @@ pub struct Keep {
     /// The teacher token ids whose embeddings the student keeps; token `i` of the student is
     /// `tokens[i]` of the teacher (its tokenizer must agree: see `text::vocab`).
     pub tokens: Option<Vec<u32>>,
+    /// For each teacher layer, the attention heads kept (see [`heads_to_keep`]).
+    pub heads: Option<Vec<KeptUnits>>,
     /// For each teacher layer, the feed-forward neurons kept; the same number in every layer
     /// (see [`ffn_to_keep`]).
-    pub ffn: Option<Vec<KeptNeurons>>,
+    pub ffn: Option<Vec<KeptUnits>>,
 }
 
-/// The feed-forward neurons a layer keeps, and what the dropped ones added on average.
+/// The attention heads or feed-forward neurons a layer keeps, and what the dropped ones
+/// added on average.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KeptNeurons {
-    /// Kept neurons, ascending.
-    pub neurons: Vec<u32>,
-    /// The dropped neurons' mean contribution to the layer's feed-forward output (`[hidden]`),
-    /// folded into the output bias so the pruned layer keeps the mean output of the whole one.
+pub struct KeptUnits {
+    /// Kept heads or neurons, ascending.
+    pub units: Vec<u32>,
+    /// The dropped units' mean contribution to their block's output (`[hidden]`), folded into
+    /// the output bias so the pruned layer keeps the mean output of the whole one.
     pub bias_shift: Vec<f32>,
 }
 
 /// A student with the teacher's embeddings and head and a copy of teacher layers `layers`
 /// (0-based, in order: student layer i starts as teacher layer `layers[i]`), keeping the
-/// tokens and feed-forward neurons `keep` names.
+/// tokens, attention heads and feed-forward neurons `keep` names.
 pub fn from_teacher_layers(
     teacher: &SequenceClassifier,
     layers: &[usize],
@@ -50,6 +55,12 @@ pub fn from_teacher_layers(
             depth - 1
         )));
     }
+    if keep.heads.is_some() && !teacher.config.pruned_heads.is_empty() {
+        return Err(Error::Invalid(
+            "the teacher's attention heads are already pruned: keep all of them".into(),
+        ));
+    }
+    let head_dim = teacher.config.head_dim();
     let word = param_name(teacher, &teacher.encoder.embeddings.word)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, var) in teacher.params.iter() {
@@ -63,8 +74,10 @@ pub fn from_teacher_layers(
                 tensors.insert(name.to_string(), t.clone());
             }
             Some(j) => {
-                let kept = keep.ffn.as_ref().map(|f| &f[j]);
-                let t = select_neurons(name, t, &LayerNames::new(arch, j), kept)?;
+                let names = LayerNames::new(arch, j);
+                let heads = keep.heads.as_ref().map(|h| &h[j]);
+                let t = select_heads(name, t, &names, heads, head_dim)?;
+                let t = select_neurons(name, &t, &names, keep.ffn.as_ref().map(|f| &f[j]))?;
                 let rest = &name[layer_prefix(arch, j).len()..];
                 for (i, _) in layers.iter().enumerate().filter(|(_, &l)| l == j) {
                     tensors.insert(format!("{}{rest}", layer_prefix(arch, i)), t.clone());
@@ -91,11 +104,35 @@ pub fn from_teacher_layers(
         intermediate_size: keep
             .ffn
             .as_ref()
-            .map_or(teacher.config.intermediate_size, |f| f[0].neurons.len()),
+            .map_or(teacher.config.intermediate_size, |f| f[0].units.len()),
+        pruned_heads: student_pruned_heads(&teacher.config, layers, keep.heads.as_deref()),
         ..teacher.config.clone()
     };
     let device = teacher.encoder.embeddings.word.device().clone();
     SequenceClassifier::from_tensors(config, tensors, "(teacher layers)", &device, 0)
+}
+
+/// The student's `pruned_heads`: for student layer i, the heads teacher layer `layers[i]`
+/// lost, already (the teacher's own `pruned_heads`) or now (those `kept` leaves out).
+fn student_pruned_heads(
+    teacher: &ModelConfig,
+    layers: &[usize],
+    kept: Option<&[KeptUnits]>,
+) -> BTreeMap<usize, Vec<usize>> {
+    let pruned_in = |j: usize| -> Vec<usize> {
+        match kept {
+            Some(kept) => (0..teacher.num_heads)
+                .filter(|&h| !kept[j].units.contains(&(h as u32)))
+                .collect(),
+            None => teacher.pruned_heads.get(&j).cloned().unwrap_or_default(),
+        }
+    };
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, &j)| (i, pruned_in(j)))
+        .filter(|(_, heads)| !heads.is_empty())
+        .collect()
 }
 
 /// Rows `ids` of `t` (all of it for `None`).
@@ -111,6 +148,29 @@ fn select_rows(t: &Tensor, ids: Option<&[u32]>) -> Result<Tensor> {
     Ok(t.index_select(&Tensor::new(ids, t.device())?, 0)?)
 }
 
+/// The part of layer tensor `name` that attention heads `kept` need: their rows of the query,
+/// key and value maps, their columns of the output map, whose bias takes the dropped heads'
+/// mean contribution; other tensors whole.
+fn select_heads(
+    name: &str,
+    t: &Tensor,
+    names: &LayerNames,
+    kept: Option<&KeptUnits>,
+    head_dim: usize,
+) -> Result<Tensor> {
+    let Some(kept) = kept else {
+        return Ok(t.clone());
+    };
+    let d = head_dim as u32;
+    let rows: Vec<u32> = kept
+        .units
+        .iter()
+        .flat_map(|&h| h * d..(h + 1) * d)
+        .collect();
+    let inner = [&names.query, &names.key, &names.value];
+    select_block(name, t, &inner, &names.attn_out, &rows, &kept.bias_shift)
+}
+
 /// The part of layer tensor `name` that feed-forward neurons `kept` need: rows of the
 /// inner projection and its bias, columns of the outer projection, whose bias takes the
 /// dropped neurons' mean contribution; other tensors whole.
@@ -118,21 +178,164 @@ fn select_neurons(
     name: &str,
     t: &Tensor,
     names: &LayerNames,
-    kept: Option<&KeptNeurons>,
+    kept: Option<&KeptUnits>,
 ) -> Result<Tensor> {
     let Some(kept) = kept else {
         return Ok(t.clone());
     };
-    let index = Tensor::new(kept.neurons.as_slice(), t.device())?;
-    if name == format!("{}.weight", names.ffn_in) || name == format!("{}.bias", names.ffn_in) {
+    select_block(
+        name,
+        t,
+        &[&names.ffn_in],
+        &names.ffn_out,
+        &kept.units,
+        &kept.bias_shift,
+    )
+}
+
+/// Narrows a block whose `inner` maps widen into a space that `outer` maps back from: rows
+/// `rows` of each inner weight and bias, the same columns of the outer weight, and the outer
+/// bias moved by `bias_shift`. Tensors of other maps come back whole.
+fn select_block(
+    name: &str,
+    t: &Tensor,
+    inner: &[&String],
+    outer: &str,
+    rows: &[u32],
+    bias_shift: &[f32],
+) -> Result<Tensor> {
+    let index = Tensor::new(rows, t.device())?;
+    let is = |base: &str| name == format!("{base}.weight") || name == format!("{base}.bias");
+    if inner.iter().any(|base| is(base)) {
         Ok(t.index_select(&index, 0)?)
-    } else if name == format!("{}.weight", names.ffn_out) {
+    } else if name == format!("{outer}.weight") {
         Ok(t.index_select(&index, 1)?.contiguous()?)
-    } else if name == format!("{}.bias", names.ffn_out) {
-        Ok((t + Tensor::new(kept.bias_shift.as_slice(), t.device())?)?)
+    } else if name == format!("{outer}.bias") {
+        Ok((t + Tensor::new(bias_shift, t.device())?)?)
     } else {
         Ok(t.clone())
     }
+}
+
+/// The same model with every pruned attention head back, its weights zero: a zero head adds
+/// nothing to the output, so the logits are unchanged. transformers 5 no longer reads
+/// `pruned_heads`, but it reads this model at its full shape.
+pub fn with_all_heads(model: &SequenceClassifier) -> Result<SequenceClassifier> {
+    let config = &model.config;
+    let (arch, d) = (config.architecture, config.head_dim());
+    let mut tensors: HashMap<String, Tensor> = model
+        .params
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_tensor().clone()))
+        .collect();
+    for (&layer, pruned) in &config.pruned_heads {
+        let names = LayerNames::new(arch, layer);
+        let mut widen = |name: String, dim: usize| -> Result<()> {
+            let t = tensors
+                .get(&name)
+                .ok_or_else(|| Error::Invalid(format!("no tensor {name}")))?;
+            let mut parts = Vec::with_capacity(config.num_heads);
+            let mut next = 0;
+            for h in 0..config.num_heads {
+                if pruned.contains(&h) {
+                    let mut shape = t.dims().to_vec();
+                    shape[dim] = d;
+                    parts.push(Tensor::zeros(shape, t.dtype(), t.device())?);
+                } else {
+                    parts.push(t.narrow(dim, next * d, d)?);
+                    next += 1;
+                }
+            }
+            let full = Tensor::cat(&parts, dim)?;
+            tensors.insert(name, full);
+            Ok(())
+        };
+        for base in [&names.query, &names.key, &names.value] {
+            widen(format!("{base}.weight"), 0)?;
+            widen(format!("{base}.bias"), 0)?;
+        }
+        widen(format!("{}.weight", names.attn_out), 1)?;
+    }
+    let config = ModelConfig {
+        pruned_heads: BTreeMap::new(),
+        ..config.clone()
+    };
+    let device = model.encoder.embeddings.word.device().clone();
+    SequenceClassifier::from_tensors(config, tensors, "(heads restored)", &device, 0)
+}
+
+/// Sums of every layer's head and neuron activity over `batches`, and the real tokens seen.
+fn activity(
+    teacher: &SequenceClassifier,
+    batches: &[EncoderInput],
+) -> Result<(Vec<LayerActivity>, usize)> {
+    if batches.is_empty() {
+        return Err(Error::Invalid(
+            "choosing heads or neurons to keep needs at least one batch of examples".into(),
+        ));
+    }
+    let mut sums: Vec<LayerActivity> = Vec::new();
+    let mut tokens = 0;
+    for batch in batches {
+        let (activity, n) = teacher.encoder.activity(batch)?;
+        tokens += n;
+        sums = if sums.is_empty() {
+            activity
+        } else {
+            sums.iter()
+                .zip(&activity)
+                .map(|(a, b)| {
+                    Ok(LayerActivity {
+                        heads: HeadActivity {
+                            norm_sum: (&a.heads.norm_sum + &b.heads.norm_sum)?,
+                            sum: (&a.heads.sum + &b.heads.sum)?,
+                        },
+                        ffn: FfnActivity {
+                            sum: (&a.ffn.sum + &b.ffn.sum)?,
+                            abs_sum: (&a.ffn.abs_sum + &b.ffn.abs_sum)?,
+                        },
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+    }
+    Ok((sums, tokens))
+}
+
+/// For each teacher layer, the `k` attention heads that contribute most over `batches`: a
+/// head's importance is the mean norm, over real tokens, of what it adds to the attention
+/// output. The dropped heads' mean contribution becomes a bias shift.
+pub fn heads_to_keep(
+    teacher: &SequenceClassifier,
+    batches: &[EncoderInput],
+    k: usize,
+) -> Result<Vec<KeptUnits>> {
+    let heads = teacher.config.num_heads;
+    if k == 0 || k > heads || !teacher.config.pruned_heads.is_empty() {
+        return Err(Error::Invalid(format!(
+            "cannot keep {k} attention heads of {heads} in every layer{}",
+            match teacher.config.pruned_heads.is_empty() {
+                true => "",
+                false => " (the teacher's heads are already pruned)",
+            }
+        )));
+    }
+    let (sums, tokens) = activity(teacher, batches)?;
+    let per_token = 1.0 / tokens.max(1) as f64;
+    sums.iter()
+        .map(|layer| {
+            let score = (&layer.heads.norm_sum * per_token)?.to_vec1::<f32>()?;
+            let units = top_k(&score, k);
+            let mean = (&layer.heads.sum * per_token)?.to_vec2::<f32>()?;
+            let mut bias_shift = vec![0.0f32; mean[0].len()];
+            for (h, row) in mean.iter().enumerate() {
+                if !units.contains(&(h as u32)) {
+                    bias_shift.iter_mut().zip(row).for_each(|(b, m)| *b += m);
+                }
+            }
+            Ok(KeptUnits { units, bias_shift })
+        })
+        .collect()
 }
 
 /// For each teacher layer, the `k` feed-forward neurons that contribute most over `batches`:
@@ -142,46 +345,24 @@ pub fn ffn_to_keep(
     teacher: &SequenceClassifier,
     batches: &[EncoderInput],
     k: usize,
-) -> Result<Vec<KeptNeurons>> {
+) -> Result<Vec<KeptUnits>> {
     let width = teacher.config.intermediate_size;
     if k == 0 || k > width {
         return Err(Error::Invalid(format!(
             "cannot keep {k} feed-forward neurons of {width}"
         )));
     }
-    if batches.is_empty() {
-        return Err(Error::Invalid(
-            "choosing feed-forward neurons needs at least one batch of examples".into(),
-        ));
-    }
-    let mut sums: Vec<FfnActivity> = Vec::new();
-    let mut tokens = 0;
-    for batch in batches {
-        let (activity, n) = teacher.encoder.ffn_activity(batch)?;
-        tokens += n;
-        sums = if sums.is_empty() {
-            activity
-        } else {
-            sums.iter()
-                .zip(&activity)
-                .map(|(a, b)| {
-                    Ok(FfnActivity {
-                        sum: (&a.sum + &b.sum)?,
-                        abs_sum: (&a.abs_sum + &b.abs_sum)?,
-                    })
-                })
-                .collect::<Result<_>>()?
-        };
-    }
+    let (sums, tokens) = activity(teacher, batches)?;
     let per_token = 1.0 / tokens.max(1) as f64;
     let mut kept = Vec::with_capacity(sums.len());
-    for (sum, layer) in sums.iter().zip(&teacher.encoder.layers) {
+    for (layer_sums, layer) in sums.iter().zip(&teacher.encoder.layers) {
+        let sum = &layer_sums.ffn;
         let w_out = &layer.ffn_out.weight; // [hidden, intermediate]
         let out_norm = w_out.sqr()?.sum(0)?.sqrt()?;
         let score = ((&sum.abs_sum * per_token)? * out_norm)?.to_vec1::<f32>()?;
-        let neurons = top_k(&score, k);
+        let units = top_k(&score, k);
         let mut dropped_mean = (&sum.sum * per_token)?.to_vec1::<f32>()?;
-        for &n in &neurons {
+        for &n in &units {
             dropped_mean[n as usize] = 0.0;
         }
         let dropped_mean = Tensor::new(dropped_mean.as_slice(), w_out.device())?;
@@ -189,10 +370,7 @@ pub fn ffn_to_keep(
             .matmul(&dropped_mean.unsqueeze(1)?)?
             .squeeze(1)?
             .to_vec1::<f32>()?;
-        kept.push(KeptNeurons {
-            neurons,
-            bias_shift,
-        });
+        kept.push(KeptUnits { units, bias_shift });
     }
     Ok(kept)
 }
@@ -232,6 +410,7 @@ pub fn fresh(
         hidden_size: shape.hidden_size,
         num_heads: shape.heads,
         intermediate_size: shape.intermediate_size,
+        pruned_heads: BTreeMap::new(),
         ..teacher.clone()
     };
     config
@@ -409,45 +588,64 @@ mod tests {
         out.logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     }
 
-    #[test]
-    fn pruning_keeps_what_the_kept_tokens_and_neurons_compute() {
-        let t = teacher();
-        // Silence feed-forward neurons 16..32 of every layer (zero output weights): they
-        // contribute nothing, so they are the ones pruned, and pruning changes no output.
-        for l in 0..4 {
+    /// Sets columns `from..` of the output map `name` of every layer to 0: whatever feeds
+    /// those columns (feed-forward neurons, attention heads) then contributes nothing.
+    fn silence(t: &SequenceClassifier, name: &str, from: usize) {
+        for l in 0..t.config.num_layers {
             let v = t
                 .params
-                .get(&format!("bert.encoder.layer.{l}.output.dense.weight"))
+                .get(&format!("bert.encoder.layer.{l}.{name}.weight"))
                 .unwrap();
             let w = v.as_tensor();
+            let width = w.dim(1).unwrap();
             let silenced = Tensor::cat(
                 &[
-                    &w.narrow(1, 0, 16).unwrap(),
-                    &w.narrow(1, 16, 16).unwrap().zeros_like().unwrap(),
+                    &w.narrow(1, 0, from).unwrap(),
+                    &w.narrow(1, from, width - from)
+                        .unwrap()
+                        .zeros_like()
+                        .unwrap(),
                 ],
                 1,
             )
             .unwrap();
             v.set(&silenced).unwrap();
         }
+    }
+
+    #[test]
+    fn pruning_keeps_what_the_kept_tokens_heads_and_neurons_compute() {
+        let t = teacher();
+        // Silence feed-forward neurons 16..32 and attention head 1 (of 2, 8 wide) of every
+        // layer: they contribute nothing, so they are the ones pruned, and pruning changes no
+        // output.
+        silence(&t, "output.dense", 16);
+        silence(&t, "attention.output.dense", 8);
         let teacher_ids = [2u32, 10, 20, 30, 11, 3];
         let sample = batch(&teacher_ids);
         let ffn = ffn_to_keep(&t, std::slice::from_ref(&sample), 16).unwrap();
-        assert!(
-            ffn.iter()
-                .all(|k| k.neurons == (0..16).collect::<Vec<u32>>()
-                    && k.bias_shift.iter().all(|&b| b == 0.0)),
-            "{ffn:?}"
-        );
+        let silent = |kept: &[KeptUnits], n: u32| {
+            kept.iter().all(|k| {
+                k.units == (0..n).collect::<Vec<u32>>() && k.bias_shift.iter().all(|&b| b == 0.0)
+            })
+        };
+        assert!(silent(&ffn, 16), "{ffn:?}");
+        let heads = heads_to_keep(&t, std::slice::from_ref(&sample), 1).unwrap();
+        assert!(silent(&heads, 1), "{heads:?}");
         let tokens = vec![0u32, 1, 2, 3, 4, 10, 11, 20, 30];
         let keep = Keep {
             tokens: Some(tokens.clone()),
+            heads: Some(heads),
             ffn: Some(ffn),
         };
         let pruned = from_teacher_layers(&t, &[0, 2], &keep).unwrap();
         assert_eq!(
             (pruned.config.vocab_size, pruned.config.intermediate_size),
             (9, 16)
+        );
+        assert_eq!(
+            pruned.config.pruned_heads,
+            BTreeMap::from([(0, vec![1]), (1, vec![1])])
         );
         let full = from_teacher_layers(&t, &[0, 2], &Keep::default()).unwrap();
         let student_ids: Vec<u32> = teacher_ids
@@ -460,13 +658,32 @@ mod tests {
             "{a:?} vs {b:?}"
         );
         assert!(pruned.params.count() < full.params.count());
+        // With its heads back as zeros it computes the same, at the full shape.
+        let restored = with_all_heads(&pruned).unwrap();
+        assert!(restored.config.pruned_heads.is_empty());
+        assert_eq!(restored.encoder.layers[1].value.weight.dims(), &[16, 16]);
+        let c = logits(&restored, &student_ids);
+        assert!(b.iter().zip(&c).all(|(x, y)| (x - y).abs() < 1e-6));
+
+        // A student of a pruned model keeps its pruned heads, renumbered by layer.
+        let again = from_teacher_layers(&pruned, &[1], &Keep::default()).unwrap();
+        assert_eq!(again.config.pruned_heads, BTreeMap::from([(0, vec![1])]));
+        let kept = heads_to_keep(&t, std::slice::from_ref(&sample), 1).unwrap();
+        let repruned = Keep {
+            heads: Some(kept),
+            ..Keep::default()
+        };
+        assert!(from_teacher_layers(&pruned, &[1], &repruned).is_err());
+        assert!(heads_to_keep(&pruned, std::slice::from_ref(&sample), 1).is_err());
 
         assert!(ffn_to_keep(&t, &[], 16).is_err());
         assert!(ffn_to_keep(&t, std::slice::from_ref(&sample), 0).is_err());
-        assert!(ffn_to_keep(&t, &[sample], 33).is_err());
+        assert!(ffn_to_keep(&t, std::slice::from_ref(&sample), 33).is_err());
+        assert!(heads_to_keep(&t, std::slice::from_ref(&sample), 0).is_err());
+        assert!(heads_to_keep(&t, &[sample], 3).is_err());
         let bad = Keep {
             tokens: Some(vec![0, 50]),
-            ffn: None,
+            ..Keep::default()
         };
         assert!(from_teacher_layers(&t, &[0], &bad).is_err());
     }
@@ -475,14 +692,17 @@ mod tests {
     fn dropped_neurons_leave_their_mean_output_in_the_bias() {
         let t = teacher();
         let sample = batch(&[2, 10, 20, 30, 11, 3]);
-        let (activity, tokens) = t.encoder.ffn_activity(&sample).unwrap();
+        let (activity, tokens) = t.encoder.activity(&sample).unwrap();
         assert_eq!(tokens, 6);
         let kept = ffn_to_keep(&t, &[sample], 8).unwrap();
         // Layer 0 by hand: shift = Σ over dropped n of mean activation(n) · W_out[:, n].
-        let mean = (&activity[0].sum / 6.0).unwrap().to_vec1::<f32>().unwrap();
+        let mean = (&activity[0].ffn.sum / 6.0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let w = t.encoder.layers[0].ffn_out.weight.to_vec2::<f32>().unwrap();
         let dropped: Vec<usize> = (0..32)
-            .filter(|n| !kept[0].neurons.contains(&(*n as u32)))
+            .filter(|n| !kept[0].units.contains(&(*n as u32)))
             .collect();
         assert_eq!(dropped.len(), 24);
         for (row, shift) in w.iter().zip(&kept[0].bias_shift) {
@@ -490,8 +710,8 @@ mod tests {
             assert!((want - shift).abs() < 1e-5, "{want} vs {shift}");
         }
         let keep = Keep {
-            tokens: None,
             ffn: Some(kept.clone()),
+            ..Keep::default()
         };
         let s = from_teacher_layers(&t, &[0], &keep).unwrap();
         let bias =
@@ -500,6 +720,39 @@ mod tests {
         for i in 0..16 {
             assert!((after[i] - before[i] - kept[0].bias_shift[i]).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn dropped_heads_leave_their_mean_output_in_the_bias() {
+        let t = teacher();
+        let sample = batch(&[2, 10, 20, 30, 11, 3]);
+        let (activity, tokens) = t.encoder.activity(&sample).unwrap();
+        let kept = heads_to_keep(&t, &[sample], 1).unwrap();
+        for (layer, k) in activity.iter().zip(&kept) {
+            // The kept head is the one with the larger mean norm; the shift is the other's
+            // mean vector.
+            let norms = layer.heads.norm_sum.to_vec1::<f32>().unwrap();
+            let keep = if norms[0] >= norms[1] { 0 } else { 1 };
+            assert_eq!(k.units, vec![keep as u32]);
+            let sums = layer.heads.sum.to_vec2::<f32>().unwrap();
+            for (shift, sum) in k.bias_shift.iter().zip(&sums[1 - keep]) {
+                assert!((shift - sum / tokens as f32).abs() < 1e-6);
+            }
+        }
+        let keep = Keep {
+            heads: Some(kept.clone()),
+            ..Keep::default()
+        };
+        let s = from_teacher_layers(&t, &[3], &keep).unwrap();
+        let bias = |m: &SequenceClassifier, l: usize| {
+            m.encoder.layers[l].attn_out.bias.to_vec1::<f32>().unwrap()
+        };
+        let (before, after) = (bias(&t, 3), bias(&s, 0));
+        for i in 0..16 {
+            assert!((after[i] - before[i] - kept[3].bias_shift[i]).abs() < 1e-6);
+        }
+        assert_eq!(s.encoder.layers[0].query.weight.dims(), &[8, 16]);
+        assert_eq!(s.encoder.layers[0].attn_out.weight.dims(), &[16, 8]);
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct StudentSection {
     /// With init = "teacher-layers": keep only this many tokens of the teacher's vocabulary,
     /// the most frequent in the transfer set (0: all). The student gets its own tokenizer.
     pub keep_tokens: usize,
+    /// With init = "teacher-layers": keep only this many attention heads per layer, those
+    /// whose output has the largest mean norm on the training set (0: all).
+    pub keep_heads: usize,
     /// With init = "teacher-layers": keep only this many feed-forward neurons per layer, those
     /// that contribute most on the training set (0: all).
     pub keep_ffn: usize,
@@ -132,6 +135,7 @@ impl Default for StudentSection {
             init: StudentInit::TeacherLayers,
             teacher_layers: vec![1, 3, 5],
             keep_tokens: 0,
+            keep_heads: 0,
             keep_ffn: 0,
             layers: 4,
             hidden_size: 256,
