@@ -249,15 +249,26 @@ pub(crate) const SMALL_M_ROWS: usize = 64;
 /// row used for every input row while it is in L1.
 fn small_m_linear(y: &mut [f32], x: &[f32], w: &[f32], rows: usize, inp: usize, out: usize) {
     debug_assert!(y.len() == rows * out && x.len() == rows * inp && w.len() == out * inp);
-    // Enough work for two threads: each takes half of the rows (a multiple of 4, the block).
-    if rows >= 8 && rows * inp * out >= PARALLEL_MIN_MACS && may_fork() {
-        let half = rows / 2 / 4 * 4;
-        let (y0, y1) = y.split_at_mut(half * out);
-        let (x0, x1) = x.split_at(half * inp);
+    // Enough work for two threads: each takes half of the outputs (a multiple of 4, the
+    // block), so each streams half of the weights. For a few rows the weights are what costs:
+    // splitting the rows instead had both threads read all of them.
+    if out >= 8 && rows * inp * out >= PARALLEL_MIN_MACS && may_fork() {
+        let half = out / 2 / 4 * 4;
+        let (w0, w1) = w.split_at(half * inp);
+        let (mut y0, mut y1) = (vec![0f32; rows * half], vec![0f32; rows * (out - half)]);
         rayon::join(
-            || small_m_linear_serial(y0, x0, w, half, inp, out),
-            || small_m_linear_serial(y1, x1, w, rows - half, inp, out),
+            || small_m_linear_serial(&mut y0, x, w0, rows, inp, half),
+            || small_m_linear_serial(&mut y1, x, w1, rows, inp, out - half),
         );
+        for ((yr, a), b) in y
+            .chunks_exact_mut(out)
+            .zip(y0.chunks_exact(half))
+            .zip(y1.chunks_exact(out - half))
+        {
+            let (left, right) = yr.split_at_mut(half);
+            left.iter_mut().zip(a).for_each(|(y, a)| *y += a);
+            right.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+        }
     } else {
         small_m_linear_serial(y, x, w, rows, inp, out);
     }
@@ -296,9 +307,20 @@ unsafe fn small_m_linear_avx512(
     let body = inp / L * L;
     let (full_o, full_r) = (out / 4 * 4, rows / 4 * 4);
     for o0 in (0..full_o).step_by(4) {
+        // The next block's 4 weight rows (contiguous), fetched while this block computes: the
+        // weights come from memory once per call, and waiting on them was most of the time.
+        let next = w.as_ptr().wrapping_add((o0 + 4) * inp);
+        let prefetch = o0 + 8 <= full_o;
         for r0 in (0..full_r).step_by(4) {
             let mut acc = [_mm512_setzero_ps(); 16];
             for c in (0..body).step_by(L) {
+                if prefetch && r0 == 0 {
+                    for k in 0..4 {
+                        // A prefetch never faults; the address is in `w` (o0 + 8 <= out).
+                        let line = next.wrapping_add(k * inp + c) as *const i8;
+                        _mm_prefetch::<_MM_HINT_T0>(line);
+                    }
+                }
                 // SAFETY: o0 + 3 < out, r0 + 3 < rows and c + L <= inp, so every load is in bounds.
                 let wv: [__m512; 4] = std::array::from_fn(|k| unsafe {
                     _mm512_loadu_ps(w.as_ptr().add((o0 + k) * inp + c))
@@ -1502,7 +1524,8 @@ mod tests {
     #[test]
     fn small_m_linear_matches_a_plain_product_on_every_block_shape() {
         // 4 × 4 blocks, leftover rows and outputs, columns past the 16-lane body, and (the
-        // last shape) enough work to split the rows over two threads.
+        // last two shapes) enough work to split the outputs over two threads, the second
+        // share with leftover outputs.
         for (rows, inp, out) in [
             (1, 16, 4),
             (5, 37, 7),
@@ -1510,6 +1533,7 @@ mod tests {
             (32, 384, 9),
             (3, 5, 2),
             (42, 384, 300),
+            (16, 384, 1538),
         ] {
             let x: Vec<f32> = (0..rows * inp)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
