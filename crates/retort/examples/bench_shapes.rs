@@ -341,8 +341,8 @@ fn distill_step(
     bench::time(reps, || {
         let mut grads = optim::Grads::empty(vars.len());
         for part in step::forward_backward(student, &objective, &indices, 0, &make_batch)? {
-            let part_grads = part.grads.expect("a finite loss");
-            grads.accumulate(&part_grads, &vars, part.share)?;
+            assert!(part.grads.is_some(), "a finite loss");
+            part.add_to(&mut grads, &vars, part.share)?;
         }
         opt.step(&grads, 1e-4)?;
         Ok(())

@@ -16,6 +16,7 @@ use retort::text::batch::pad_batch;
 use retort::train::config::{DistillConfig, LossWeights, StudentInit, TrainConfig};
 use retort::train::finetune::{dev_set, fine_tune, read_data, train_set};
 use retort::train::optim::{AdamW, Grads};
+use retort::train::step;
 use retort::train::trainer::{self, RunOptions};
 use retort::Classifier;
 
@@ -260,17 +261,19 @@ fn every_student_tensor_learns(
         0,
     )
     .unwrap();
-    let items: Vec<_> = enc.iter().collect();
-    let batch = TrainBatch {
-        indices: vec![0, 1],
-        input: pad_batch(&items, 0, &Device::Cpu).unwrap(),
-        labels: vec![Some(2), None],
+    // The step training runs: its word-table gradient is added row by row.
+    let make_batch = |idx: &[usize]| -> retort::Result<TrainBatch> {
+        let items: Vec<_> = idx.iter().map(|&i| &enc[i]).collect();
+        Ok(TrainBatch {
+            indices: idx.to_vec(),
+            input: pad_batch(&items, 0, &Device::Cpu)?,
+            labels: idx.iter().map(|&i| [Some(2), None][i]).collect(),
+        })
     };
-    let out = student
-        .forward(&batch.input, Pass::TRAIN, objective.student_outputs())
-        .unwrap();
-    let loss = objective.loss(&batch, &out).unwrap();
-    assert_eq!(loss.terms.len(), 8, "{:?}", loss.terms);
+    let parts = step::forward_backward(&student, &objective, &[0, 1], 0, &make_batch).unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].terms.len(), 8, "{:?}", parts[0].terms);
+    assert!(parts[0].word_rows.is_some());
     let params = retort::model::Params::merged(&student.params, &objective.params);
     let before: Vec<Tensor> = params
         .iter()
@@ -278,9 +281,7 @@ fn every_student_tensor_learns(
         .collect();
     let mut opt = AdamW::new(&params, 0.01).unwrap();
     let mut grads = Grads::empty(params.vars().len());
-    grads
-        .accumulate(&loss.total.backward().unwrap(), &opt.vars(), 1.0)
-        .unwrap();
+    parts[0].add_to(&mut grads, &opt.vars(), 1.0).unwrap();
     opt.step(&grads, 1e-3).unwrap();
     let unchanged: Vec<&str> = params
         .iter()
@@ -290,6 +291,53 @@ fn every_student_tensor_learns(
         .collect();
     assert!(unchanged.is_empty(), "no update reached {unchanged:?}");
     objective.params.count()
+}
+
+#[test]
+fn word_rows_give_the_word_table_the_gradient_of_the_whole_pass() {
+    // The same loss through the ordinary lookup (a dense table gradient from autograd) and
+    // through the word rows added back row by row: equal gradients for every tensor, twice
+    // over (a second micro-batch adds onto the first) and with repeated tokens.
+    let c = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
+    let texts = [
+        "good music good",
+        "the plot was flat and boring",
+        "not good",
+    ];
+    let enc = c.tokenizer.encode_batch(&texts).unwrap();
+    let input = pad_batch(&enc.iter().collect::<Vec<_>>(), 0, &Device::Cpu).unwrap();
+    let labels = Tensor::new(&[0u32, 1, 2], &Device::Cpu).unwrap();
+    let vars = c.model.params.vars();
+    let gradients = |word_rows: bool| {
+        let pass = Pass {
+            word_rows,
+            ..Pass::GRAD_NO_DROPOUT
+        };
+        let mut grads = Grads::empty(vars.len());
+        for scale in [1.0, 0.5] {
+            let out = c.model.forward(&input, pass, Default::default()).unwrap();
+            assert_eq!(out.word_rows.is_some(), word_rows);
+            let loss = retort::distill::loss::hard_ce(&out.logits, &labels).unwrap();
+            let store = loss.backward().unwrap();
+            grads.accumulate(&store, &vars, scale).unwrap();
+            if let Some(rows) = &out.word_rows {
+                grads.add_word_rows(&store, rows, &vars, scale).unwrap();
+            }
+        }
+        grads
+    };
+    let (dense, rows) = (gradients(false), gradients(true));
+    for (((name, _), a), b) in c
+        .model
+        .params
+        .iter()
+        .zip(dense.tensors())
+        .zip(rows.tensors())
+    {
+        let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        let diff = common::max_abs_diff(a, b);
+        assert!(diff < 1e-6, "{name}: {diff}");
+    }
 }
 
 #[test]
@@ -513,18 +561,15 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
             retort::train::step::forward_backward(&student, &objective, &indices, 7, &make_batch)
         });
         let parts = parts.unwrap();
-        let sums: Vec<Tensor> = vars
+        // As the trainer sums them (the word table's gradient added row by row).
+        let mut grads = Grads::empty(vars.len());
+        for p in &parts {
+            p.add_to(&mut grads, &vars, p.share).unwrap();
+        }
+        let sums: Vec<Tensor> = grads
+            .tensors()
             .iter()
-            .map(|v| {
-                let mut acc = v.as_tensor().zeros_like().unwrap();
-                for p in &parts {
-                    let store = p.grads.as_ref().unwrap();
-                    if let Some(g) = store.get(v.as_tensor()) {
-                        acc = (acc + (g * p.share).unwrap()).unwrap();
-                    }
-                }
-                acc
-            })
+            .map(|g| g.clone().expect("every tensor has a gradient"))
             .collect();
         (parts.len(), sums)
     };

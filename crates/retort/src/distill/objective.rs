@@ -238,6 +238,7 @@ impl Objective {
             last_hidden_state: out.last_hidden_state.detach(),
             hidden_states: detach(out.hidden_states),
             attentions: detach(out.attentions),
+            word_rows: None,
         }))
     }
 

@@ -4,7 +4,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::config::ModelConfig;
-use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs};
+use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs, WordRows};
 use super::heads::{head_prefixes, ClassifierHead};
 use super::kernels;
 use super::layers::{Linear, Pass};
@@ -23,6 +23,8 @@ pub struct ClassifierOutput {
     pub attentions: Vec<Tensor>,
     /// `[batch, seq, hidden]` output of the last layer.
     pub last_hidden_state: Tensor,
+    /// The word-embedding rows looked up, as their own variable (see `Pass::word_rows`).
+    pub word_rows: Option<WordRows>,
 }
 
 impl ClassifierOutput {
@@ -43,6 +45,8 @@ impl ClassifierOutput {
             hidden_states: per_layer(first.hidden_states.len(), &|p, i| &p.hidden_states[i])?,
             attentions: per_layer(first.attentions.len(), &|p, i| &p.attentions[i])?,
             last_hidden_state: cat(&|p| &p.last_hidden_state)?,
+            // Only inference batches are split, and they take no gradients.
+            word_rows: None,
         })
     }
 }
@@ -214,6 +218,7 @@ impl SequenceClassifier {
             hidden_states: enc.hidden_states,
             attentions: enc.attentions,
             last_hidden_state: enc.last_hidden_state,
+            word_rows: enc.word_rows,
         })
     }
 

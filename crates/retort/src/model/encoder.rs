@@ -4,7 +4,7 @@
 //! [`LayerNames`]) and in DistilBERT having no token-type embeddings. The forward pass can
 //! return every layer's hidden states and attention probabilities, which distillation needs.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor, TensorId, Var, D};
 
 use super::config::{Architecture, ModelConfig};
 use super::kernels;
@@ -71,6 +71,20 @@ pub struct EncoderOutput {
     pub hidden_states: Vec<Tensor>,
     /// Each layer's attention probabilities `[batch, heads, seq, seq]`, if asked for.
     pub attentions: Vec<Tensor>,
+    /// The word-embedding rows looked up, as their own variable (see [`Pass::word_rows`]).
+    pub word_rows: Option<WordRows>,
+}
+
+/// The word-embedding rows a batch looked up, as a variable of their own: its gradient,
+/// added row by row into the table's, is the table's gradient.
+#[derive(Debug, Clone)]
+pub struct WordRows {
+    /// The word-embedding table they come from.
+    pub table: TensorId,
+    /// The token id of each row (the batch's ids, flattened).
+    pub ids: Vec<u32>,
+    /// `[batch · seq, hidden]`.
+    pub rows: Var,
 }
 
 /// Which intermediate outputs to keep.
@@ -132,14 +146,27 @@ impl Embeddings {
         }
     }
 
-    fn forward(&self, input: &EncoderInput, pass: Pass) -> Result<Tensor> {
+    /// The embedded batch, and the word rows as their own variable when `pass.word_rows`.
+    fn forward(&self, input: &EncoderInput, pass: Pass) -> Result<(Tensor, Option<WordRows>)> {
         let (batch, seq) = input.input_ids.dims2()?;
         let lookup = |table: &Tensor, ids: &Tensor| -> Result<Tensor> {
             let flat = table.index_select(&ids.flatten_all()?, 0)?;
             Ok(flat.reshape((batch, seq, table.dim(1)?))?)
         };
-        let x = lookup(&self.word, &input.input_ids)?
-            .broadcast_add(&self.position.narrow(0, 0, seq)?)?;
+        let (words, word_rows) = if pass.grad && pass.word_rows {
+            let ids = input.input_ids.flatten_all()?;
+            let rows = Var::from_tensor(&self.word.detach().index_select(&ids, 0)?)?;
+            let words = rows.as_tensor().reshape((batch, seq, self.word.dim(1)?))?;
+            let word_rows = WordRows {
+                table: self.word.id(),
+                ids: ids.to_vec1::<u32>()?,
+                rows,
+            };
+            (words, Some(word_rows))
+        } else {
+            (lookup(&self.word, &input.input_ids)?, None)
+        };
+        let x = words.broadcast_add(&self.position.narrow(0, 0, seq)?)?;
         // BERT's token-type embeddings are added inside the fused LayerNorm.
         let normed = match &self.token_type {
             Some(tt) => {
@@ -148,7 +175,7 @@ impl Embeddings {
             }
             None => self.norm.forward(&x, pass)?,
         };
-        dropout(&normed, self.dropout, pass)
+        Ok((dropout(&normed, self.dropout, pass)?, word_rows))
     }
 }
 
@@ -435,7 +462,7 @@ impl Encoder {
         outputs: Outputs,
     ) -> Result<EncoderOutput> {
         let mask_bias = mask_bias(input)?;
-        let mut x = self.embeddings.forward(input, pass)?;
+        let (mut x, word_rows) = self.embeddings.forward(input, pass)?;
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
         for layer in &self.layers {
@@ -455,6 +482,7 @@ impl Encoder {
             last_hidden_state: x,
             hidden_states,
             attentions,
+            word_rows,
         })
     }
 
@@ -469,7 +497,7 @@ impl Encoder {
         let tokens = mask.sum_all()?.to_scalar::<f32>()? as usize;
         let flat_mask = mask.reshape(((), 1))?;
         let mask = mask.unsqueeze(2)?;
-        let mut x = encoder.embeddings.forward(input, Pass::INFERENCE)?;
+        let (mut x, _) = encoder.embeddings.forward(input, Pass::INFERENCE)?;
         let mut activity = Vec::with_capacity(encoder.layers.len());
         for layer in &encoder.layers {
             let (context, _) = layer.context(&x, &mask_bias, Pass::INFERENCE)?;
@@ -543,7 +571,7 @@ mod tests {
             attention_mask: Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 1., 0.]], &Device::Cpu)
                 .unwrap(),
         };
-        let x = encoder.embeddings.forward(&input, Pass::INFERENCE).unwrap();
+        let (x, _) = encoder.embeddings.forward(&input, Pass::INFERENCE).unwrap();
         let layer = &encoder.layers[0];
         let (context, _) = layer
             .context(&x, &mask_bias(&input).unwrap(), Pass::INFERENCE)

@@ -249,26 +249,15 @@ pub(crate) const SMALL_M_ROWS: usize = 64;
 /// row used for every input row while it is in L1.
 fn small_m_linear(y: &mut [f32], x: &[f32], w: &[f32], rows: usize, inp: usize, out: usize) {
     debug_assert!(y.len() == rows * out && x.len() == rows * inp && w.len() == out * inp);
-    // Enough work for two threads: each takes half of the outputs (a multiple of 4, the
-    // block), so each streams half of the weights. For a few rows the weights are what costs:
-    // splitting the rows instead had both threads read all of them.
-    if out >= 8 && rows * inp * out >= PARALLEL_MIN_MACS && may_fork() {
-        let half = out / 2 / 4 * 4;
-        let (w0, w1) = w.split_at(half * inp);
-        let (mut y0, mut y1) = (vec![0f32; rows * half], vec![0f32; rows * (out - half)]);
+    // Enough work for two threads: each takes half of the rows (a multiple of 4, the block).
+    if rows >= 8 && rows * inp * out >= PARALLEL_MIN_MACS && may_fork() {
+        let half = rows / 2 / 4 * 4;
+        let (y0, y1) = y.split_at_mut(half * out);
+        let (x0, x1) = x.split_at(half * inp);
         rayon::join(
-            || small_m_linear_serial(&mut y0, x, w0, rows, inp, half),
-            || small_m_linear_serial(&mut y1, x, w1, rows, inp, out - half),
+            || small_m_linear_serial(y0, x0, w, half, inp, out),
+            || small_m_linear_serial(y1, x1, w, rows - half, inp, out),
         );
-        for ((yr, a), b) in y
-            .chunks_exact_mut(out)
-            .zip(y0.chunks_exact(half))
-            .zip(y1.chunks_exact(out - half))
-        {
-            let (left, right) = yr.split_at_mut(half);
-            left.iter_mut().zip(a).for_each(|(y, a)| *y += a);
-            right.iter_mut().zip(b).for_each(|(y, b)| *y += b);
-        }
     } else {
         small_m_linear_serial(y, x, w, rows, inp, out);
     }
@@ -1524,8 +1513,7 @@ mod tests {
     #[test]
     fn small_m_linear_matches_a_plain_product_on_every_block_shape() {
         // 4 × 4 blocks, leftover rows and outputs, columns past the 16-lane body, and (the
-        // last two shapes) enough work to split the outputs over two threads, the second
-        // share with leftover outputs.
+        // last two shapes) enough work to split the rows over two threads.
         for (rows, inp, out) in [
             (1, 16, 4),
             (5, 37, 7),

@@ -23,6 +23,12 @@ pub struct Pass {
     /// parameters, so no op records a backward pass: each intermediate buffer is freed as soon
     /// as the next op has read it, and fused inference-only kernels may be used.
     pub grad: bool,
+    /// With `grad`: leave the word-embedding table out of the autograd graph. The rows the
+    /// batch looks up become a variable of their own (`ClassifierOutput::word_rows`), and the
+    /// trainer adds their gradient into the table's (`Grads::add_word_rows`). Otherwise the
+    /// backward pass makes a zeroed copy of the whole table (30,522 rows) for a few hundred
+    /// rows of gradient, in every part of every micro-batch.
+    pub word_rows: bool,
 }
 
 impl Pass {
@@ -30,16 +36,19 @@ impl Pass {
     pub const INFERENCE: Pass = Pass {
         dropout: false,
         grad: false,
+        word_rows: false,
     };
     /// Training: dropout on, gradients taken.
     pub const TRAIN: Pass = Pass {
         dropout: true,
         grad: true,
+        word_rows: false,
     };
     /// Gradients without dropout (deterministic; finite-difference checks, frozen-dropout training).
     pub const GRAD_NO_DROPOUT: Pass = Pass {
         dropout: false,
         grad: true,
+        word_rows: false,
     };
 }
 

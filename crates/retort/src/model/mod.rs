@@ -14,6 +14,6 @@ pub mod student;
 
 pub use classifier::{ClassifierOutput, LoadReport, SequenceClassifier};
 pub use config::{Architecture, ModelConfig, SUPPORTED_MODEL_TYPES};
-pub use encoder::{EncoderInput, EncoderOutput, Outputs};
+pub use encoder::{EncoderInput, EncoderOutput, Outputs, WordRows};
 pub use layers::Pass;
 pub use params::Params;

@@ -15,7 +15,7 @@ use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Storage, Tensor, Var};
 
 use crate::error::{Error, Result};
 use crate::model::kernels;
-use crate::model::Params;
+use crate::model::{Params, WordRows};
 
 /// Linear warmup from 0 to `peak` over `warmup` steps, then linear decay to 0 at `total`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,6 +69,43 @@ impl Grads {
         Ok(())
     }
 
+    /// Each variable's gradient so far (`None`: none yet), in the order of the variables.
+    pub fn tensors(&self) -> &[Option<Tensor>] {
+        &self.grads
+    }
+
+    /// Adds `scale` × the gradient of the looked-up word rows (found in `store`) into the
+    /// gradient of the table they come from, row by row: what the backward pass would have
+    /// given the table, without a dense zeroed table per pass (see `Pass::word_rows`).
+    pub fn add_word_rows(
+        &mut self,
+        store: &GradStore,
+        rows: &WordRows,
+        vars: &[Var],
+        scale: f64,
+    ) -> Result<()> {
+        let Some(g) = store.get(rows.rows.as_tensor()) else {
+            return Ok(());
+        };
+        let Some(i) = vars.iter().position(|v| v.as_tensor().id() == rows.table) else {
+            return Err(Error::Invalid(
+                "the word rows' table is not among the trained variables".into(),
+            ));
+        };
+        let table = vars[i].as_tensor();
+        let slot = match self.grads[i].take() {
+            Some(acc) => acc,
+            None => table.zeros_like()?,
+        };
+        let add = AddRows {
+            ids: &rows.ids,
+            scale: scale as f32,
+        };
+        slot.inplace_op2(&g.contiguous()?, &add)?;
+        self.grads[i] = Some(slot);
+        Ok(())
+    }
+
     /// The L2 norm of all gradients together (clipping included).
     pub fn global_norm(&self) -> Result<f64> {
         let mut sum = 0f64;
@@ -86,6 +123,53 @@ impl Grads {
             self.scale *= max_norm / (norm + 1e-6);
         }
         Ok(norm)
+    }
+}
+
+/// `table[ids[k]] += scale · rows[k]` for every row `k`, in place in the table's gradient.
+struct AddRows<'a> {
+    ids: &'a [u32],
+    scale: f32,
+}
+
+impl InplaceOp2 for AddRows<'_> {
+    fn name(&self) -> &'static str {
+        "retort-add-rows"
+    }
+
+    fn cpu_fwd(
+        &self,
+        table: &mut CpuStorage,
+        table_l: &Layout,
+        rows: &CpuStorage,
+        rows_l: &Layout,
+    ) -> candle_core::Result<()> {
+        let (Some((t0, t1)), Some((r0, r1))) =
+            (table_l.contiguous_offsets(), rows_l.contiguous_offsets())
+        else {
+            bail!("add rows: table and rows must be contiguous")
+        };
+        let CpuStorage::F32(table) = table else {
+            bail!("add rows: the table must be f32")
+        };
+        let (table, rows) = (&mut table[t0..t1], &rows.as_slice::<f32>()?[r0..r1]);
+        let width = *table_l.dims().last().unwrap_or(&0);
+        if width == 0 || rows.len() != self.ids.len() * width {
+            bail!(
+                "add rows: {} rows do not fit {} ids",
+                rows.len(),
+                self.ids.len()
+            )
+        }
+        for (&id, row) in self.ids.iter().zip(rows.chunks_exact(width)) {
+            let Some(dst) = table.get_mut(id as usize * width..(id as usize + 1) * width) else {
+                bail!("add rows: id {id} is outside the table")
+            };
+            dst.iter_mut()
+                .zip(row)
+                .for_each(|(d, r)| *d += self.scale * r);
+        }
+        Ok(())
     }
 }
 

@@ -14,13 +14,15 @@
 //! and thread count.
 
 use candle_core::backprop::GradStore;
+use candle_core::Var;
 use rayon::prelude::*;
 
 use crate::distill::objective::{Objective, TrainBatch};
 use crate::error::Result;
 use crate::model::layers::seed_dropout;
-use crate::model::{Pass, SequenceClassifier};
+use crate::model::{Pass, SequenceClassifier, WordRows};
 use crate::text::batch::even_parts;
+use crate::train::optim::Grads;
 
 /// Parts have at least this many examples: smaller ones are not worth a thread.
 const MIN_PART_EXAMPLES: usize = 4;
@@ -34,7 +36,31 @@ pub struct Part {
     pub terms: Vec<(&'static str, f64)>,
     /// The gradients of `loss`; `None` when the loss is not finite (nothing to apply).
     pub grads: Option<GradStore>,
+    /// The word-embedding rows the part looked up: their gradient in `grads` is the word
+    /// table's (see `Pass::word_rows`).
+    pub word_rows: Option<WordRows>,
 }
+
+impl Part {
+    /// Adds `scale` × this part's gradients (the word table's included) to `grads`.
+    pub fn add_to(&self, grads: &mut Grads, vars: &[Var], scale: f64) -> Result<()> {
+        let Some(store) = &self.grads else {
+            return Ok(());
+        };
+        grads.accumulate(store, vars, scale)?;
+        match &self.word_rows {
+            Some(rows) => grads.add_word_rows(store, rows, vars, scale),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How a training part runs: dropout on, gradients taken, the word table's gradient added
+/// row by row (`Part::add_to`).
+const TRAIN_PASS: Pass = Pass {
+    word_rows: true,
+    ..Pass::TRAIN
+};
 
 /// Runs the forward and backward passes of the micro-batch `indices` (turned into a batch
 /// by `make_batch`) in one part per thread, or in one part on the calling thread when the
@@ -51,7 +77,7 @@ pub fn forward_backward(
         let batch = make_batch(idx)?;
         // Dropout masks come from a per-thread stream: seed it inside the part.
         seed_dropout(seed ^ ((p as u64) << 40));
-        let output = model.forward(&batch.input, Pass::TRAIN, objective.student_outputs())?;
+        let output = model.forward(&batch.input, TRAIN_PASS, objective.student_outputs())?;
         let loss = objective.loss(&batch, &output)?;
         let value = loss.total.to_scalar::<f32>()? as f64;
         let grads = match value.is_finite() {
@@ -63,6 +89,7 @@ pub fn forward_backward(
             loss: value,
             terms: loss.terms,
             grads,
+            word_rows: output.word_rows,
         })
     };
     if parts.len() == 1 {

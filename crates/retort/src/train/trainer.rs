@@ -227,7 +227,7 @@ pub fn run(
                 };
                 for part in forward_backward(model, objective, indices, seed, &make_batch)? {
                     // No gradients: the part's loss is not finite.
-                    let Some(part_grads) = part.grads else {
+                    if part.grads.is_none() {
                         bar.abandon();
                         return Err(nan_error(
                             part.loss,
@@ -236,11 +236,11 @@ pub fn run(
                             &last_dir,
                             saved_step,
                         ));
-                    };
+                    }
                     let weight = part.share / group.len() as f64;
                     loss_sum += part.loss * weight;
                     accumulate_terms(&mut terms_sum, &part.terms, weight);
-                    grads.accumulate(&part_grads, &vars, weight)?;
+                    part.add_to(&mut grads, &vars, weight)?;
                 }
                 window_examples += indices.len();
             }
