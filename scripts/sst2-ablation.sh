@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Student B on SST-2 and its ablation table (issue 3): the student of configs/sst2-student-b.toml
-# (teacher layers 1, 3, 5, 256 feed-forward neurons each, 7,500 tokens) trained several times,
+# (teacher layers 1, 3, 5, each with 8 attention heads and 256 feed-forward neurons, 9,000 tokens) trained several times,
 # each row changing one ingredient. Rows without augmentation train 1 epoch; the last row is
 # student B itself (x4 augmented transfer set, 2 epochs):
 #
