@@ -243,25 +243,10 @@ struct ThreadArgs {
     threads: Option<usize>,
 }
 
-/// Keeps freed tensor buffers in the process instead of returning them to the kernel.
-///
-/// Each tensor op allocates its output; glibc serves large blocks with mmap and gives them
-/// back with munmap, so a training step spent about half its time in the kernel mapping and
-/// zeroing pages. Raising the mmap threshold to its maximum (32 MiB) and never trimming the
-/// heap lets freed buffers be reused.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; it is called before any threads start.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
-    // One thread pool for all parallel work: candle's spinning pool competed with gemm's.
-    retort::model::kernels::disable_candle_pool();
+    // Freed buffers reused; one thread pool for all parallel work (candle's spinning pool
+    // competed with gemm's).
+    retort::model::kernels::configure_process();
     let cli = Cli::parse();
     // The thread pools start with the first parallel op: set their size before any.
     let threads = match &cli.command {

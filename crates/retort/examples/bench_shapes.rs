@@ -92,20 +92,6 @@ fn options() -> Options {
     o
 }
 
-/// The process settings of the `retort` binary (crates/retort-cli/src/main.rs): glibc keeps
-/// freed tensor buffers for reuse instead of unmapping them, and candle's element-wise ops
-/// run inline, all parallel work on rayon (see `kernels::disable_candle_pool`). Without them
-/// the numbers also swing with the size of the environment, which shifts malloc's heuristics.
-fn configure_process() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; no other thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-    retort::model::kernels::disable_candle_pool();
-}
-
 /// Prints one measurement as text or as a JSON line.
 fn report(o: &Options, part: &str, model: &str, s: &Stats, extra: serde_json::Value) {
     let per_s = BATCH as f64 / s.median;
@@ -136,7 +122,7 @@ fn load(dir: &std::path::Path) -> SequenceClassifier {
 }
 
 fn main() {
-    configure_process();
+    retort::model::kernels::configure_process();
     let o = options();
     let shapes = || {
         let dev = Device::Cpu;

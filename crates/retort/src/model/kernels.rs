@@ -134,6 +134,24 @@ pub fn add_scaled(a: Option<&Tensor>, b: &Tensor, s: f32) -> Result<Tensor> {
     tensor(sum, b.shape().clone())
 }
 
+/// Sets up the process for the kernels: call it first thing in `main`, before other threads
+/// start and before any tensor op.
+///
+/// - glibc keeps freed tensor buffers for reuse. Each tensor op allocates its output; glibc
+///   serves large blocks with mmap and gives them back with munmap, so a training step spent
+///   about half its time in the kernel mapping and zeroing pages. Raising the mmap threshold
+///   to its maximum (32 MiB) and never trimming the heap lets freed buffers be reused.
+/// - candle's own element-wise pool is off ([`disable_candle_pool`]).
+pub fn configure_process() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before any threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+    disable_candle_pool();
+}
+
 /// Makes candle run its own element-wise ops on the calling thread rather than on its
 /// worker pool, unless the user set `CANDLE_NUM_THREADS`. The kernels here and the matmuls
 /// run on rayon's pool; candle's second pool only adds threads that spin-wait against
