@@ -16,6 +16,8 @@ pub struct ModelSummary {
     pub hidden_size: usize,
     pub heads: usize,
     pub head_size: usize,
+    /// Heads left in each layer after pruning (all `heads` where none were pruned).
+    pub heads_per_layer: Vec<usize>,
     pub intermediate_size: usize,
     pub max_positions: usize,
     pub vocab_size: usize,
@@ -44,6 +46,7 @@ impl ModelSummary {
             hidden_size: cfg.hidden_size,
             heads: cfg.num_heads,
             head_size: cfg.head_dim(),
+            heads_per_layer: (0..cfg.num_layers).map(|l| cfg.heads_in_layer(l)).collect(),
             intermediate_size: cfg.intermediate_size,
             max_positions: cfg.max_position_embeddings,
             vocab_size: cfg.vocab_size,
@@ -55,6 +58,15 @@ impl ModelSummary {
             parameters_without_embeddings,
             size_on_disk_bytes: size_on_disk(&c.dir)?,
         })
+    }
+
+    /// `"; kept after pruning: 8, 8, 8"` (heads per layer) when some heads are pruned.
+    fn pruned_heads_note(&self) -> String {
+        if self.heads_per_layer.iter().all(|&h| h == self.heads) {
+            return String::new();
+        }
+        let kept: Vec<String> = self.heads_per_layer.iter().map(|h| h.to_string()).collect();
+        format!("; kept after pruning: {} (per layer)", kept.join(", "))
     }
 
     /// The summary as aligned `name  value` lines.
@@ -79,8 +91,10 @@ impl ModelSummary {
             format!("layers           {}", self.layers),
             format!("hidden size      {}", self.hidden_size),
             format!(
-                "attention heads  {} (head size {})",
-                self.heads, self.head_size
+                "attention heads  {} (head size {}){}",
+                self.heads,
+                self.head_size,
+                self.pruned_heads_note()
             ),
             format!("feed-forward     {}", self.intermediate_size),
             format!("max positions    {}", self.max_positions),

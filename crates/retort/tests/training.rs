@@ -428,6 +428,13 @@ fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_th
     let cfg = &student.model.config;
     assert_eq!((cfg.vocab_size, cfg.intermediate_size), (12, 16));
     assert!((0..cfg.num_layers).all(|l| cfg.heads_in_layer(l) == 3));
+    let text = retort::summary::ModelSummary::of(&student)
+        .unwrap()
+        .to_text();
+    assert!(
+        text.contains("kept after pruning: 3, 3 (per layer)"),
+        "{text}"
+    );
     assert_eq!(student.tokenizer.vocab_size(), 12);
     assert_eq!(summary.student_parameters, student.model.params.count());
     let vocab = std::fs::read_to_string(best.join("vocab.txt")).unwrap();
