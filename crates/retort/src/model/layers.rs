@@ -164,15 +164,22 @@ pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
 
 thread_local! {
     /// Where dropout masks come from: a counter, turned into a mask seed by a hash. Training
-    /// sets it from the run's seed and the step ([`seed_dropout`]), so a run is reproducible
-    /// and a resumed run draws the same masks as an uninterrupted one. Per thread, so that
-    /// runs on different threads do not draw from each other's stream.
+    /// sets it from the run's seed and the step ([`with_dropout_seed`]), so a run is
+    /// reproducible and a resumed run draws the same masks as an uninterrupted one. Per
+    /// thread, so that runs on different threads do not draw from each other's stream.
     static DROPOUT_STREAM: Cell<u64> = const { Cell::new(0x2545_f491_4f6c_dd1d) };
 }
 
-/// Restarts this thread's dropout mask stream at `seed`.
-pub fn seed_dropout(seed: u64) {
-    DROPOUT_STREAM.with(|s| s.set(seed));
+/// Runs `f` with this thread's dropout mask stream started at `seed`, then puts back the
+/// stream it found. A part of a training batch runs on one thread, but while that thread
+/// waits inside a parallel kernel rayon may run another part on it: without the restore,
+/// that part's seed would replace the first part's stream halfway through its pass, and
+/// the masks would depend on scheduling.
+pub fn with_dropout_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    let saved = DROPOUT_STREAM.with(|s| s.replace(seed));
+    let out = f();
+    DROPOUT_STREAM.with(|s| s.set(saved));
+    out
 }
 
 /// SplitMix64: distinct, well-mixed seeds from consecutive counter values.
@@ -201,6 +208,28 @@ pub fn dropout(x: &Tensor, p: f32, pass: Pass) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::{Device, Var, D};
+
+    #[test]
+    fn a_nested_dropout_seed_leaves_the_outer_stream_as_it_was() {
+        let x = Tensor::ones((4, 64), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let masks = |nested: bool| {
+            with_dropout_seed(7, || {
+                let first = dropout(&x, 0.5, Pass::TRAIN).unwrap();
+                if nested {
+                    // Another part run on this thread in between.
+                    with_dropout_seed(8, || dropout(&x, 0.5, Pass::TRAIN).unwrap());
+                }
+                let second = dropout(&x, 0.5, Pass::TRAIN).unwrap();
+                (
+                    first.to_vec2::<f32>().unwrap(),
+                    second.to_vec2::<f32>().unwrap(),
+                )
+            })
+        };
+        let (plain, nested) = (masks(false), masks(true));
+        assert_eq!(plain, nested);
+        assert_ne!(plain.0, plain.1, "consecutive masks differ");
+    }
 
     #[test]
     fn layer_norm_matches_candle_and_has_gradients() {

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::distill::objective::{Objective, TrainBatch};
 use crate::error::Result;
-use crate::model::layers::seed_dropout;
+use crate::model::layers::with_dropout_seed;
 use crate::model::{Pass, SequenceClassifier, WordRows};
 use crate::text::batch::even_parts;
 use crate::train::optim::Grads;
@@ -75,9 +75,10 @@ pub fn forward_backward(
     let parts = split(indices, rayon::current_num_threads());
     let run = |(p, idx): (usize, &[usize])| -> Result<Part> {
         let batch = make_batch(idx)?;
-        // Dropout masks come from a per-thread stream: seed it inside the part.
-        seed_dropout(seed ^ ((p as u64) << 40));
-        let output = model.forward(&batch.input, TRAIN_PASS, objective.student_outputs())?;
+        // Dropout masks come from a per-thread stream: seed it for the part's forward pass.
+        let output = with_dropout_seed(seed ^ ((p as u64) << 40), || {
+            model.forward(&batch.input, TRAIN_PASS, objective.student_outputs())
+        })?;
         let loss = objective.loss(&batch, &output)?;
         let value = loss.total.to_scalar::<f32>()? as f64;
         let grads = match value.is_finite() {
