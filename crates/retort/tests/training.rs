@@ -461,6 +461,20 @@ fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_th
         .zip(b.iter().flatten())
         .all(|(x, y)| (x - y).abs() < 1e-6));
 
+    // A second run into the same directory is refused before it does or writes anything:
+    // no teacher phase (the new cache directory stays absent), the old run's files untouched.
+    let vocab_file = dir.join("pruned/student-tokenizer/vocab.txt");
+    let written = std::fs::metadata(&vocab_file).unwrap().modified().unwrap();
+    let mut again = c.clone();
+    again.distill.cache_dir = dir.join("unused-cache");
+    let err = distill(&again, false, false).err().unwrap().to_string();
+    assert!(err.contains("already holds a run"), "{err}");
+    assert!(!again.distill.cache_dir.exists());
+    assert_eq!(
+        std::fs::metadata(&vocab_file).unwrap().modified().unwrap(),
+        written
+    );
+
     // Token-by-token terms cannot compare two tokenizations; a fresh student has no layers to prune.
     c.distill.weights = all_terms();
     c.output.dir = dir.join("refused");

@@ -19,7 +19,9 @@ use crate::text::vocab::{pruned_vocabulary, tokens_of};
 use crate::text::{Encoded, TextTokenizer};
 use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentInit};
 use crate::train::finetune::{dev_set, read_data, train_set};
-use crate::train::trainer::{self, dev_metrics, progress_bar, RunOptions, RunSummary};
+use crate::train::trainer::{
+    self, check_output_dir, dev_metrics, progress_bar, RunOptions, RunSummary,
+};
 
 /// What a distillation run did.
 #[derive(Debug, Clone, Serialize)]
@@ -147,6 +149,8 @@ fn save_student_tokenizer(st: &StudentTokenizer, teacher_dir: &Path, dir: &Path)
 
 /// Runs a whole distillation as configured; the best student is saved in `output.dir/best`.
 pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<DistillSummary> {
+    // Before the teacher phase and before anything is written into output.dir.
+    check_output_dir(&config.output.dir, resume)?;
     let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
     if teacher.report.fresh_head {
         return Err(Error::Invalid(format!(

@@ -6,7 +6,7 @@ use crate::infer::Classifier;
 use crate::text::{Dataset, TextTokenizer};
 
 use super::config::{to_toml, DataSection, TrainConfig};
-use super::trainer::{self, DevSet, RunOptions, RunSummary, TrainSet};
+use super::trainer::{self, check_output_dir, DevSet, RunOptions, RunSummary, TrainSet};
 
 /// Reads the training and dev sets named in `data`, keeping the first `limit` training rows.
 pub fn read_data(data: &DataSection) -> Result<(Dataset, Dataset)> {
@@ -37,6 +37,7 @@ pub fn dev_set(tokenizer: &TextTokenizer, data: &Dataset, labels: &[String]) -> 
 
 /// Fine-tunes `config.model.init` and saves the best dev checkpoint in `output.dir/best`.
 pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<RunSummary> {
+    check_output_dir(&config.output.dir, resume)?;
     let init = &config.model.init;
     let base = Classifier::load(init, config.model.max_len)?;
     if base.model.is_int8() {

@@ -110,6 +110,19 @@ pub fn dev_metrics(
     ))
 }
 
+/// Refuses to start a new run in `out` when it holds one already (its `last/`), unless the run
+/// resumes it: a new run would overwrite the old one's checkpoints. Commands call it before
+/// their slow set-up, so a refused run costs nothing.
+pub fn check_output_dir(out: &Path, resume: bool) -> Result<()> {
+    if !resume && out.join("last").exists() {
+        return Err(Error::Invalid(format!(
+            "{} already holds a run: pass --resume to continue it, or choose another output.dir",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Trains `model` (and the objective's own parameters) on `train`, keeping the best on `dev`.
 pub fn run(
     model: &SequenceClassifier,
@@ -125,12 +138,7 @@ pub fn run(
     }
     let out = opts.out_dir;
     let (best_dir, last_dir) = (out.join("best"), out.join("last"));
-    if !opts.resume && last_dir.exists() {
-        return Err(Error::Invalid(format!(
-            "{} already holds a run: pass --resume to continue it, or choose another output.dir",
-            out.display()
-        )));
-    }
+    check_output_dir(out, opts.resume)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e, "output directory"))?;
     write_file(&out.join("config.toml"), opts.config_toml)?;
 
