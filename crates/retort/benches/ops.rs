@@ -73,6 +73,23 @@ fn ops(c: &mut Criterion) {
         kernels::linear(&t[0], &t[1], &t[2]).unwrap()
     });
 
+    // The two products a linear map's backward pass needs, alone: what the backward passes
+    // above would cost without anything else.
+    for (inp, out) in [(HIDDEN, HIDDEN), (HIDDEN, FFN), (FFN, HIDDEN)] {
+        let (x, w, dy) = (
+            randn(&[ROWS, inp], 1.0),
+            w(out, inp),
+            randn(&[ROWS, out], 1.0),
+        );
+        let mut group = c.benchmark_group(format!("backward products {inp}->{out}"));
+        group.sample_size(20);
+        group.bench_function("dx = dy W", |b| b.iter(|| dy.matmul(&w).unwrap()));
+        group.bench_function("dW = dy^T x", |b| {
+            b.iter(|| dy.t().unwrap().matmul(&x).unwrap())
+        });
+        group.finish();
+    }
+
     let qkv = |s: f32| randn(&[32, 64, HIDDEN], s);
     let mask = Tensor::zeros((32, 1, 1, 64), DType::F32, &Device::Cpu).unwrap();
     forward_and_backward(
