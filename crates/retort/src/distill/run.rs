@@ -76,16 +76,18 @@ pub fn build_student(
                 keep.tokens = Some(pruned_vocabulary(&teacher.tokenizer, examples, s.keep_tokens)?);
             }
             if s.keep_heads > 0 || s.keep_ffn > 0 {
+                // One pass of the teacher over the sample serves both choices.
                 let batches = activity_sample(examples, teacher.model.config.pad_token_id)?;
+                let activity = student::measure_activity(&teacher.model, &batches)?;
                 if s.keep_heads > 0 {
                     keep.heads = Some(student::heads_to_keep(
                         &teacher.model,
-                        &batches,
+                        &activity,
                         s.keep_heads,
                     )?);
                 }
                 if s.keep_ffn > 0 {
-                    keep.ffn = Some(student::ffn_to_keep(&teacher.model, &batches, s.keep_ffn)?);
+                    keep.ffn = Some(student::ffn_to_keep(&teacher.model, &activity, s.keep_ffn)?);
                 }
             }
             let model = student::from_teacher_layers(&teacher.model, &s.teacher_layers, &keep)?;

@@ -389,9 +389,7 @@ impl Fields<'_> {
         let n = self.usize_or("num_labels", 2)?;
         Ok((0..n).map(|i| format!("LABEL_{i}")).collect())
     }
-}
 
-impl Fields<'_> {
     /// `pruned_heads`: layer ids (as strings) to lists of head ids; sorted, without repeats.
     fn pruned_heads(&self) -> std::result::Result<BTreeMap<usize, Vec<usize>>, ConfigError> {
         let Some(map) = self.get("pruned_heads") else {
@@ -405,11 +403,10 @@ impl Fields<'_> {
             let layer: usize = layer.parse().map_err(|_| {
                 ConfigError::Field(format!("pruned_heads key {layer:?} is not a layer id"))
             })?;
-            let mut ids = heads
+            let mut ids: Vec<usize> = heads
                 .as_array()
                 .and_then(|a| a.iter().map(|h| h.as_u64().map(|h| h as usize)).collect())
-                .ok_or_else(|| field_error("pruned_heads value", "a list of head ids", heads))
-                .map(|ids: Vec<usize>| ids)?;
+                .ok_or_else(|| field_error("pruned_heads value", "a list of head ids", heads))?;
             ids.sort_unstable();
             ids.dedup();
             if !ids.is_empty() {

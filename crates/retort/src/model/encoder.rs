@@ -83,7 +83,7 @@ pub struct WordRows {
     pub table: TensorId,
     /// The token id of each row (the batch's ids, flattened).
     pub ids: Vec<u32>,
-    /// `[batch · seq, hidden]`.
+    /// `[batch, seq, hidden]`.
     pub rows: Var,
 }
 
@@ -154,15 +154,13 @@ impl Embeddings {
             Ok(flat.reshape((batch, seq, table.dim(1)?))?)
         };
         let (words, word_rows) = if pass.grad && pass.word_rows {
-            let ids = input.input_ids.flatten_all()?;
-            let rows = Var::from_tensor(&self.word.detach().index_select(&ids, 0)?)?;
-            let words = rows.as_tensor().reshape((batch, seq, self.word.dim(1)?))?;
+            let rows = Var::from_tensor(&lookup(&self.word.detach(), &input.input_ids)?)?;
             let word_rows = WordRows {
                 table: self.word.id(),
-                ids: ids.to_vec1::<u32>()?,
-                rows,
+                ids: input.input_ids.flatten_all()?.to_vec1::<u32>()?,
+                rows: rows.clone(),
             };
-            (words, Some(word_rows))
+            (rows.as_tensor().clone(), Some(word_rows))
         } else {
             (lookup(&self.word, &input.input_ids)?, None)
         };
@@ -521,6 +519,22 @@ impl Encoder {
 pub struct LayerActivity {
     pub heads: HeadActivity,
     pub ffn: FfnActivity,
+}
+
+impl LayerActivity {
+    /// The sums over the tokens of both (two batches' activity together).
+    pub fn add(&self, other: &Self) -> Result<Self> {
+        Ok(Self {
+            heads: HeadActivity {
+                norm_sum: (&self.heads.norm_sum + &other.heads.norm_sum)?,
+                sum: (&self.heads.sum + &other.heads.sum)?,
+            },
+            ffn: FfnActivity {
+                sum: (&self.ffn.sum + &other.ffn.sum)?,
+                abs_sum: (&self.ffn.abs_sum + &other.ffn.abs_sum)?,
+            },
+        })
+    }
 }
 
 /// Per head: the sum of the norms (`[heads]`) and of the vectors (`[heads, hidden]`) it adds

@@ -6,9 +6,7 @@ use candle_core::{Device, Tensor};
 
 use super::classifier::SequenceClassifier;
 use super::config::ModelConfig;
-use super::encoder::{
-    layer_prefix, EncoderInput, FfnActivity, HeadActivity, LayerActivity, LayerNames,
-};
+use super::encoder::{layer_prefix, EncoderInput, LayerActivity, LayerNames};
 use super::params::ParamBuilder;
 use crate::error::{Error, Result};
 
@@ -264,11 +262,20 @@ pub fn with_all_heads(model: &SequenceClassifier) -> Result<SequenceClassifier> 
     SequenceClassifier::from_tensors(config, tensors, "(heads restored)", &device, 0)
 }
 
-/// Sums of every layer's head and neuron activity over `batches`, and the real tokens seen.
-fn activity(
+/// How much each of the teacher's heads and neurons contributes over a sample of examples:
+/// per layer, sums over the real tokens, and the number of those tokens. Measured once
+/// ([`measure_activity`]) for both [`heads_to_keep`] and [`ffn_to_keep`].
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub layers: Vec<LayerActivity>,
+    pub tokens: usize,
+}
+
+/// The teacher's head and neuron activity summed over `batches` (one inference pass each).
+pub fn measure_activity(
     teacher: &SequenceClassifier,
     batches: &[EncoderInput],
-) -> Result<(Vec<LayerActivity>, usize)> {
+) -> Result<Activity> {
     if batches.is_empty() {
         return Err(Error::Invalid(
             "choosing heads or neurons to keep needs at least one batch of examples".into(),
@@ -277,29 +284,21 @@ fn activity(
     let mut sums: Vec<LayerActivity> = Vec::new();
     let mut tokens = 0;
     for batch in batches {
-        let (activity, n) = teacher.encoder.activity(batch)?;
+        let (layers, n) = teacher.encoder.activity(batch)?;
         tokens += n;
         sums = if sums.is_empty() {
-            activity
+            layers
         } else {
             sums.iter()
-                .zip(&activity)
-                .map(|(a, b)| {
-                    Ok(LayerActivity {
-                        heads: HeadActivity {
-                            norm_sum: (&a.heads.norm_sum + &b.heads.norm_sum)?,
-                            sum: (&a.heads.sum + &b.heads.sum)?,
-                        },
-                        ffn: FfnActivity {
-                            sum: (&a.ffn.sum + &b.ffn.sum)?,
-                            abs_sum: (&a.ffn.abs_sum + &b.ffn.abs_sum)?,
-                        },
-                    })
-                })
+                .zip(&layers)
+                .map(|(a, b)| a.add(b))
                 .collect::<Result<_>>()?
         };
     }
-    Ok((sums, tokens))
+    Ok(Activity {
+        layers: sums,
+        tokens,
+    })
 }
 
 /// For each teacher layer, the `k` attention heads that contribute most over `batches`: a
@@ -307,7 +306,7 @@ fn activity(
 /// output. The dropped heads' mean contribution becomes a bias shift.
 pub fn heads_to_keep(
     teacher: &SequenceClassifier,
-    batches: &[EncoderInput],
+    activity: &Activity,
     k: usize,
 ) -> Result<Vec<KeptUnits>> {
     let heads = teacher.config.num_heads;
@@ -320,9 +319,10 @@ pub fn heads_to_keep(
             }
         )));
     }
-    let (sums, tokens) = activity(teacher, batches)?;
-    let per_token = 1.0 / tokens.max(1) as f64;
-    sums.iter()
+    let per_token = 1.0 / activity.tokens.max(1) as f64;
+    activity
+        .layers
+        .iter()
         .map(|layer| {
             let score = (&layer.heads.norm_sum * per_token)?.to_vec1::<f32>()?;
             let units = top_k(&score, k);
@@ -343,7 +343,7 @@ pub fn heads_to_keep(
 /// its output weights (how much it moves the layer's output).
 pub fn ffn_to_keep(
     teacher: &SequenceClassifier,
-    batches: &[EncoderInput],
+    activity: &Activity,
     k: usize,
 ) -> Result<Vec<KeptUnits>> {
     let width = teacher.config.intermediate_size;
@@ -352,10 +352,9 @@ pub fn ffn_to_keep(
             "cannot keep {k} feed-forward neurons of {width}"
         )));
     }
-    let (sums, tokens) = activity(teacher, batches)?;
-    let per_token = 1.0 / tokens.max(1) as f64;
-    let mut kept = Vec::with_capacity(sums.len());
-    for (layer_sums, layer) in sums.iter().zip(&teacher.encoder.layers) {
+    let per_token = 1.0 / activity.tokens.max(1) as f64;
+    let mut kept = Vec::with_capacity(activity.layers.len());
+    for (layer_sums, layer) in activity.layers.iter().zip(&teacher.encoder.layers) {
         let sum = &layer_sums.ffn;
         let w_out = &layer.ffn_out.weight; // [hidden, intermediate]
         let out_norm = w_out.sqr()?.sum(0)?.sqrt()?;
@@ -623,14 +622,15 @@ mod tests {
         silence(&t, "attention.output.dense", 8);
         let teacher_ids = [2u32, 10, 20, 30, 11, 3];
         let sample = batch(&teacher_ids);
-        let ffn = ffn_to_keep(&t, std::slice::from_ref(&sample), 16).unwrap();
+        let activity = measure_activity(&t, std::slice::from_ref(&sample)).unwrap();
+        let ffn = ffn_to_keep(&t, &activity, 16).unwrap();
         let silent = |kept: &[KeptUnits], n: u32| {
             kept.iter().all(|k| {
                 k.units == (0..n).collect::<Vec<u32>>() && k.bias_shift.iter().all(|&b| b == 0.0)
             })
         };
         assert!(silent(&ffn, 16), "{ffn:?}");
-        let heads = heads_to_keep(&t, std::slice::from_ref(&sample), 1).unwrap();
+        let heads = heads_to_keep(&t, &activity, 1).unwrap();
         assert!(silent(&heads, 1), "{heads:?}");
         let tokens = vec![0u32, 1, 2, 3, 4, 10, 11, 20, 30];
         let keep = Keep {
@@ -668,19 +668,20 @@ mod tests {
         // A student of a pruned model keeps its pruned heads, renumbered by layer.
         let again = from_teacher_layers(&pruned, &[1], &Keep::default()).unwrap();
         assert_eq!(again.config.pruned_heads, BTreeMap::from([(0, vec![1])]));
-        let kept = heads_to_keep(&t, std::slice::from_ref(&sample), 1).unwrap();
+        let kept = heads_to_keep(&t, &activity, 1).unwrap();
         let repruned = Keep {
             heads: Some(kept),
             ..Keep::default()
         };
         assert!(from_teacher_layers(&pruned, &[1], &repruned).is_err());
-        assert!(heads_to_keep(&pruned, std::slice::from_ref(&sample), 1).is_err());
+        let pruned_activity = measure_activity(&pruned, &[batch(&student_ids)]).unwrap();
+        assert!(heads_to_keep(&pruned, &pruned_activity, 1).is_err());
 
-        assert!(ffn_to_keep(&t, &[], 16).is_err());
-        assert!(ffn_to_keep(&t, std::slice::from_ref(&sample), 0).is_err());
-        assert!(ffn_to_keep(&t, std::slice::from_ref(&sample), 33).is_err());
-        assert!(heads_to_keep(&t, std::slice::from_ref(&sample), 0).is_err());
-        assert!(heads_to_keep(&t, &[sample], 3).is_err());
+        assert!(measure_activity(&t, &[]).is_err());
+        assert!(ffn_to_keep(&t, &activity, 0).is_err());
+        assert!(ffn_to_keep(&t, &activity, 33).is_err());
+        assert!(heads_to_keep(&t, &activity, 0).is_err());
+        assert!(heads_to_keep(&t, &activity, 3).is_err());
         let bad = Keep {
             tokens: Some(vec![0, 50]),
             ..Keep::default()
@@ -694,7 +695,7 @@ mod tests {
         let sample = batch(&[2, 10, 20, 30, 11, 3]);
         let (activity, tokens) = t.encoder.activity(&sample).unwrap();
         assert_eq!(tokens, 6);
-        let kept = ffn_to_keep(&t, &[sample], 8).unwrap();
+        let kept = ffn_to_keep(&t, &measure_activity(&t, &[sample]).unwrap(), 8).unwrap();
         // Layer 0 by hand: shift = Σ over dropped n of mean activation(n) · W_out[:, n].
         let mean = (&activity[0].ffn.sum / 6.0)
             .unwrap()
@@ -727,7 +728,7 @@ mod tests {
         let t = teacher();
         let sample = batch(&[2, 10, 20, 30, 11, 3]);
         let (activity, tokens) = t.encoder.activity(&sample).unwrap();
-        let kept = heads_to_keep(&t, &[sample], 1).unwrap();
+        let kept = heads_to_keep(&t, &measure_activity(&t, &[sample]).unwrap(), 1).unwrap();
         for (layer, k) in activity.iter().zip(&kept) {
             // The kept head is the one with the larger mean norm; the shift is the other's
             // mean vector.

@@ -126,6 +126,24 @@ impl Grads {
     }
 }
 
+/// The f32 values of an in-place op's two operands: the one it writes and the one it reads.
+fn inplace_values<'a>(
+    op: &str,
+    dst: &'a mut CpuStorage,
+    dst_l: &Layout,
+    src: &'a CpuStorage,
+    src_l: &Layout,
+) -> candle_core::Result<(&'a mut [f32], &'a [f32])> {
+    let (Some((d0, d1)), Some((s0, s1))) = (dst_l.contiguous_offsets(), src_l.contiguous_offsets())
+    else {
+        bail!("{op}: both operands must be contiguous")
+    };
+    let CpuStorage::F32(dst) = dst else {
+        bail!("{op}: the values must be f32")
+    };
+    Ok((&mut dst[d0..d1], &src.as_slice::<f32>()?[s0..s1]))
+}
+
 /// `table[ids[k]] += scale · rows[k]` for every row `k`, in place in the table's gradient.
 struct AddRows<'a> {
     ids: &'a [u32],
@@ -144,15 +162,7 @@ impl InplaceOp2 for AddRows<'_> {
         rows: &CpuStorage,
         rows_l: &Layout,
     ) -> candle_core::Result<()> {
-        let (Some((t0, t1)), Some((r0, r1))) =
-            (table_l.contiguous_offsets(), rows_l.contiguous_offsets())
-        else {
-            bail!("add rows: table and rows must be contiguous")
-        };
-        let CpuStorage::F32(table) = table else {
-            bail!("add rows: the table must be f32")
-        };
-        let (table, rows) = (&mut table[t0..t1], &rows.as_slice::<f32>()?[r0..r1]);
+        let (table, rows) = inplace_values("add rows", table, table_l, rows, rows_l)?;
         let width = *table_l.dims().last().unwrap_or(&0);
         if width == 0 || rows.len() != self.ids.len() * width {
             bail!(
@@ -289,15 +299,7 @@ impl InplaceOp2 for AdamStep<'_> {
     ) -> candle_core::Result<()> {
         use rayon::prelude::*;
         const CHUNK: usize = 1 << 14;
-        let (Some((t0, t1)), Some((g0, g1))) =
-            (theta_l.contiguous_offsets(), g_l.contiguous_offsets())
-        else {
-            bail!("AdamW: parameter and gradient must be contiguous")
-        };
-        let CpuStorage::F32(theta) = theta else {
-            bail!("AdamW: parameters must be f32")
-        };
-        let (theta, g) = (&mut theta[t0..t1], &g.as_slice::<f32>()?[g0..g1]);
+        let (theta, g) = inplace_values("AdamW", theta, theta_l, g, g_l)?;
         let mut moments = self.moments.borrow_mut();
         let (m, v) = &mut *moments;
         if g.len() != theta.len() || m.len() != theta.len() || v.len() != theta.len() {
