@@ -76,7 +76,7 @@ if [ "$E2E" = 1 ]; then
     t2=$(date +%s.%N)
     $PYTHON - "$E2E_OUT/retort/summary.json" "$E2E_OUT/pytorch.json" "$t0" "$t1" "$t2" <<'EOF'
 import json, sys
-retort = json.load(open(sys.argv[1]))["run"]["best_accuracy"]
+retort = json.load(open(sys.argv[1]))["run"]["best_score"]
 torch_ = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])["dev_accuracy"]
 t0, t1, t2 = map(float, sys.argv[3:6])
 r, p = t1 - t0, t2 - t1

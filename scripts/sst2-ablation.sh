@@ -56,6 +56,6 @@ echo "| row | transfer examples (augmented) | steps | best dev acc | % of teache
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for row in "${ROWS[@]}"; do
     name="${row%%|*}"
-    jq -r --arg name "$name" '"| \($name) | \(.transfer_examples) (\(.augmented_examples)) | \(.run.steps) | \(.run.best_accuracy * 10000 | round / 100)% | \(.run.best_accuracy / .teacher_accuracy * 1000 | round / 10)% | \(.teacher_phase_seconds | round) | \(.run.seconds | round) |"' \
+    jq -r --arg name "$name" '"| \($name) | \(.transfer_examples) (\(.augmented_examples)) | \(.run.steps) | \(.run.best_score * 10000 | round / 100)% | \(.run.best_score / .teacher_score * 1000 | round / 10)% | \(.teacher_phase_seconds | round) | \(.run.seconds | round) |"' \
         "runs/ablation/$name/summary.json"
 done

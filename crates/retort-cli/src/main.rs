@@ -13,7 +13,8 @@ use retort::export::Precision;
 use retort::report::{self, MeasureOptions, TrainingLog};
 use retort::serve::{BatchConfig, Limits, ServeOptions};
 use retort::summary::ModelSummary;
-use retort::text::{Dataset, DEFAULT_MAX_LEN};
+use retort::task::{Input, Task};
+use retort::text::DEFAULT_MAX_LEN;
 use retort::train::config::{load_config, DistillConfig, TrainConfig};
 use retort::train::finetune::fine_tune;
 use retort::train::trainer::RunSummary;
@@ -153,7 +154,8 @@ struct PredictArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = retort::infer::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
-    /// Also print the raw logits (e.g. to compare with another implementation).
+    /// Also print the raw logits (e.g. to compare with another implementation): one row for
+    /// a sequence classifier, one row per token for a tagger.
     #[arg(long)]
     logits: bool,
 }
@@ -162,7 +164,8 @@ struct PredictArgs {
 struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Labelled data: .tsv, .csv or .jsonl.
+    /// Labelled data in the model's task format: .tsv, .csv or .jsonl for a sequence
+    /// classifier; CoNLL columns (word ... tag) for a tagger.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
     /// Texts per forward pass.
@@ -171,6 +174,10 @@ struct EvalArgs {
     /// Print the numbers as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also write every example's input, gold and predicted labels as JSON lines here
+    /// (`{"words"|"text", "gold", "pred"}`), e.g. for scripts/check_seqeval.py.
+    #[arg(long, value_name = "FILE")]
+    predictions: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -308,13 +315,19 @@ fn predict(args: PredictArgs) -> Result<()> {
     let texts = read_texts(args.input.as_deref())?;
     anyhow::ensure!(!texts.is_empty(), "no input texts (the input is empty)");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let logits = c.logits(&refs, args.batch_size)?;
+    let predictions = Task::of(&c.model.config).predict(&c, &refs, args.batch_size)?;
+    let logits = match args.logits {
+        true => Some(c.raw_logits(&refs, args.batch_size)?),
+        false => None,
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (text, l) in texts.iter().zip(logits) {
-        let p = c.prediction(&l);
-        let mut line = json!({"text": text, "label": p.label, "probabilities": p.probabilities});
-        if args.logits {
-            line["logits"] = json!(l);
+    for (i, (text, p)) in texts.iter().zip(predictions).enumerate() {
+        let mut line = json!({"text": text});
+        if let serde_json::Value::Object(fields) = p {
+            line.as_object_mut().expect("an object").extend(fields);
+        }
+        if let Some(l) = &logits {
+            line["logits"] = l[i].clone();
         }
         if writeln!(out, "{line}").is_err() {
             return Ok(()); // the reader went away (e.g. `| head`): nothing more to do
@@ -326,15 +339,55 @@ fn predict(args: PredictArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let c = load(&args.model)?;
-    let data = Dataset::read(&args.data)?;
+    let data = Task::of(&c.model.config).read(&args.data)?;
     let r = evaluate(&c, &data, args.batch_size)?;
+    if let Some(path) = &args.predictions {
+        write_predictions(path, &c, &data, &r.predictions)?;
+    }
     if args.json {
         return print_line(&serde_json::to_string(&r)?);
     }
-    print_line(&format!(
-        "accuracy   {:.4}\nmacro-F1   {:.4}\nexamples   {}\nspeed      {:.1} sequences/s ({:.2} s)",
-        r.accuracy, r.macro_f1, r.count, r.sequences_per_second, r.seconds
-    ))
+    let mut text = String::new();
+    for (name, v) in &r.scores.values {
+        text.push_str(&format!("{:<18} {v:.4}\n", name.replace('_', " ")));
+    }
+    if let Some(e) = &r.scores.entities {
+        for (kind, p) in &e.per_type {
+            text.push_str(&format!(
+                "  {kind:<16} F1 {:.4}  precision {:.4}  recall {:.4}  support {}\n",
+                p.f1, p.precision, p.recall, p.support
+            ));
+        }
+    }
+    text.push_str(&format!(
+        "{:<18} {}\n{:<18} {:.1} examples/s ({:.2} s)",
+        "examples", r.count, "speed", r.sequences_per_second, r.seconds
+    ));
+    print_line(&text)
+}
+
+/// One JSON line per example: its input, gold and predicted labels (by name).
+fn write_predictions(
+    path: &Path,
+    c: &Classifier,
+    data: &retort::task::Corpus,
+    predictions: &[Vec<usize>],
+) -> Result<()> {
+    let labels = &c.model.config.labels;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    for (item, pred) in data.items.iter().zip(predictions) {
+        let mut line = match &item.input {
+            Input::Text(t) => json!({"text": t}),
+            Input::Words(w) => json!({"words": w}),
+        };
+        line["gold"] = json!(item.gold);
+        line["pred"] = json!(pred.iter().map(|&p| &labels[p]).collect::<Vec<_>>());
+        writeln!(out, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn export(args: ExportArgs) -> Result<()> {
@@ -395,9 +448,10 @@ fn distill(args: RunArgs) -> Result<()> {
     let s = run_distill(&config, args.resume, std::io::stderr().is_terminal())?;
     print_run_summary(&s.run)?;
     print_line(&format!(
-        "teacher dev accuracy {:.4}; student keeps {:.1}% of it with {:.1}% of the parameters ({} vs {})",
-        s.teacher_accuracy,
-        100.0 * s.run.best_accuracy / s.teacher_accuracy,
+        "teacher dev {} {:.4}; student keeps {:.1}% of it with {:.1}% of the parameters ({} vs {})",
+        s.run.metric,
+        s.teacher_score,
+        100.0 * s.run.best_score / s.teacher_score,
         100.0 * s.student_parameters as f64 / s.teacher_parameters as f64,
         s.student_parameters,
         s.teacher_parameters
@@ -425,7 +479,7 @@ fn compare(args: CompareArgs) -> Result<()> {
             .with_context(|| format!("cannot load the {role} in {}", dir.display()))?;
         anyhow::ensure!(
             !c.report.fresh_head,
-            "the {role} in {} has no trained classification head; compare fine-tuned models",
+            "the {role} in {} has no trained head; compare fine-tuned models",
             dir.display()
         );
         Ok(c)
@@ -436,7 +490,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         .iter()
         .map(|d| load_as("student", d))
         .collect::<Result<Vec<_>>>()?;
-    let data = Dataset::read(&args.data)?;
+    let data = Task::of(&teacher.model.config).read(&args.data)?;
     let logs = args
         .logs
         .iter()
@@ -490,13 +544,14 @@ fn print_run_summary(s: &RunSummary) -> Result<()> {
         "finished"
     };
     print_line(&format!(
-        "{how} after {} steps in {:.1} s\nbest dev accuracy {:.4} (step {}), saved in {}\nlast dev accuracy {:.4}",
+        "{how} after {} steps in {:.1} s\nbest dev {metric} {:.4} (step {}), saved in {}\nlast dev {metric} {:.4}",
         s.steps,
         s.seconds,
-        s.best_accuracy,
+        s.best_score,
         s.best_step,
         s.best_dir.display(),
-        s.final_accuracy
+        s.final_score,
+        metric = s.metric
     ))
 }
 

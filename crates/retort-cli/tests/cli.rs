@@ -69,7 +69,8 @@ fn eval_scores_labelled_data() {
     assert!(run.ok, "{}", run.stderr);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["count"], 3);
-    let acc = v["accuracy"].as_f64().unwrap();
+    assert_eq!(v["scores"]["primary"], "accuracy");
+    let acc = v["scores"]["values"]["accuracy"].as_f64().unwrap();
     assert!([0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0]
         .iter()
         .any(|a| (a - acc).abs() < 1e-9));

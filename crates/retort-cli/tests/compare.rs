@@ -30,9 +30,13 @@ fn compare_writes_three_files_with_consistent_numbers() {
     for m in models {
         // The same model as teacher and student: it agrees with itself and keeps all of it.
         assert_eq!(num(m, "agreement"), 1.0);
-        assert!((num(m, "accuracy_retention_pct") - 100.0).abs() < 1e-9);
+        assert!((num(m, "retention_pct") - 100.0).abs() < 1e-9);
         assert_eq!(num(m, "size_ratio"), 1.0);
-        assert_eq!(num(m, "accuracy"), num(&models[0], "accuracy"));
+        assert_eq!(
+            m["scores"]["values"]["accuracy"],
+            models[0]["scores"]["values"]["accuracy"]
+        );
+        assert_eq!(num(m, "score"), num(&models[0], "score"));
         assert_eq!(m["parameters"], 39075);
         assert!(
             num(m, "latency_ms_p50") > 0.0 && num(m, "latency_ms_p95") >= num(m, "latency_ms_p50")
@@ -49,10 +53,10 @@ fn compare_writes_three_files_with_consistent_numbers() {
     );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     for id in [
-        "chart-accuracy-latency",
+        "chart-score-latency",
         "chart-size",
         "chart-loss-0",
-        "chart-dev-accuracy",
+        "chart-dev-score",
     ] {
         assert!(html.contains(&format!("<svg id=\"{id}\"")), "{id} missing");
     }

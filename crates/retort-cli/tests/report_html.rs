@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use common::compare_tiny;
 
 const CHARTS: [&str; 4] = [
-    "chart-accuracy-latency",
+    "chart-score-latency",
     "chart-size",
     "chart-loss-0",
-    "chart-dev-accuracy",
+    "chart-dev-score",
 ];
 
 /// The Chromium binary: `$CHROMIUM`, else `chromium` or `chromium-browser` on PATH.

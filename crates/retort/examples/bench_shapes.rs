@@ -316,11 +316,11 @@ fn distill_step(
     let indices: Vec<usize> = (0..input.input_ids.dim(0).unwrap()).collect();
     // Parts are consecutive rows of the synthetic batch.
     let make_batch = |idx: &[usize]| -> retort::Result<TrainBatch> {
-        Ok(TrainBatch {
-            indices: idx.to_vec(),
-            input: input.narrow_batch(idx[0], idx.len())?,
-            labels: idx.iter().map(|&i| Some(i % classes)).collect(),
-        })
+        Ok(TrainBatch::sentences(
+            input.narrow_batch(idx[0], idx.len())?,
+            idx.iter().map(|&i| Some(i % classes)).collect(),
+            idx,
+        ))
     };
     let mut opt = optim::AdamW::new(&student.params, 0.01).unwrap();
     let vars = opt.vars();

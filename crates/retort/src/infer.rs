@@ -60,11 +60,54 @@ impl Classifier {
     }
 }
 
-/// Logits of every encoded text, in input order. Batches are formed from length-sorted
-/// texts so that little work is spent on padding; `progress` is told how many texts are done.
+impl Classifier {
+    /// Every logit the head gives for each text, in input order, as JSON: `[labels]` for a
+    /// sequence head, `[tokens][labels]` (special tokens included) for a token head. For
+    /// comparing with another implementation.
+    pub fn raw_logits(&self, texts: &[&str], batch_size: usize) -> Result<Vec<serde_json::Value>> {
+        let encoded = self.tokenizer.encode_batch(texts)?;
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let mut out = vec![serde_json::Value::Null; encoded.len()];
+        for batch in length_sorted_batches(&lengths, batch_size) {
+            let items: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
+            let input = pad_batch(&items, self.model.config.pad_token_id, &self.device)?;
+            let logits = self
+                .model
+                .forward(&input, Pass::INFERENCE, Outputs::default())?
+                .logits;
+            let per_token = logits.rank() == 3;
+            for (rows, &i) in logit_rows(&logits)?.into_iter().zip(&batch) {
+                out[i] = match per_token {
+                    true => serde_json::json!(rows[..lengths[i]]),
+                    false => serde_json::json!(rows[0]),
+                };
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Logits of every encoded text, in input order, for a model with a sequence head (one row
+/// of logits per text). See [`row_logits`].
 pub fn logits(
     model: &SequenceClassifier,
     encoded: &[Encoded],
+    batch_size: usize,
+    device: &Device,
+    progress: &dyn Fn(usize),
+) -> Result<Vec<Vec<f32>>> {
+    let first = vec![vec![0u32]; encoded.len()];
+    row_logits(model, encoded, &first, batch_size, device, progress)
+}
+
+/// The logits at `positions[i]` of every encoded text (the rows a task reads: the one row of
+/// a sequence head, or the first token of each word for a token head), each text's rows
+/// concatenated, in input order. Batches are formed from length-sorted texts so that little
+/// work is spent on padding; `progress` is told how many texts are done.
+pub fn row_logits(
+    model: &SequenceClassifier,
+    encoded: &[Encoded],
+    positions: &[Vec<u32>],
     batch_size: usize,
     device: &Device,
     progress: &dyn Fn(usize),
@@ -74,16 +117,55 @@ pub fn logits(
     for batch in length_sorted_batches(&lengths, batch_size) {
         let items: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
         let input = pad_batch(&items, model.config.pad_token_id, device)?;
-        let rows = model
+        let logits = model
             .forward(&input, Pass::INFERENCE, Outputs::default())?
-            .logits
-            .to_vec2::<f32>()?;
-        for (&i, row) in batch.iter().zip(rows) {
-            out[i] = row;
+            .logits;
+        let rows = logit_rows(&logits)?;
+        for (b, &i) in batch.iter().enumerate() {
+            let per_token = &rows[b];
+            out[i] = positions[i]
+                .iter()
+                .map(|&p| {
+                    per_token.get(p as usize).cloned().ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "row position {p} is past the {} logit rows of text {i}",
+                            per_token.len()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+                .concat();
         }
         progress(batch.len());
     }
     Ok(out)
+}
+
+/// Logits as `[batch][position][label]`: a sequence head's `[batch, labels]` has one position.
+pub fn logit_rows(logits: &candle_core::Tensor) -> Result<Vec<Vec<Vec<f32>>>> {
+    Ok(match logits.rank() {
+        2 => logits
+            .to_vec2::<f32>()?
+            .into_iter()
+            .map(|r| vec![r])
+            .collect(),
+        _ => logits.to_vec3::<f32>()?,
+    })
+}
+
+/// Index of the largest value (the first, on ties).
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
+        .0
 }
 
 /// Softmax of one row of logits.
@@ -113,7 +195,7 @@ impl Classifier {
         let labels = &self.model.config.labels;
         let p = softmax(logits);
         Prediction {
-            label: labels[crate::eval::metrics::argmax(&p)].clone(),
+            label: labels[argmax(&p)].clone(),
             probabilities: labels.iter().cloned().zip(p).collect(),
         }
     }

@@ -3,6 +3,7 @@
 //! The library holds everything reusable; the `retort` binary only parses arguments and calls it.
 //! - [`model`]: the BERT-family encoder, heads, configs and Hugging Face checkpoints;
 //! - [`text`]: tokenisation, datasets and batching;
+//! - [`task`]: what a model predicts (sentence labels, word tags): data, rows, decoding, metrics;
 //! - [`infer`]: a loaded model + tokenizer that turns texts into probabilities;
 //! - [`eval`]: metrics and evaluation on labelled data;
 //! - [`summary`]: what `retort inspect` shows about a model;
@@ -21,6 +22,7 @@ pub mod model;
 pub mod report;
 pub mod serve;
 pub mod summary;
+pub mod task;
 pub mod text;
 pub mod train;
 

@@ -11,7 +11,7 @@ use crate::model::checkpoint::size_on_disk;
 pub struct ModelSummary {
     pub model: String,
     pub model_type: &'static str,
-    pub class: &'static str,
+    pub class: String,
     pub layers: usize,
     pub hidden_size: usize,
     pub heads: usize,
@@ -41,7 +41,7 @@ impl ModelSummary {
         Ok(Self {
             model: c.dir.display().to_string(),
             model_type: cfg.architecture.model_type(),
-            class: cfg.architecture.classifier_class(),
+            class: cfg.architecture.class(cfg.head),
             layers: cfg.num_layers,
             hidden_size: cfg.hidden_size,
             heads: cfg.num_heads,

@@ -11,16 +11,33 @@ use crate::model::encoder::linear;
 use crate::model::layers::Linear;
 use crate::model::params::ParamBuilder;
 use crate::model::{ClassifierOutput, EncoderInput, Outputs, Params, Pass, SequenceClassifier};
+use crate::task::view::select_rows;
 use crate::train::config::LossWeights;
 
-/// One training batch: which examples, their tensors, and their gold labels if any.
+/// One training batch: its tensors and the rows of logits its terms compare.
 #[derive(Debug, Clone)]
 pub struct TrainBatch {
-    /// Indices into the training set (to look cached teacher logits up).
-    pub indices: Vec<usize>,
     pub input: EncoderInput,
-    /// Gold class per row; `None` for unlabelled (augmented) examples.
+    /// The task's rows of the batch: (example in the batch, token position) per row.
+    pub rows: Vec<(u32, u32)>,
+    /// Gold class per row; `None` for unlabelled ones (augmented examples).
     pub labels: Vec<Option<usize>>,
+    /// Per row, its index in the cached teacher logits (rows of the whole training set).
+    pub cache_rows: Vec<u32>,
+}
+
+impl TrainBatch {
+    /// A batch of one-label-per-text examples: one row per example (its first token), with
+    /// `labels` per example; `indices` are the examples' places in the training set, which
+    /// are their rows in the teacher cache.
+    pub fn sentences(input: EncoderInput, labels: Vec<Option<usize>>, indices: &[usize]) -> Self {
+        Self {
+            input,
+            rows: (0..labels.len() as u32).map(|b| (b, 0)).collect(),
+            labels,
+            cache_rows: indices.iter().map(|&i| i as u32).collect(),
+        }
+    }
 }
 
 /// Where the teacher's signal comes from.
@@ -28,7 +45,7 @@ pub struct Teacher {
     /// The teacher model, run without gradients when intermediate terms need it (or when no
     /// logits are cached).
     pub model: Option<SequenceClassifier>,
-    /// `[n, labels]` logits over the training set, indexed by example.
+    /// `[rows, labels]` logits over the training set's rows, in example order.
     pub cached_logits: Option<Tensor>,
 }
 
@@ -131,15 +148,16 @@ impl Objective {
     pub fn loss(&self, batch: &TrainBatch, student: &ClassifierOutput) -> Result<LossValue> {
         let w = &self.weights;
         let mut parts: Vec<(&'static str, f64, Tensor)> = Vec::new();
+        let rows = select_rows(&student.logits, &batch.rows)?;
         if w.hard_ce > 0.0 {
-            if let Some(ce) = self.hard_ce(batch, &student.logits)? {
+            if let Some(ce) = self.hard_ce(batch, &rows)? {
                 parts.push(("hard_ce", w.hard_ce, ce));
             }
         }
         if let Some(teacher) = &self.teacher {
             let online = self.teacher_online(teacher, &batch.input)?;
-            if w.needs_logits() {
-                parts.extend(self.logit_terms(batch, teacher, online.as_ref(), student)?);
+            if w.needs_logits() && !batch.rows.is_empty() {
+                parts.extend(self.logit_terms(batch, teacher, online.as_ref(), &rows)?);
             }
             if let Some(out) = &online {
                 parts.extend(self.intermediate_terms(batch, student, out)?);
@@ -167,21 +185,21 @@ impl Objective {
         batch: &TrainBatch,
         teacher: &Teacher,
         online: Option<&ClassifierOutput>,
-        student: &ClassifierOutput,
+        student_rows: &Tensor,
     ) -> Result<Vec<(&'static str, f64, Tensor)>> {
         let t_logits = match (&teacher.cached_logits, online) {
-            (Some(cache), _) => {
-                let idx: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
-                cache.index_select(&Tensor::new(idx, cache.device())?, 0)?
-            }
-            (None, Some(out)) => out.logits.clone(),
+            (Some(cache), _) => cache.index_select(
+                &Tensor::new(batch.cache_rows.as_slice(), cache.device())?,
+                0,
+            )?,
+            (None, Some(out)) => select_rows(&out.logits, &batch.rows)?,
             (None, None) => {
                 return Err(Error::Invalid(
                     "soft terms need the teacher's logits: neither cached nor online".into(),
                 ))
             }
         };
-        let (w, s, t, temp) = (&self.weights, &student.logits, &t_logits, self.temperature);
+        let (w, s, t, temp) = (&self.weights, student_rows, &t_logits, self.temperature);
         let mut parts = Vec::new();
         if w.soft_kl > 0.0 {
             parts.push(("soft_kl", w.soft_kl, loss::soft_kl(s, t, temp)?));
@@ -196,6 +214,7 @@ impl Objective {
     }
 
     /// Cross-entropy over the labelled rows of the batch (None when no row has a label).
+    /// `logits`: the batch's rows, `[rows, labels]`.
     fn hard_ce(&self, batch: &TrainBatch, logits: &Tensor) -> Result<Option<Tensor>> {
         let rows: Vec<(u32, u32)> = batch
             .labels

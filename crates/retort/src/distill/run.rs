@@ -13,12 +13,13 @@ use crate::infer::Classifier;
 use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::student::{self, Keep, StudentShape};
 use crate::model::{EncoderInput, SequenceClassifier};
+use crate::task::{Input, Rows, Task, TaskData};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
 use crate::text::batch::pad_batch;
 use crate::text::vocab::{pruned_vocabulary, tokens_of};
 use crate::text::{Encoded, TextTokenizer};
 use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentInit};
-use crate::train::finetune::{dev_set, read_data, train_set};
+use crate::train::finetune::{read_data, task_data};
 use crate::train::trainer::{
     self, check_output_dir, dev_metrics, progress_bar, RunOptions, RunSummary,
 };
@@ -27,7 +28,8 @@ use crate::train::trainer::{
 #[derive(Debug, Clone, Serialize)]
 pub struct DistillSummary {
     pub run: RunSummary,
-    pub teacher_accuracy: f64,
+    /// The teacher's dev value of the task's primary metric (`run.metric`).
+    pub teacher_score: f64,
     pub teacher_parameters: usize,
     pub student_parameters: usize,
     /// Labelled examples plus augmented ones.
@@ -156,34 +158,32 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
     if teacher.report.fresh_head {
         return Err(Error::Invalid(format!(
-            "the teacher {} has no trained classification head: fine-tune it first (retort train)",
+            "the teacher {} has no trained head: fine-tune it first (retort train)",
             config.teacher.dir.display()
         )));
     }
+    let task = Task::of(&teacher.model.config);
     let labels = teacher.model.config.labels.clone();
-    let (train_data, dev_data) = read_data(&config.data)?;
-    let mut train = train_set(&teacher.tokenizer, &train_data, &labels)?;
-    let dev = dev_set(&teacher.tokenizer, &dev_data, &labels)?;
-    let (teacher_accuracy, _) = dev_metrics(&teacher.model, &dev, 64)?;
+    let (train_data, dev_data) = read_data(task, &config.data)?;
+    let mut train = task_data(task, &teacher.tokenizer, &train_data, &labels)?;
+    let dev = task_data(task, &teacher.tokenizer, &dev_data, &labels)?;
+    let teacher_score = dev_metrics(&teacher.model, &dev, 64)?.primary_value();
 
-    let augmented = augment_transfer_set(config, &teacher, &train_data.texts())?;
+    let augmented = augment_transfer_set(config, &teacher, &train_data)?;
+    let augmented_inputs: Vec<Input> = augmented.iter().cloned().map(Input::Text).collect();
     if !augmented.is_empty() {
-        let refs: Vec<&str> = augmented.iter().map(String::as_str).collect();
-        train
-            .examples
-            .extend(teacher.tokenizer.encode_batch(&refs)?);
-        train
-            .labels
-            .extend(std::iter::repeat_n(None, augmented.len()));
+        let refs: Vec<&Input> = augmented_inputs.iter().collect();
+        train.extend_unlabelled(task.encode(&teacher.tokenizer, &refs)?, 1);
     }
     let Student {
         model: student,
         tokenizer: student_tokenizer,
     } = build_student(config, &teacher, &train.examples)?;
     eprintln!(
-        "teacher {}: {} parameters, dev accuracy {teacher_accuracy:.4}; student: {} layers × {} hidden, {} feed-forward, {} tokens, {} parameters",
+        "teacher {}: {} parameters, dev {} {teacher_score:.4}; student: {} layers × {} hidden, {} feed-forward, {} tokens, {} parameters",
         config.teacher.dir.display(),
         teacher.model.params.count(),
+        task.primary_metric(),
         student.config.num_layers,
         student.config.hidden_size,
         student.config.intermediate_size,
@@ -202,7 +202,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         let c = teacher_logits(
             &teacher.model,
             &config.teacher.dir,
-            &train.examples,
+            &train,
             &config.distill.cache_dir,
             64,
             &|n| bar.inc(n as u64),
@@ -251,13 +251,13 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         Some(st) => {
             let dir = config.output.dir.join("student-tokenizer");
             save_student_tokenizer(st, &config.teacher.dir, &dir)?;
-            let texts: Vec<&str> = train_data
-                .texts()
+            let inputs: Vec<&Input> = train_data
+                .inputs()
                 .into_iter()
-                .chain(augmented.iter().map(String::as_str))
+                .chain(&augmented_inputs)
                 .collect();
-            train.examples = st.tokenizer.encode_batch(&texts)?;
-            (dir, dev_set(&st.tokenizer, &dev_data, &labels)?)
+            retokenize(task, &mut train, &st.tokenizer, &inputs)?;
+            (dir, task_data(task, &st.tokenizer, &dev_data, &labels)?)
         }
     };
     let options = RunOptions {
@@ -272,7 +272,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let run = trainer::run(&student, &objective, &train, &dev, &options)?;
     Ok(DistillSummary {
         run,
-        teacher_accuracy,
+        teacher_score,
         teacher_parameters: teacher.model.params.count(),
         student_parameters: student.params.count(),
         transfer_examples: train.examples.len(),
@@ -283,16 +283,42 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     })
 }
 
+/// Re-tokenises the transfer set with a student's own tokenizer. The cached teacher logits
+/// stay matched by example and row, so each example must keep its number of rows.
+fn retokenize(
+    task: Task,
+    train: &mut TaskData,
+    tokenizer: &TextTokenizer,
+    inputs: &[&Input],
+) -> Result<()> {
+    let (examples, rows): (Vec<Encoded>, Vec<Rows>) =
+        task.encode(tokenizer, inputs)?.into_iter().unzip();
+    if let Some(i) = (0..rows.len()).find(|&i| rows[i].units != train.rows[i].units) {
+        return Err(Error::Invalid(format!(
+            "training example {i} keeps other words within max_len with the student's pruned vocabulary than with the teacher's; raise teacher.max_len or keep more tokens"
+        )));
+    }
+    train.examples = examples;
+    train.rows = rows;
+    Ok(())
+}
+
 /// Augmented sentences (unlabelled) for the transfer set, or none when augmentation is off.
 fn augment_transfer_set(
     config: &DistillConfig,
     teacher: &Classifier,
-    texts: &[&str],
+    corpus: &crate::task::Corpus,
 ) -> Result<Vec<String>> {
     let aug = &config.augment;
     if !aug.enabled() {
         return Ok(Vec::new());
     }
+    let texts = corpus.texts().ok_or_else(|| {
+        Error::Invalid(
+            "augmentation rewrites raw texts; this task's data is split into words: set augment.multiplier = 0".into(),
+        )
+    })?;
+    let texts = texts.as_slice();
     let start = Instant::now();
     let neighbours = if aug.p_replace > 0.0 {
         let words = texts.iter().flat_map(|t| t.split_whitespace());

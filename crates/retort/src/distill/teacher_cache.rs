@@ -2,8 +2,10 @@
 //!
 //! Distilling on logits alone needs the teacher only as a function of each example, so its
 //! forward pass over the whole (possibly augmented) training set is done once and stored,
-//! keyed by the teacher's weights and config and by the exact token ids it saw (which covers
-//! the data, the tokenizer and the max length). A second run, or a second epoch, reads it.
+//! keyed by the teacher's weights and config and by the exact token ids and rows it saw
+//! (which covers the data, the tokenizer, the max length and the task). A second run, or a
+//! second epoch, reads it. The entry holds the task's rows of logits (one per sentence, one
+//! per word, ...) of every example in order: `[rows, labels]`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,9 +14,9 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::infer::logits;
+use crate::infer::row_logits;
 use crate::model::SequenceClassifier;
-use crate::text::Encoded;
+use crate::task::TaskData;
 
 /// 64-bit FNV-1a: a stable hash (std's hasher may change between Rust releases).
 #[derive(Debug, Clone, Copy)]
@@ -40,23 +42,30 @@ impl Fnv {
 }
 
 /// Where the cache entry for this teacher and these inputs lives.
-pub fn cache_path(cache_dir: &Path, teacher_dir: &Path, inputs: &[Encoded]) -> Result<PathBuf> {
+pub fn cache_path(cache_dir: &Path, teacher_dir: &Path, inputs: &TaskData) -> Result<PathBuf> {
     let mut h = Fnv::default();
     for name in ["config.json", "model.safetensors"] {
         let path = teacher_dir.join(name);
         let data = std::fs::read(&path).map_err(|e| Error::io(&path, e, "teacher checkpoint"))?;
         h.bytes(&data);
     }
-    for e in inputs {
+    for (e, rows) in inputs.examples.iter().zip(&inputs.rows) {
         h.bytes(&(e.ids.len() as u32).to_le_bytes());
         for id in &e.ids {
             h.bytes(&id.to_le_bytes());
+        }
+        // A sentence's single row at 0 adds nothing, so entries from before tasks stay valid.
+        if rows.positions != [0] {
+            h.bytes(&(rows.len() as u32).to_le_bytes());
+            for p in &rows.positions {
+                h.bytes(&p.to_le_bytes());
+            }
         }
     }
     Ok(cache_dir.join(format!("teacher-logits-{:016x}.safetensors", h.finish())))
 }
 
-/// Teacher logits `[n, labels]` and how they were obtained.
+/// Teacher logits `[rows, labels]` and how they were obtained.
 pub struct CachedLogits {
     pub logits: Tensor,
     /// True when read from disk rather than computed.
@@ -71,7 +80,7 @@ pub struct CachedLogits {
 pub fn teacher_logits(
     teacher: &SequenceClassifier,
     teacher_dir: &Path,
-    inputs: &[Encoded],
+    inputs: &TaskData,
     cache_dir: &Path,
     batch_size: usize,
     progress: &dyn Fn(usize),
@@ -79,6 +88,7 @@ pub fn teacher_logits(
     let start = Instant::now();
     let path = cache_path(cache_dir, teacher_dir, inputs)?;
     let device = Device::Cpu;
+    let rows: usize = inputs.rows.iter().map(|r| r.len()).sum();
     if path.exists() {
         let map =
             candle_core::safetensors::load(&path, &device).map_err(|e| Error::Checkpoint {
@@ -87,7 +97,7 @@ pub fn teacher_logits(
             })?;
         if let Some(t) = map
             .get("logits")
-            .filter(|t| t.dims().first() == Some(&inputs.len()))
+            .filter(|t| t.dims().first() == Some(&rows))
         {
             return Ok(CachedLogits {
                 logits: t.clone(),
@@ -97,10 +107,17 @@ pub fn teacher_logits(
             });
         }
     }
-    let rows = logits(teacher, inputs, batch_size, &device, progress)?;
+    let per_example = row_logits(
+        teacher,
+        &inputs.examples,
+        &inputs.positions(),
+        batch_size,
+        &device,
+        progress,
+    )?;
     let labels = teacher.config.num_labels();
-    let flat: Vec<f32> = rows.into_iter().flatten().collect();
-    let tensor = Tensor::from_vec(flat, (inputs.len(), labels), &device)?;
+    let flat: Vec<f32> = per_example.into_iter().flatten().collect();
+    let tensor = Tensor::from_vec(flat, (rows, labels), &device)?;
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e, "cache directory"))?;
     // Write to a temporary name, then rename: an interrupted run never leaves a torn entry.
     let tmp = path.with_extension("partial");

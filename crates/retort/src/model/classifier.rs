@@ -3,9 +3,9 @@
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::config::ModelConfig;
+use super::config::{HeadKind, ModelConfig};
 use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs, WordRows};
-use super::heads::{head_prefixes, ClassifierHead};
+use super::heads::{head_prefixes, Head};
 use super::kernels;
 use super::layers::{Linear, Pass};
 use super::params::{ParamBuilder, Params, TensorSource};
@@ -15,7 +15,8 @@ use crate::text::batch::even_parts;
 /// The output of a classifier's forward pass.
 #[derive(Debug, Clone)]
 pub struct ClassifierOutput {
-    /// `[batch, labels]` unnormalised scores.
+    /// Unnormalised scores: `[batch, labels]` for a sequence head, `[batch, seq, labels]` for
+    /// a token head.
     pub logits: Tensor,
     /// Embedding output and each layer's output, when asked for.
     pub hidden_states: Vec<Tensor>,
@@ -74,7 +75,7 @@ const MIN_SPLIT_TOKENS: usize = 64;
 pub struct SequenceClassifier {
     pub config: ModelConfig,
     pub encoder: Encoder,
-    pub head: ClassifierHead,
+    pub head: Head,
     pub params: Params,
 }
 
@@ -98,7 +99,7 @@ impl SequenceClassifier {
     /// checkpoint lacks is an error; a missing head is initialised and reported.
     pub fn from_builder(config: ModelConfig, mut b: ParamBuilder) -> Result<(Self, LoadReport)> {
         let model = Self::build(config, &mut b)?;
-        let heads = head_prefixes(model.config.architecture);
+        let heads = head_prefixes(model.config.architecture, model.config.head);
         let (head_missing, encoder_missing): (Vec<&String>, Vec<&String>) = b
             .missing()
             .iter()
@@ -125,7 +126,7 @@ impl SequenceClassifier {
 
     fn build(config: ModelConfig, b: &mut ParamBuilder) -> Result<Self> {
         let encoder = Encoder::new(b, &config)?;
-        let head = ClassifierHead::new(b, &config)?;
+        let head = Head::new(b, &config)?;
         let params = b.take_params();
         Ok(Self {
             config,
@@ -135,10 +136,12 @@ impl SequenceClassifier {
         })
     }
 
-    /// The same model with classes `labels`: unchanged when they equal its own, otherwise
-    /// with a freshly initialised classifier layer (the encoder and pooler are kept).
-    pub fn with_labels(self, labels: &[String], seed: u64) -> Result<Self> {
-        if labels.is_empty() || labels == self.config.labels.as_slice() {
+    /// The same model with a `head` over classes `labels`: unchanged when both equal its own
+    /// (or `labels` is empty and the head is the same), otherwise with a freshly initialised
+    /// classifier layer (the encoder, and a sequence head's pooler, are kept).
+    pub fn with_head(self, head: HeadKind, labels: &[String], seed: u64) -> Result<Self> {
+        let same_labels = labels.is_empty() || labels == self.config.labels.as_slice();
+        if head == self.config.head && same_labels {
             return Ok(self);
         }
         let tensors = self
@@ -148,11 +151,15 @@ impl SequenceClassifier {
             .map(|(n, v)| (n.to_string(), v.as_tensor().clone()))
             .collect();
         let config = ModelConfig {
-            labels: labels.to_vec(),
+            head,
+            labels: match labels.is_empty() {
+                true => self.config.labels.clone(),
+                false => labels.to_vec(),
+            },
             ..self.config.clone()
         };
         let device = self.encoder.embeddings.word.device().clone();
-        Self::from_tensors(config, tensors, "(relabelled model)", &device, seed)
+        Self::from_tensors(config, tensors, "(new head)", &device, seed)
     }
 
     /// A model of `config` whose parameters are copied from `tensors` (by HF name); a missing
@@ -206,7 +213,7 @@ impl SequenceClassifier {
 
     fn run(
         encoder: &Encoder,
-        head: &ClassifierHead,
+        head: &Head,
         input: &EncoderInput,
         pass: Pass,
         outputs: Outputs,

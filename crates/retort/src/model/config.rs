@@ -31,12 +31,48 @@ impl Architecture {
         }
     }
 
-    /// The Hugging Face class name of a sequence classifier of this family.
-    pub fn classifier_class(self) -> &'static str {
+    /// The Hugging Face class name of this family with a `head`
+    /// (`BertForTokenClassification`, ...).
+    pub fn class(self, head: HeadKind) -> String {
+        let family = match self {
+            Architecture::Bert => "Bert",
+            Architecture::DistilBert => "DistilBert",
+        };
+        format!("{family}For{}", head.class_suffix())
+    }
+}
+
+/// What the head on top of the encoder predicts; each task builds one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeadKind {
+    /// One label per sequence, from the first ([CLS]) token: `[batch, labels]` logits.
+    #[default]
+    SequenceClassification,
+    /// One label per token: `[batch, seq, labels]` logits.
+    TokenClassification,
+}
+
+impl HeadKind {
+    /// Every head kind, in the order `architectures` names are tried.
+    pub const ALL: [HeadKind; 2] = [
+        HeadKind::SequenceClassification,
+        HeadKind::TokenClassification,
+    ];
+
+    /// The part of the HF class name after `For`.
+    pub fn class_suffix(self) -> &'static str {
         match self {
-            Architecture::Bert => "BertForSequenceClassification",
-            Architecture::DistilBert => "DistilBertForSequenceClassification",
+            HeadKind::SequenceClassification => "SequenceClassification",
+            HeadKind::TokenClassification => "TokenClassification",
         }
+    }
+
+    /// The head an HF class name stands for (`BertForTokenClassification`); `None` for a
+    /// base model (`BertModel`) or an unknown head.
+    pub fn from_class(class: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|h| class.ends_with(&format!("For{}", h.class_suffix())))
     }
 }
 
@@ -73,6 +109,8 @@ impl Activation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
     pub architecture: Architecture,
+    /// The head, from `architectures` (a base model gets a sequence-classification head).
+    pub head: HeadKind,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_layers: usize,
@@ -131,6 +169,7 @@ impl ModelConfig {
                 let hidden_dropout = fields.f64_or("hidden_dropout_prob", 0.1)? as f32;
                 ModelConfig {
                     architecture: Architecture::Bert,
+                    head: fields.head()?,
                     vocab_size: fields.usize("vocab_size")?,
                     hidden_size: fields.usize("hidden_size")?,
                     num_layers: fields.usize("num_hidden_layers")?,
@@ -152,6 +191,7 @@ impl ModelConfig {
             }
             "distilbert" => ModelConfig {
                 architecture: Architecture::DistilBert,
+                head: fields.head()?,
                 vocab_size: fields.usize("vocab_size")?,
                 hidden_size: fields.usize("dim")?,
                 num_layers: fields.usize("n_layers")?,
@@ -295,7 +335,7 @@ impl ModelConfig {
                 .collect();
             v["pruned_heads"] = json!(pruned);
         }
-        v["architectures"] = json!([self.architecture.classifier_class()]);
+        v["architectures"] = json!([self.architecture.class(self.head)]);
         v["id2label"] = json!(id2label);
         v["label2id"] = json!(label2id);
         v
@@ -363,6 +403,22 @@ impl Fields<'_> {
                 "{key} {name:?} is not supported (gelu, gelu_new, relu)"
             ))
         })
+    }
+
+    /// The head named by the first `architectures` entry (sequence classification when there
+    /// is none, or it names a base model).
+    fn head(&self) -> std::result::Result<HeadKind, ConfigError> {
+        let Some(list) = self.get("architectures") else {
+            return Ok(HeadKind::default());
+        };
+        let first = list
+            .as_array()
+            .ok_or_else(|| field_error("architectures", "a list of class names", list))?
+            .first();
+        Ok(first
+            .and_then(Value::as_str)
+            .and_then(HeadKind::from_class)
+            .unwrap_or_default())
     }
 
     /// Class names from `id2label` (keys are the ids as strings), else `num_labels` generic names.
@@ -446,6 +502,32 @@ mod tests {
     fn round_trips_through_hf_json() {
         let c = ModelConfig::from_json(&bert_json()).unwrap();
         assert_eq!(ModelConfig::from_json(&c.to_hf_json()).unwrap(), c);
+        let token = ModelConfig {
+            head: HeadKind::TokenClassification,
+            ..c
+        };
+        let json = token.to_hf_json();
+        assert_eq!(json["architectures"], json!(["BertForTokenClassification"]));
+        assert_eq!(ModelConfig::from_json(&json).unwrap(), token);
+    }
+
+    #[test]
+    fn the_head_comes_from_architectures() {
+        let mut v = bert_json();
+        assert_eq!(
+            ModelConfig::from_json(&v).unwrap().head,
+            HeadKind::SequenceClassification
+        );
+        v["architectures"] = json!(["BertModel"]);
+        assert_eq!(
+            ModelConfig::from_json(&v).unwrap().head,
+            HeadKind::SequenceClassification
+        );
+        v["architectures"] = json!(["DistilBertForTokenClassification"]);
+        assert_eq!(
+            ModelConfig::from_json(&v).unwrap().head,
+            HeadKind::TokenClassification
+        );
     }
 
     #[test]

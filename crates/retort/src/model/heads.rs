@@ -1,21 +1,91 @@
-//! Sequence-classification heads, one per layout.
+//! The heads on top of the encoder, one per [`HeadKind`] and layout, as transformers names them.
 //!
-//! BERT: `tanh(pooler(h[CLS]))`, dropout, `classifier`.
+//! Sequence classification (`*ForSequenceClassification`):
+//! BERT: `tanh(pooler(h[CLS]))`, dropout, `classifier`;
 //! DistilBERT: `relu(pre_classifier(h[CLS]))`, dropout, `classifier`.
+//! Token classification (`*ForTokenClassification`, both layouts): dropout, `classifier` on
+//! every token.
 
 use candle_core::Tensor;
 
-use super::config::{Architecture, ModelConfig};
+use super::config::{Architecture, HeadKind, ModelConfig};
 use super::encoder::linear;
 use super::layers::{dropout, Linear, Pass};
 use super::params::ParamBuilder;
 use crate::error::Result;
 
-/// Names of the head's tensors per layout: they are what a base checkpoint lacks.
-pub fn head_prefixes(arch: Architecture) -> [&'static str; 2] {
-    match arch {
-        Architecture::Bert => ["bert.pooler.", "classifier."],
-        Architecture::DistilBert => ["pre_classifier.", "classifier."],
+/// Names of the head's tensors: they are what a base checkpoint lacks.
+pub fn head_prefixes(arch: Architecture, head: HeadKind) -> &'static [&'static str] {
+    match (head, arch) {
+        (HeadKind::SequenceClassification, Architecture::Bert) => &["bert.pooler.", "classifier."],
+        (HeadKind::SequenceClassification, Architecture::DistilBert) => {
+            &["pre_classifier.", "classifier."]
+        }
+        (HeadKind::TokenClassification, _) => &["classifier."],
+    }
+}
+
+/// The head of a model: what turns the encoder's last hidden state into logits.
+#[derive(Debug, Clone)]
+pub enum Head {
+    Sequence(ClassifierHead),
+    Token(TokenHead),
+}
+
+impl Head {
+    /// The head `cfg.head` asks for.
+    pub fn new(b: &mut ParamBuilder, cfg: &ModelConfig) -> Result<Self> {
+        Ok(match cfg.head {
+            HeadKind::SequenceClassification => Head::Sequence(ClassifierHead::new(b, cfg)?),
+            HeadKind::TokenClassification => Head::Token(TokenHead::new(b, cfg)?),
+        })
+    }
+
+    /// The same head on detached parameters (see [`Pass::grad`]).
+    pub fn detached(&self) -> Self {
+        match self {
+            Head::Sequence(h) => Head::Sequence(h.detached()),
+            Head::Token(h) => Head::Token(h.detached()),
+        }
+    }
+
+    /// `hidden`: `[batch, seq, hidden]`; returns `[batch, labels]` (sequence) or
+    /// `[batch, seq, labels]` (token) logits.
+    pub fn forward(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
+        match self {
+            Head::Sequence(h) => h.forward(hidden, pass),
+            Head::Token(h) => h.forward(hidden, pass),
+        }
+    }
+}
+
+/// Maps every token's hidden state to label logits (`BertForTokenClassification`).
+#[derive(Debug, Clone)]
+pub struct TokenHead {
+    pub classifier: Linear,
+    pub dropout: f32,
+}
+
+impl TokenHead {
+    pub fn new(b: &mut ParamBuilder, cfg: &ModelConfig) -> Result<Self> {
+        Ok(Self {
+            classifier: linear(b, "classifier", cfg.hidden_size, cfg.num_labels())?,
+            dropout: cfg.classifier_dropout,
+        })
+    }
+
+    /// The same head on detached parameters.
+    pub fn detached(&self) -> Self {
+        Self {
+            classifier: self.classifier.detached(),
+            dropout: self.dropout,
+        }
+    }
+
+    /// `[batch, seq, hidden]` → `[batch, seq, labels]`.
+    pub fn forward(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.classifier
+            .forward(&dropout(hidden, self.dropout, pass)?)
     }
 }
 

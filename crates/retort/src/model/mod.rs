@@ -13,7 +13,7 @@ pub mod quantized;
 pub mod student;
 
 pub use classifier::{ClassifierOutput, LoadReport, SequenceClassifier};
-pub use config::{Architecture, ModelConfig, SUPPORTED_MODEL_TYPES};
+pub use config::{Architecture, HeadKind, ModelConfig, SUPPORTED_MODEL_TYPES};
 pub use encoder::{EncoderInput, EncoderOutput, Outputs, WordRows};
 pub use layers::Pass;
 pub use params::Params;

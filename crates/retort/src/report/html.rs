@@ -1,7 +1,7 @@
 //! `report.html`: one self-contained page (inline CSS and SVG; no scripts, no network) with
 //! the report's tables and charts.
 
-use crate::report::markdown::{cost_table, logs_table, quality_table, setup_line};
+use crate::report::markdown::{cost_table, entity_table, logs_table, quality_table, setup_line};
 use crate::report::svg::{self, escape, Point, Series};
 use crate::report::Report;
 
@@ -32,9 +32,15 @@ pub fn render(r: &Report) -> String {
         escape(&setup_line(r)).replace('`', ""),
         table(&qh, &qr, true),
         table(&ch, &cr, true),
-        accuracy_vs_latency(r),
+        score_vs_latency(r),
         size_bars(r)
     );
+    if let Some((eh, er)) = entity_table(r) {
+        body.push_str(&format!(
+            "<h2>Entities by type</h2>\n{}",
+            table(&eh, &er, true)
+        ));
+    }
     body.push_str("<h2>Training curves</h2>\n");
     if r.logs.is_empty() {
         body.push_str(
@@ -47,7 +53,7 @@ pub fn render(r: &Report) -> String {
         for (i, log) in r.logs.iter().enumerate() {
             body.push_str(&loss_curves(log, i));
         }
-        body.push_str(&dev_accuracy_curves(r));
+        body.push_str(&dev_score_curves(r));
         body.push_str("</div>\n");
     }
     format!(
@@ -77,23 +83,23 @@ fn table<S: AsRef<str>>(head: &[S], rows: &[Vec<String>], teacher_first: bool) -
     out
 }
 
-fn accuracy_vs_latency(r: &Report) -> String {
+fn score_vs_latency(r: &Report) -> String {
     let points: Vec<Point> = r
         .models
         .iter()
         .map(|m| Point {
             label: format!("{} ({})", m.name, m.role),
             x: m.latency_ms_p50,
-            y: m.accuracy,
+            y: m.score,
             marked: m.role == "teacher",
         })
         .collect();
     svg::scatter(
-        "chart-accuracy-latency",
-        "Accuracy vs batch-1 latency (teacher: diamond)",
+        "chart-score-latency",
+        &format!("{} vs batch-1 latency (teacher: diamond)", title(r.metric)),
         &points,
         "latency p50, batch 1 (ms)",
-        "accuracy",
+        &r.metric.replace('_', " "),
     )
 }
 
@@ -147,26 +153,32 @@ fn series_per_term(log: &crate::report::TrainingLog) -> bool {
     log.term_names().len() > 1
 }
 
-/// Dev accuracy over steps, one line per run.
-fn dev_accuracy_curves(r: &Report) -> String {
+/// "entity_f1" → "Entity f1": a metric's name as a title.
+fn title(metric: &str) -> String {
+    let words = metric.replace('_', " ");
+    let mut chars = words.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The dev value of each run's primary metric over steps, one line per run.
+fn dev_score_curves(r: &Report) -> String {
     let series: Vec<Series> = r
         .logs
         .iter()
         .filter(|l| !l.eval.is_empty())
         .map(|l| Series {
             name: l.name.clone(),
-            points: l
-                .eval
-                .iter()
-                .map(|e| (e.step as f64, e.dev_accuracy))
-                .collect(),
+            points: l.eval.iter().map(|e| (e.step as f64, e.dev)).collect(),
         })
         .collect();
     svg::lines(
-        "chart-dev-accuracy",
-        "Dev accuracy during training",
+        "chart-dev-score",
+        &format!("Dev {} during training", r.metric.replace('_', " ")),
         &series,
         "step",
-        "dev accuracy",
+        &format!("dev {}", r.metric.replace('_', " ")),
     )
 }

@@ -1,7 +1,8 @@
 //! Training curves from the `metrics.jsonl` logs that `retort train` / `retort distill` write.
 //!
 //! Each line is a JSON object with `event`: `"train"` lines have `step`, `loss` and `terms`
-//! (loss term → value); `"eval"` lines have `step` and `dev_accuracy`. Other events are
+//! (loss term → value); `"eval"` lines have `step`, `metric` and `dev_<metric>` (`dev_accuracy`
+//! when there is no `metric`). Other events are
 //! ignored so that later additions to the log do not break old reports.
 
 use std::collections::BTreeMap;
@@ -31,7 +32,10 @@ pub struct TrainPoint {
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalPoint {
     pub step: u64,
-    pub dev_accuracy: f64,
+    /// The dev value of the run's primary metric (`metric`).
+    pub dev: f64,
+    /// The metric's name: the record's `metric` (`accuracy` in logs from before tasks).
+    pub metric: String,
 }
 
 /// The fields of a log line that the report uses.
@@ -42,7 +46,10 @@ struct Line {
     loss: Option<f64>,
     #[serde(default)]
     terms: BTreeMap<String, f64>,
-    dev_accuracy: Option<f64>,
+    metric: Option<String>,
+    /// Every other field (`dev_<metric>` among them).
+    #[serde(flatten)]
+    rest: BTreeMap<String, serde_json::Value>,
 }
 
 impl TrainingLog {
@@ -78,12 +85,20 @@ impl TrainingLog {
                         .ok_or_else(|| bad("train record has no \"loss\"".into()))?,
                     terms: line.terms.clone(),
                 }),
-                Some("eval") => log.eval.push(EvalPoint {
-                    step: step()?,
-                    dev_accuracy: line
-                        .dev_accuracy
-                        .ok_or_else(|| bad("eval record has no \"dev_accuracy\"".into()))?,
-                }),
+                Some("eval") => {
+                    let metric = line.metric.clone().unwrap_or_else(|| "accuracy".into());
+                    let key = format!("dev_{metric}");
+                    let dev = line
+                        .rest
+                        .get(&key)
+                        .and_then(serde_json::Value::as_f64)
+                        .ok_or_else(|| bad(format!("eval record has no {key:?}")))?;
+                    log.eval.push(EvalPoint {
+                        step: step()?,
+                        dev,
+                        metric,
+                    });
+                }
                 _ => {}
             }
         }
@@ -111,13 +126,9 @@ impl TrainingLog {
     /// The best dev accuracy and its step: the first step that reached it, the one whose
     /// checkpoint the trainer kept in `best/` (it saves only on a strict improvement).
     pub fn best_eval(&self) -> Option<&EvalPoint> {
-        self.eval.iter().reduce(|best, e| {
-            if e.dev_accuracy > best.dev_accuracy {
-                e
-            } else {
-                best
-            }
-        })
+        self.eval
+            .iter()
+            .reduce(|best, e| if e.dev > best.dev { e } else { best })
     }
 }
 
@@ -159,6 +170,26 @@ mod tests {
         assert_eq!((log.train.len(), log.eval.len()), (1, 1));
         assert_eq!(log.term_names(), ["hard_ce", "soft_kl"]);
         assert_eq!(log.best_eval().unwrap().step, 50);
+    }
+
+    #[test]
+    fn eval_records_name_their_metric() {
+        let (_d, path) = write(concat!(
+            r#"{"event":"eval","step":5,"metric":"entity_f1","dev_entity_f1":0.7,"dev_word_accuracy":0.9}"#,
+            "\n",
+            r#"{"event":"eval","step":9,"metric":"entity_f1","dev_entity_f1":0.8}"#,
+            "\n"
+        ));
+        let log = TrainingLog::read(&path).unwrap();
+        let best = log.best_eval().unwrap();
+        assert_eq!(
+            (best.step, best.dev, best.metric.as_str()),
+            (9, 0.8, "entity_f1")
+        );
+        let (_d, path) =
+            write(r#"{"event":"eval","step":5,"metric":"entity_f1","dev_accuracy":0.7}"#);
+        let err = TrainingLog::read(&path).unwrap_err().to_string();
+        assert!(err.contains("dev_entity_f1"), "{err}");
     }
 
     #[test]

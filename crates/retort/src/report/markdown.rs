@@ -3,33 +3,58 @@
 use crate::report::{ModelRow, Report};
 use crate::summary::{group_digits, short};
 
-/// Column headers and cells of the quality table.
-pub fn quality_table(r: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let head = vec![
-        "model",
-        "role",
-        "layers × hidden",
-        "accuracy",
-        "macro-F1",
-        "agreement with teacher",
-        "accuracy retention",
-    ];
+/// Column headers and cells of the quality table: every metric of the task, agreement with
+/// the teacher and retention of the primary metric.
+pub fn quality_table(r: &Report) -> (Vec<String>, Vec<Vec<String>>) {
+    let names: Vec<&str> = r.models[0].scores.values.iter().map(|(n, _)| *n).collect();
+    let mut head: Vec<String> = ["model", "role", "layers × hidden"]
+        .map(String::from)
+        .to_vec();
+    head.extend(names.iter().map(|n| n.replace('_', " ")));
+    head.push("agreement with teacher".into());
+    head.push(format!("{} retention", r.metric.replace('_', " ")));
     let rows = r
         .models
         .iter()
         .map(|m| {
-            vec![
+            let mut cells = vec![
                 m.name.clone(),
                 m.role.to_string(),
                 format!("{} × {}", m.layers, m.hidden_size),
-                format!("{:.4}", m.accuracy),
-                format!("{:.4}", m.macro_f1),
-                format!("{:.1}%", 100.0 * m.agreement),
-                format!("{:.1}%", m.accuracy_retention_pct),
-            ]
+            ];
+            cells.extend(m.scores.values.iter().map(|(_, v)| format!("{v:.4}")));
+            cells.push(format!("{:.1}%", 100.0 * m.agreement));
+            cells.push(format!("{:.1}%", m.retention_pct));
+            cells
         })
         .collect();
     (head, rows)
+}
+
+/// Entity F1 per type and model (a tagger's report); `None` for other tasks.
+pub fn entity_table(r: &Report) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let first = r.models[0].scores.entities.as_ref()?;
+    let types: Vec<&String> = first.per_type.keys().collect();
+    let mut head = vec!["model".to_string()];
+    head.extend(
+        types
+            .iter()
+            .map(|t| format!("{t} F1 (support {})", first.per_type[*t].support)),
+    );
+    let rows = r
+        .models
+        .iter()
+        .map(|m| {
+            let mut cells = vec![m.name.clone()];
+            let e = m.scores.entities.as_ref();
+            cells.extend(types.iter().map(|t| {
+                e.and_then(|e| e.per_type.get(*t))
+                    .map_or("—".into(), |p| format!("{:.4}", p.f1))
+            }));
+            cells
+        })
+        .collect();
+    Some((head, rows))
 }
 
 /// Column headers and cells of the cost table.
@@ -77,7 +102,7 @@ pub fn logs_table(r: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
         "steps",
         "loss terms",
         "final loss",
-        "best dev accuracy (step)",
+        "best dev score (step)",
     ];
     let rows = r
         .logs
@@ -91,7 +116,7 @@ pub fn logs_table(r: &Report) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 l.term_names().join(", "),
                 last.map_or("—".into(), |p| format!("{:.4}", p.loss)),
                 l.best_eval().map_or("—".into(), |e| {
-                    format!("{:.4} ({})", e.dev_accuracy, e.step)
+                    format!("{} {:.4} ({})", e.metric, e.dev, e.step)
                 }),
             ]
         })
@@ -127,6 +152,9 @@ pub fn render(r: &Report) -> String {
         table(&qh, &qr),
         table(&ch, &cr)
     );
+    if let Some((eh, er)) = entity_table(r) {
+        out.push_str(&format!("\n## Entities by type\n\n{}", table(&eh, &er)));
+    }
     if !r.logs.is_empty() {
         let (lh, lr) = logs_table(r);
         out.push_str(&format!("\n## Training logs\n\n{}", table(&lh, &lr)));
@@ -137,7 +165,7 @@ pub fn render(r: &Report) -> String {
 /// What the numbers were measured on.
 pub fn setup_line(r: &Report) -> String {
     format!(
-        "Data: `{}` ({} examples). Threads: {}. Throughput over the whole data at batch {} and batch-1 latency over the first {} sentences, tokenisation included. Ratios are against the teacher.",
-        r.data, r.examples, r.threads, r.batch_size, r.latency_samples
+        "Task: {}. Data: `{}` ({} examples). Threads: {}. Throughput over the whole data at batch {} and batch-1 latency over the first {} examples, tokenisation included. Ratios are against the teacher; retention is of {}.",
+        r.task.name(), r.data, r.examples, r.threads, r.batch_size, r.latency_samples, r.metric
     )
 }

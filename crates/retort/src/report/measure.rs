@@ -1,15 +1,16 @@
-//! Measuring one model on the comparison data: predictions, accuracy, latency, throughput.
+//! Measuring one model on the comparison data: predictions, the task's scores, latency,
+//! throughput.
 //!
 //! Both timings include tokenisation, because that is what a user of the model pays:
-//! latency is one sentence from text to probabilities; throughput is the whole data set in
-//! length-sorted batches (as `retort eval` runs it).
+//! latency is one example from its input to its predictions; throughput is the whole data set
+//! in length-sorted batches (as `retort eval` runs it).
 
 use std::time::Instant;
 
 use crate::bench::Stats;
 use crate::error::Result;
-use crate::eval::metrics;
 use crate::infer::Classifier;
+use crate::task::{predict_units, Input, Scores, Task};
 
 /// Throughput passes over the data continue until they add up to this many seconds...
 const MIN_THROUGHPUT_SECONDS: f64 = 1.0;
@@ -19,9 +20,9 @@ const MAX_PASSES: usize = 20;
 /// How much timing to do.
 #[derive(Debug, Clone, Copy)]
 pub struct MeasureOptions {
-    /// Texts per forward pass for the throughput (and accuracy) pass.
+    /// Examples per forward pass for the throughput (and scoring) pass.
     pub batch_size: usize,
-    /// Sentences timed one at a time for the batch-1 latency (the first N of the data).
+    /// Examples timed one at a time for the batch-1 latency (the first N of the data).
     pub latency_samples: usize,
     /// Untimed calls before each timing.
     pub warmup: usize,
@@ -40,61 +41,56 @@ impl Default for MeasureOptions {
 /// What was measured for one model.
 #[derive(Debug, Clone)]
 pub struct Measured {
-    pub predictions: Vec<usize>,
-    pub accuracy: f64,
-    pub macro_f1: f64,
-    /// Batch-1 latency over the sampled sentences, milliseconds.
+    /// Each example's predicted unit labels.
+    pub predictions: Vec<Vec<usize>>,
+    pub scores: Scores,
+    /// Batch-1 latency over the sampled examples, milliseconds.
     pub latency_ms: Stats,
-    /// Sequences per second over the whole data set at `batch_size` (median of the passes).
+    /// Examples per second over the whole data set at `batch_size` (median of the passes).
     pub throughput: f64,
 }
 
-/// Runs `c` over `texts` (scored against `gold`) and times it.
+/// Runs `c` over `inputs` (scored against `gold`) and times it.
 pub fn measure(
     c: &Classifier,
-    texts: &[&str],
-    gold: &[usize],
+    inputs: &[&Input],
+    gold: &[Vec<Option<usize>>],
     opts: &MeasureOptions,
 ) -> Result<Measured> {
+    let run = |inputs: &[&Input], batch: usize| predict_units(c, inputs, batch);
     // Warm-up (one batch is enough): the first batches pay for allocations and thread start-up.
-    let warm = &texts[..texts.len().min(opts.batch_size)];
+    let warm = &inputs[..inputs.len().min(opts.batch_size)];
     if opts.warmup > 0 {
-        c.probabilities(warm, opts.batch_size)?;
+        run(warm, opts.batch_size)?;
     }
     let start = Instant::now();
-    let probs = c.probabilities(texts, opts.batch_size)?;
+    let predictions = run(inputs, opts.batch_size)?;
     let mut passes = vec![start.elapsed().as_secs_f64()];
     // A small data set takes milliseconds: pass over it again (up to a second in all) so
     // that the throughput is a median, not one noisy sample.
     while passes.iter().sum::<f64>() < MIN_THROUGHPUT_SECONDS && passes.len() < MAX_PASSES {
         let t = Instant::now();
-        c.probabilities(texts, opts.batch_size)?;
+        run(inputs, opts.batch_size)?;
         passes.push(t.elapsed().as_secs_f64());
     }
     let seconds = Stats::of(&passes).expect("one pass").median.max(1e-9);
-    let predictions: Vec<usize> = probs.iter().map(|p| metrics::argmax(p)).collect();
 
-    let sample = &texts[..texts.len().min(opts.latency_samples.max(1))];
-    for text in sample.iter().cycle().take(opts.warmup) {
-        c.probabilities(&[text], 1)?;
+    let sample = &inputs[..inputs.len().min(opts.latency_samples.max(1))];
+    for input in sample.iter().cycle().take(opts.warmup) {
+        run(&[input], 1)?;
     }
     let mut times = Vec::with_capacity(sample.len());
-    for text in sample {
+    for input in sample {
         let t = Instant::now();
-        c.probabilities(&[text], 1)?;
+        run(&[input], 1)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let latency_ms = Stats::of(&times).expect("at least one sentence");
+    let latency_ms = Stats::of(&times).expect("at least one example");
+    let task = Task::of(&c.model.config);
     Ok(Measured {
-        accuracy: metrics::accuracy(&predictions, gold),
-        macro_f1: metrics::macro_f1(&predictions, gold, c.model.config.num_labels()),
+        scores: task.score(&c.model.config.labels, &predictions, gold)?,
         predictions,
         latency_ms,
-        throughput: texts.len() as f64 / seconds,
+        throughput: inputs.len() as f64 / seconds,
     })
-}
-
-/// Fraction of `a`'s predictions equal to `b`'s.
-pub fn agreement(a: &[usize], b: &[usize]) -> f64 {
-    metrics::accuracy(a, b)
 }

@@ -2,7 +2,7 @@
 //! `report.json` (every number), `report.md` (tables) and `report.html` (tables and SVG charts
 //! in one self-contained page).
 //!
-//! Data flow: the models are checked to be comparable (same labels, same vocabulary), each is
+//! Data flow: the models are checked to be comparable (same task and labels), each is
 //! measured ([`measure`]), the rows are related to the teacher (agreement, speed-up, size
 //! ratio, retention), the training logs are read ([`logs`]), then rendered ([`markdown`],
 //! [`html`] with [`svg`]).
@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::summary::ModelSummary;
-use crate::text::Dataset;
+use crate::task::{Corpus, Scores, Task};
 pub use logs::TrainingLog;
 pub use measure::MeasureOptions;
 
@@ -34,9 +34,12 @@ pub struct ModelRow {
     pub path: String,
     pub layers: usize,
     pub hidden_size: usize,
-    pub accuracy: f64,
-    pub macro_f1: f64,
-    /// Fraction of examples where this model predicts what the teacher predicts.
+    /// The task's primary metric (the report's `metric`).
+    pub score: f64,
+    /// Every metric of the task, the primary first; entity scores per type for a tagger.
+    pub scores: Scores,
+    /// Agreement with the teacher's predictions, as a fraction: equal labels for sentences,
+    /// the entity F1 against the teacher's entities for a tagger.
     pub agreement: f64,
     pub parameters: usize,
     pub parameters_without_embeddings: usize,
@@ -51,13 +54,16 @@ pub struct ModelRow {
     pub throughput_speedup: f64,
     /// This model's size on disk / the teacher's.
     pub size_ratio: f64,
-    /// Accuracy as a percentage of the teacher's.
-    pub accuracy_retention_pct: f64,
+    /// The primary metric as a percentage of the teacher's.
+    pub retention_pct: f64,
 }
 
 /// Everything `retort compare` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    pub task: Task,
+    /// The primary metric: what `score` and `retention_pct` are of.
+    pub metric: &'static str,
     pub data: String,
     pub examples: usize,
     pub threads: usize,
@@ -72,6 +78,14 @@ pub struct Report {
 /// (a pruned vocabulary): every model reads the same texts with its own.
 pub fn check_comparable(teacher: &Classifier, student: &Classifier) -> Result<()> {
     let (t, s) = (&teacher.model.config, &student.model.config);
+    if Task::of(t) != Task::of(s) {
+        return Err(Error::Invalid(format!(
+            "student {} is a {} model but the teacher is a {} model",
+            student.dir.display(),
+            Task::of(s).name(),
+            Task::of(t).name()
+        )));
+    }
     if t.labels != s.labels {
         return Err(Error::Invalid(format!(
             "student {} has labels {:?} but the teacher has {:?}; compare models trained on the same task",
@@ -87,16 +101,18 @@ pub fn check_comparable(teacher: &Classifier, student: &Classifier) -> Result<()
 pub fn compare(
     teacher: &Classifier,
     students: &[Classifier],
-    data: &Dataset,
+    data: &Corpus,
     logs: Vec<TrainingLog>,
     opts: &MeasureOptions,
 ) -> Result<Report> {
     for s in students {
         check_comparable(teacher, s)?;
     }
-    let gold = data.label_ids(&teacher.model.config.labels)?;
-    let texts = data.texts();
-    let t = measure::measure(teacher, &texts, &gold, opts)?;
+    let task = Task::of(&teacher.model.config);
+    let labels = &teacher.model.config.labels;
+    let gold = data.gold_ids(labels)?;
+    let inputs = data.inputs();
+    let t = measure::measure(teacher, &inputs, &gold, opts)?;
     let teacher_summary = ModelSummary::of(teacher)?;
     let mut models = vec![row(
         "teacher",
@@ -104,18 +120,23 @@ pub fn compare(
         &t,
         &t,
         &teacher_summary,
+        1.0,
     )];
     for s in students {
-        let m = measure::measure(s, &texts, &gold, opts)?;
+        let m = measure::measure(s, &inputs, &gold, opts)?;
+        let agreement = task.agreement(labels, &m.predictions, &t.predictions)?;
         models.push(row(
             "student",
             ModelSummary::of(s)?,
             &m,
             &t,
             &teacher_summary,
+            agreement,
         ));
     }
     Ok(Report {
+        task,
+        metric: task.primary_metric(),
         data: data.path.display().to_string(),
         examples: data.len(),
         threads: crate::bench::threads(),
@@ -132,16 +153,18 @@ fn row(
     m: &measure::Measured,
     teacher: &measure::Measured,
     teacher_summary: &ModelSummary,
+    agreement: f64,
 ) -> ModelRow {
+    let (score, teacher_score) = (m.scores.primary_value(), teacher.scores.primary_value());
     ModelRow {
         role,
         name: short_name(Path::new(&s.model)),
         path: s.model,
         layers: s.layers,
         hidden_size: s.hidden_size,
-        accuracy: m.accuracy,
-        macro_f1: m.macro_f1,
-        agreement: measure::agreement(&m.predictions, &teacher.predictions),
+        score,
+        scores: m.scores.clone(),
+        agreement,
         parameters: s.parameters,
         parameters_without_embeddings: s.parameters_without_embeddings,
         size_on_disk_bytes: s.size_on_disk_bytes,
@@ -151,16 +174,14 @@ fn row(
         latency_speedup: teacher.latency_ms.median / m.latency_ms.median,
         throughput_speedup: m.throughput / teacher.throughput,
         size_ratio: s.size_on_disk_bytes as f64 / teacher_summary.size_on_disk_bytes.max(1) as f64,
-        // A teacher at 0 accuracy would divide by zero: report 0 rather than NaN.
-        accuracy_retention_pct: if teacher.accuracy > 0.0 {
-            100.0 * m.accuracy / teacher.accuracy
+        retention_pct: if teacher_score > 0.0 {
+            100.0 * score / teacher_score
         } else {
             0.0
         },
     }
 }
 
-/// `runs/sst2-teacher/best` → `sst2-teacher`; `models/all-MiniLM-L6-v2` → `all-MiniLM-L6-v2`.
 pub fn short_name(dir: &Path) -> String {
     let name = |p: &Path| {
         p.file_name()

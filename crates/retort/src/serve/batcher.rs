@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
 use super::request::ApiError;
-use crate::infer::{Classifier, Prediction};
+use crate::infer::Classifier;
+use crate::task::Task;
 
 /// How the batcher groups requests.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +37,8 @@ impl Default for BatchConfig {
     }
 }
 
-type Reply = Result<Vec<Prediction>, ApiError>;
+/// Each text's prediction, shaped by the model's task.
+type Reply = Result<Vec<serde_json::Value>, ApiError>;
 
 /// One request's texts and where its answer goes.
 struct Job {
@@ -62,7 +64,7 @@ impl Batcher {
     }
 
     /// Predictions for `texts`, in order, once their batch has run.
-    pub async fn classify(&self, texts: Vec<String>) -> Reply {
+    pub async fn predict(&self, texts: Vec<String>) -> Reply {
         let (reply, answer) = oneshot::channel();
         let gone = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the model is not running");
         self.jobs.send(Job { texts, reply }).map_err(|_| gone())?;
@@ -108,7 +110,7 @@ fn run_batch(jobs: Vec<Job>, classifier: &Classifier, batch_size: usize, metrics
     metrics.record_batch(texts.len());
     // A panic in the model must not take the server down with it: answer 500 and go on.
     let result = catch_unwind(AssertUnwindSafe(|| {
-        classifier.predict(&texts, batch_size.max(1))
+        Task::of(&classifier.model.config).predict(classifier, &texts, batch_size.max(1))
     }));
     let mut predictions = match result {
         Ok(Ok(p)) => p.into_iter(),

@@ -25,6 +25,7 @@ pub use request::Limits;
 
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
+use crate::task::Task;
 
 /// Where to listen and how to batch and limit requests.
 #[derive(Debug, Clone)]
@@ -68,11 +69,15 @@ async fn run(
     let metrics = Arc::new(metrics::Metrics::default());
     let model_info = json!({
         "dir": classifier.dir.display().to_string(),
-        "architecture": classifier.model.config.architecture.classifier_class(),
+        "architecture": classifier.model.config.architecture.class(classifier.model.config.head),
+        "task": Task::of(&classifier.model.config).name(),
+        "route": Task::of(&classifier.model.config).route(),
         "labels": classifier.model.config.labels,
         "int8": classifier.model.is_int8(),
     });
+    let route = Task::of(&classifier.model.config).route();
     let state = Arc::new(routes::AppState {
+        route,
         batcher: batcher::Batcher::spawn(classifier, options.batch, metrics.clone()),
         metrics,
         limits: options.limits,

@@ -1,4 +1,5 @@
-//! The HTTP routes: `POST /v1/classify`, `GET /health`, `GET /metrics`. Every error is
+//! The HTTP routes: the task's prediction route (`POST /v1/classify` for a sequence
+//! classifier, `POST /v1/entities` for a tagger), `GET /health`, `GET /metrics`. Every error is
 //! `{"error": "..."}` with its status, unknown routes and methods included.
 
 use std::sync::Arc;
@@ -24,13 +25,15 @@ pub struct AppState {
     pub limits: Limits,
     /// Shown by `/health`: the model directory, its labels, whether it runs in int8.
     pub model_info: Value,
+    /// The prediction route of the model's task.
+    pub route: &'static str,
 }
 
 /// The server's routes.
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
-        .route("/v1/classify", post(classify))
+        .route(state.route, post(predict))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -46,7 +49,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn classify(
+async fn predict(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -56,7 +59,7 @@ async fn classify(
         let body = body.map_err(|r| body_error(&r, state.limits.max_body_bytes))?;
         let texts = parse_texts(&body, &state.limits)?;
         count = texts.len();
-        state.batcher.classify(texts).await
+        state.batcher.predict(texts).await
     }
     .await;
     let elapsed = start.elapsed().as_secs_f64();
@@ -99,16 +102,22 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn not_found() -> ApiError {
+async fn not_found(State(state): State<Arc<AppState>>) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such route (POST /v1/classify, GET /health, GET /metrics)",
+        format!(
+            "no such route for this model (POST {}, GET /health, GET /metrics)",
+            state.route
+        ),
     )
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(State(state): State<Arc<AppState>>) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed (POST /v1/classify, GET /health, GET /metrics)",
+        format!(
+            "method not allowed (POST {}, GET /health, GET /metrics)",
+            state.route
+        ),
     )
 }

@@ -7,4 +7,4 @@ pub mod tokenizer;
 pub mod vocab;
 
 pub use dataset::{Dataset, Example};
-pub use tokenizer::{Encoded, TextTokenizer, DEFAULT_MAX_LEN};
+pub use tokenizer::{Encoded, TextTokenizer, WordEncoded, DEFAULT_MAX_LEN};

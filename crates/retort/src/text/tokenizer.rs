@@ -22,6 +22,40 @@ pub struct Encoded {
     pub type_ids: Vec<u32>,
 }
 
+/// Token ids of a text and the word each token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WordEncoded {
+    pub encoded: Encoded,
+    /// Per token: the index of its word, `None` for special tokens.
+    pub word_ids: Vec<Option<u32>>,
+}
+
+impl WordEncoded {
+    /// For each word that kept at least one token: (the position of its first token, the
+    /// word's index), in order. A word cut off by truncation, or that gave no token, is absent.
+    pub fn first_tokens(&self) -> Vec<(u32, u32)> {
+        let mut out: Vec<(u32, u32)> = Vec::new();
+        for (pos, word) in self.word_ids.iter().enumerate() {
+            if let Some(w) = *word {
+                if out.last().is_none_or(|&(_, last)| last != w) {
+                    out.push((pos as u32, w));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn word_encoded(enc: &tokenizers::Encoding) -> WordEncoded {
+    WordEncoded {
+        encoded: Encoded {
+            ids: enc.get_ids().to_vec(),
+            type_ids: enc.get_type_ids().to_vec(),
+        },
+        word_ids: enc.get_word_ids().to_vec(),
+    }
+}
+
 /// A tokenizer that truncates to a maximum length and never pads (batches pad themselves).
 #[derive(Clone)]
 pub struct TextTokenizer {
@@ -132,6 +166,32 @@ impl TextTokenizer {
                 type_ids: e.get_type_ids().to_vec(),
             })
             .collect())
+    }
+
+    /// Tokenises sentences given as words (CoNLL-style data), with special tokens, truncated:
+    /// each text's ids and, per token, the index of the word it comes from (`None` for the
+    /// special tokens). A word may give several tokens, or none (e.g. only control characters).
+    pub fn encode_words(&self, sentences: &[Vec<String>]) -> Result<Vec<WordEncoded>> {
+        let inputs: Vec<tokenizers::EncodeInput> = sentences
+            .iter()
+            .map(|words| tokenizers::EncodeInput::from(words.as_slice()))
+            .collect();
+        let encs = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(tok_err("cannot tokenise"))?;
+        Ok(encs.iter().map(word_encoded).collect())
+    }
+
+    /// Tokenises raw text, keeping for each token the word it belongs to (as the
+    /// pre-tokeniser splits words: at spaces and punctuation) and its character offsets in
+    /// `text` (characters, not bytes: right for multi-byte text).
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(WordEncoded, Vec<(usize, usize)>)> {
+        let enc = self
+            .inner
+            .encode_char_offsets(text, true)
+            .map_err(tok_err("cannot tokenise"))?;
+        Ok((word_encoded(&enc), enc.get_offsets().to_vec()))
     }
 
     /// Writes `tokenizer.json` into `dir`, without this tokenizer's truncation: the file
@@ -291,6 +351,31 @@ mod tests {
         assert!(full.with_vocabulary(&twice).is_err());
         let no_cls: Vec<String> = tokens.iter().filter(|t| *t != "[CLS]").cloned().collect();
         assert!(full.with_vocabulary(&no_cls).is_err());
+    }
+
+    #[test]
+    fn words_map_to_their_first_token_and_truncation_cuts_whole_words() {
+        let dir = vocab_dir();
+        let tok = TextTokenizer::from_dir(dir.path(), 16).unwrap();
+        let words: Vec<String> = ["The", "cats", "sat", "."].map(String::from).to_vec();
+        let e = &tok.encode_words(std::slice::from_ref(&words)).unwrap()[0];
+        // [CLS] the cat ##s sat . [SEP]: "cats" is split in two pieces.
+        assert_eq!(e.encoded.ids, vec![2, 5, 6, 8, 7, 9, 3]);
+        assert_eq!(e.first_tokens(), vec![(1, 0), (2, 1), (4, 2), (5, 3)]);
+        // Five tokens: [CLS] the cat ##s [SEP]; "sat" and "." are cut.
+        let short = TextTokenizer::from_dir(dir.path(), 5).unwrap();
+        let e = &short.encode_words(&[words]).unwrap()[0];
+        assert_eq!(e.first_tokens(), vec![(1, 0), (2, 1)]);
+    }
+
+    #[test]
+    fn offsets_are_in_characters() {
+        let dir = vocab_dir();
+        let tok = TextTokenizer::from_dir(dir.path(), 16).unwrap();
+        // "é" is two bytes: the offsets of "cat" must count it as one character.
+        let (e, offsets) = tok.encode_with_offsets("é cat").unwrap();
+        let cat = e.word_ids.iter().position(|w| *w == Some(1)).unwrap();
+        assert_eq!(offsets[cat], (2, 5));
     }
 
     #[test]

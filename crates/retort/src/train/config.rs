@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distill::mapping::LayerMap;
 use crate::error::{Error, Result};
+use crate::task::Task;
 use crate::text::augment::AugmentConfig;
 
 /// `retort train`: fine-tune a checkpoint (with a new or existing classification head).
@@ -43,6 +44,9 @@ pub struct DistillConfig {
 pub struct ModelSection {
     /// Checkpoint directory to start from (config.json, model.safetensors, tokenizer).
     pub init: PathBuf,
+    /// What the model learns to predict: "sequence-classification" (a label per text; TSV,
+    /// CSV or JSONL data) or "token-classification" (a tag per word; CoNLL column data).
+    pub task: Task,
     /// Class names, in class-id order. Empty: keep the checkpoint's labels. Setting them gives
     /// the checkpoint a fresh head when the number or names differ from its own.
     pub labels: Vec<String>,
@@ -54,6 +58,7 @@ impl Default for ModelSection {
     fn default() -> Self {
         Self {
             init: PathBuf::from("models/all-MiniLM-L6-v2"),
+            task: Task::default(),
             labels: Vec::new(),
             max_len: 128,
         }
@@ -463,10 +468,17 @@ mod tests {
                 panic!("configs/sst2-teacher.toml does not document {key}");
             }
         }
-        for file in ["sst2-distill.toml", "sst2-student-b.toml"] {
+        for file in [
+            "sst2-distill.toml",
+            "sst2-student-b.toml",
+            "conll-distill.toml",
+            "conll-student-b.toml",
+        ] {
             let path = root.join(file);
             load_config::<DistillConfig>(&path, &[]).unwrap();
         }
+        let conll: TrainConfig = load_config(&root.join("conll-teacher.toml"), &[]).unwrap();
+        assert_eq!(conll.model.task, Task::TokenClassification);
         let distill: toml::Table =
             toml::from_str(&std::fs::read_to_string(root.join("sst2-distill.toml")).unwrap())
                 .unwrap();

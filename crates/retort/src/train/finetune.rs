@@ -1,44 +1,50 @@
-//! `retort train`: fine-tune a checkpoint on a labelled classification dataset.
+//! `retort train`: fine-tune a checkpoint on a labelled dataset of its task.
 
 use crate::distill::objective::Objective;
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
-use crate::text::{Dataset, TextTokenizer};
+use crate::task::{Corpus, Task, TaskData};
+use crate::text::TextTokenizer;
 
 use super::config::{to_toml, DataSection, TrainConfig};
-use super::trainer::{self, check_output_dir, DevSet, RunOptions, RunSummary, TrainSet};
+use super::trainer::{self, check_output_dir, RunOptions, RunSummary};
 
-/// Reads the training and dev sets named in `data`, keeping the first `limit` training rows.
-pub fn read_data(data: &DataSection) -> Result<(Dataset, Dataset)> {
-    let mut train = Dataset::read(&data.train)?;
-    if data.limit > 0 {
-        train.examples.truncate(data.limit);
-    }
-    let dev = Dataset::read(&data.dev)?;
+/// Reads the training and dev sets named in `data` in `task`'s format, keeping the first
+/// `limit` training examples.
+pub fn read_data(task: Task, data: &DataSection) -> Result<(Corpus, Corpus)> {
+    let mut train = task.read(&data.train)?;
+    train.truncate(data.limit);
+    let dev = task.read(&data.dev)?;
     Ok((train, dev))
 }
 
-/// Tokenises a labelled dataset for training.
-pub fn train_set(tokenizer: &TextTokenizer, data: &Dataset, labels: &[String]) -> Result<TrainSet> {
-    let ids = data.label_ids(labels)?;
-    Ok(TrainSet {
-        examples: tokenizer.encode_batch(&data.texts())?,
-        labels: ids.into_iter().map(Some).collect(),
-    })
-}
-
-/// Tokenises the dev set.
-pub fn dev_set(tokenizer: &TextTokenizer, data: &Dataset, labels: &[String]) -> Result<DevSet> {
-    Ok(DevSet {
-        labels: data.label_ids(labels)?,
-        examples: tokenizer.encode_batch(&data.texts())?,
-    })
+/// Tokenises a labelled corpus, saying how many units truncation cut (they train nothing and
+/// count as the task's fallback label in metrics).
+pub fn task_data(
+    task: Task,
+    tokenizer: &TextTokenizer,
+    corpus: &Corpus,
+    labels: &[String],
+) -> Result<TaskData> {
+    let data = task.data(tokenizer, corpus, labels)?;
+    let cut = data.units_without_rows();
+    if cut > 0 {
+        let units: usize = data.gold.iter().map(Vec::len).sum();
+        eprintln!(
+            "warning: {}: {cut} of {units} words have no token within max_len {} (cut by truncation, or empty after normalisation); they are predicted as {:?}",
+            corpus.path.display(),
+            tokenizer.max_len(),
+            labels[task.fallback_label(labels)]
+        );
+    }
+    Ok(data)
 }
 
 /// Fine-tunes `config.model.init` and saves the best dev checkpoint in `output.dir/best`.
 pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<RunSummary> {
     check_output_dir(&config.output.dir, resume)?;
     let init = &config.model.init;
+    let task = config.model.task;
     let base = Classifier::load(init, config.model.max_len)?;
     if base.model.is_int8() {
         // Int8 maps record no backward pass: their weights would silently never train.
@@ -47,27 +53,33 @@ pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<R
             init.display()
         )));
     }
-    if base.report.fresh_head && config.model.labels.is_empty() {
-        return Err(Error::Invalid(format!(
-            "{} has no classification head: set model.labels (e.g. [\"negative\", \"positive\"])",
-            init.display()
-        )));
-    }
+    let (train_data, dev_data) = read_data(task, &config.data)?;
+    let trained_head = !base.report.fresh_head && Task::of(&base.model.config) == task;
+    let labels = match (config.model.labels.is_empty(), trained_head) {
+        (false, _) => config.model.labels.clone(),
+        (true, true) => base.model.config.labels.clone(),
+        (true, false) => task.labels_in(&train_data).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} has no {} head: set model.labels (e.g. [\"negative\", \"positive\"])",
+                init.display(),
+                task.name()
+            ))
+        })?,
+    };
     let model = base
         .model
-        .with_labels(&config.model.labels, config.train.seed)?;
-    let labels = model.config.labels.clone();
-    let (train_data, dev_data) = read_data(&config.data)?;
+        .with_head(task.head(), &labels, config.train.seed)?;
     eprintln!(
-        "fine-tuning {} ({} layers, hidden {}) on {} examples, labels {labels:?}; dev: {} examples",
+        "fine-tuning {} ({} layers, hidden {}) for {} on {} examples, labels {labels:?}; dev: {} examples",
         init.display(),
         model.config.num_layers,
         model.config.hidden_size,
+        task.name(),
         train_data.len(),
         dev_data.len()
     );
-    let train = train_set(&base.tokenizer, &train_data, &labels)?;
-    let dev = dev_set(&base.tokenizer, &dev_data, &labels)?;
+    let train = task_data(task, &base.tokenizer, &train_data, &labels)?;
+    let dev = task_data(task, &base.tokenizer, &dev_data, &labels)?;
     let options = RunOptions {
         train: &config.train,
         out_dir: &config.output.dir,

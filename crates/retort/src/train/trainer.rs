@@ -22,24 +22,12 @@ use super::optim::{AdamW, Grads, Schedule};
 use super::step::forward_backward;
 use crate::distill::objective::{Objective, TrainBatch};
 use crate::error::{Error, Result};
-use crate::eval::metrics;
-use crate::infer::logits;
+use crate::infer::row_logits;
 use crate::model::checkpoint::{copy_tokenizer_files, save_classifier};
 use crate::model::{Params, SequenceClassifier};
+use crate::task::{Scores, Task, TaskData};
 use crate::text::batch::{bucketed_batches, pad_batch};
 use crate::text::Encoded;
-
-/// Tokenised training examples with their gold labels (None for unlabelled ones).
-pub struct TrainSet {
-    pub examples: Vec<Encoded>,
-    pub labels: Vec<Option<usize>>,
-}
-
-/// Tokenised dev examples with gold labels.
-pub struct DevSet {
-    pub examples: Vec<Encoded>,
-    pub labels: Vec<usize>,
-}
 
 /// Where and how a run goes.
 pub struct RunOptions<'a> {
@@ -62,9 +50,11 @@ pub struct RunOptions<'a> {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub steps: usize,
-    pub best_accuracy: f64,
+    /// The task's primary metric (`accuracy`, `entity_f1`), which chose `best/`.
+    pub metric: &'static str,
+    pub best_score: f64,
     pub best_step: usize,
-    pub final_accuracy: f64,
+    pub final_score: f64,
     pub seconds: f64,
     pub interrupted: bool,
     pub best_dir: PathBuf,
@@ -74,7 +64,10 @@ pub struct RunSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
     step: usize,
-    best_accuracy: f64,
+    /// The best dev value of the primary metric so far (runs before tasks called it
+    /// `best_accuracy`).
+    #[serde(alias = "best_accuracy")]
+    best_score: f64,
     best_step: usize,
     seconds: f64,
 }
@@ -96,18 +89,61 @@ fn install_interrupt_handler() {
     });
 }
 
-/// Accuracy and macro-F1 of `model` on `dev`.
+/// The task's scores of `model` on `dev`.
 pub fn dev_metrics(
     model: &SequenceClassifier,
-    dev: &DevSet,
+    dev: &TaskData,
     batch_size: usize,
-) -> Result<(f64, f64)> {
-    let rows = logits(model, &dev.examples, batch_size, &Device::Cpu, &|_| {})?;
-    let pred: Vec<usize> = rows.iter().map(|r| metrics::argmax(r)).collect();
-    Ok((
-        metrics::accuracy(&pred, &dev.labels),
-        metrics::macro_f1(&pred, &dev.labels, model.config.num_labels()),
-    ))
+) -> Result<Scores> {
+    let logits = row_logits(
+        model,
+        &dev.examples,
+        &dev.positions(),
+        batch_size,
+        &Device::Cpu,
+        &|_| {},
+    )?;
+    let task = Task::of(&model.config);
+    let labels = &model.config.labels;
+    let units: Vec<usize> = dev.gold.iter().map(Vec::len).collect();
+    let predicted = task.decode(labels, &dev.rows, &units, &logits);
+    task.score(labels, &predicted, &dev.gold)
+}
+
+/// Where each example's rows start among all the rows of `data` (the teacher cache's order).
+pub fn row_offsets(data: &TaskData) -> Vec<u32> {
+    let mut offsets = Vec::with_capacity(data.len());
+    let mut next = 0u32;
+    for r in &data.rows {
+        offsets.push(next);
+        next += r.len() as u32;
+    }
+    offsets
+}
+
+/// The batch of training examples `idx`: padded inputs, and each example's rows with their
+/// gold labels and places in the teacher cache.
+fn make_batch(data: &TaskData, offsets: &[u32], idx: &[usize], pad_id: u32) -> Result<TrainBatch> {
+    let items: Vec<&Encoded> = idx.iter().map(|&i| &data.examples[i]).collect();
+    let (mut rows, mut labels, mut cache_rows) = (Vec::new(), Vec::new(), Vec::new());
+    for (b, &i) in idx.iter().enumerate() {
+        for (k, (&pos, label)) in data.rows[i]
+            .positions
+            .iter()
+            .zip(data.row_labels(i))
+            .enumerate()
+        {
+            rows.push((b as u32, pos));
+            labels.push(label);
+            cache_rows.push(offsets[i] + k as u32);
+        }
+    }
+    Ok(TrainBatch {
+        input: pad_batch(&items, pad_id, &Device::Cpu)?,
+        rows,
+        labels,
+        cache_rows,
+    })
 }
 
 /// Refuses to start a new run in `out` when it holds one already (its `last/`), unless the run
@@ -127,8 +163,8 @@ pub fn check_output_dir(out: &Path, resume: bool) -> Result<()> {
 pub fn run(
     model: &SequenceClassifier,
     objective: &Objective,
-    train: &TrainSet,
-    dev: &DevSet,
+    train: &TaskData,
+    dev: &TaskData,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
     let cfg = opts.train;
@@ -163,7 +199,7 @@ pub fn run(
 
     let mut state = State {
         step: 0,
-        best_accuracy: f64::NEG_INFINITY,
+        best_score: f64::NEG_INFINITY,
         best_step: 0,
         seconds: 0.0,
     };
@@ -190,10 +226,11 @@ pub fn run(
     );
     bar.set_position(state.step as u64);
     let lengths: Vec<usize> = train.examples.iter().map(|e| e.ids.len()).collect();
-    let device = Device::Cpu;
+    let offsets = row_offsets(train);
+    let metric = Task::of(&model.config).primary_metric();
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.seconds);
     let (mut window_examples, mut window_start) = (0usize, Instant::now());
-    let mut final_accuracy = f64::NAN;
+    let mut final_score = f64::NAN;
     let mut step = 0usize; // counts steps from the start of training, skipped ones included
     let mut interrupted = false;
     // The step of the checkpoint in last/, which a NaN loss leaves untouched.
@@ -226,12 +263,7 @@ pub fn run(
                 // Dropout masks depend only on the seed, the step, the micro-batch and the part.
                 let seed = cfg.seed ^ ((step as u64) << 20) ^ micro as u64;
                 let make_batch = |idx: &[usize]| -> Result<TrainBatch> {
-                    let items: Vec<&Encoded> = idx.iter().map(|&i| &train.examples[i]).collect();
-                    Ok(TrainBatch {
-                        indices: idx.to_vec(),
-                        input: pad_batch(&items, model.config.pad_token_id, &device)?,
-                        labels: idx.iter().map(|&i| train.labels[i]).collect(),
-                    })
+                    make_batch(train, &offsets, idx, model.config.pad_token_id)
                 };
                 for part in forward_backward(model, objective, indices, seed, &make_batch)? {
                     // No gradients: the part's loss is not finite.
@@ -285,11 +317,12 @@ pub fn run(
             interrupted = INTERRUPTED.load(Ordering::SeqCst) || opts.stop_after == Some(step);
             if eval_now || interrupted {
                 state.seconds = started.elapsed().as_secs_f64();
-                let (acc, f1) = dev_metrics(model, dev, cfg.batch_size.max(32))?;
-                final_accuracy = acc;
-                let improved = acc > state.best_accuracy;
+                let scores = dev_metrics(model, dev, cfg.batch_size.max(32))?;
+                let value = scores.primary_value();
+                final_score = value;
+                let improved = value > state.best_score;
                 if improved {
-                    state.best_accuracy = acc;
+                    state.best_score = value;
                     state.best_step = step;
                     save_model(model, opts.tokenizer_dir, &best_dir)?;
                 }
@@ -302,16 +335,17 @@ pub fn run(
                     &last_dir,
                 )?;
                 saved_step = Some(step);
-                log_line(
-                    &mut log,
-                    json!({
-                        "event": "eval", "step": step, "dev_accuracy": acc, "dev_macro_f1": f1,
-                        "best_accuracy": state.best_accuracy, "elapsed_s": state.seconds,
-                    }),
-                )?;
+                let mut record = json!({
+                    "event": "eval", "step": step, "metric": metric,
+                    "best": state.best_score, "elapsed_s": state.seconds,
+                });
+                for (name, v) in &scores.values {
+                    record[format!("dev_{name}")] = json!(v);
+                }
+                log_line(&mut log, record)?;
                 bar.println(format!(
-                    "step {step}/{total}: dev accuracy {acc:.4} (best {:.4} at step {})",
-                    state.best_accuracy, state.best_step
+                    "step {step}/{total}: dev {metric} {value:.4} (best {:.4} at step {})",
+                    state.best_score, state.best_step
                 ));
             }
             if interrupted {
@@ -323,9 +357,10 @@ pub fn run(
     state.seconds = started.elapsed().as_secs_f64();
     Ok(RunSummary {
         steps: state.step,
-        best_accuracy: state.best_accuracy,
+        metric,
+        best_score: state.best_score,
         best_step: state.best_step,
-        final_accuracy,
+        final_score,
         seconds: state.seconds,
         interrupted,
         best_dir,

@@ -1,4 +1,4 @@
-//! Classification metrics.
+//! Classification metrics over predicted and gold labels.
 
 /// Fraction of predictions equal to the gold labels (0 for no examples).
 pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {
@@ -36,21 +36,6 @@ pub fn macro_f1(pred: &[usize], gold: &[usize], num_classes: usize) -> f64 {
     }
 }
 
-/// Index of the largest value.
-pub fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-        .0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +47,5 @@ mod tests {
         assert!((accuracy(&pred, &gold) - 0.6).abs() < 1e-12);
         // class 0: tp 1, fp 1, fn 1 -> F1 0.5; class 1: tp 2, fp 1, fn 1 -> F1 2/3.
         assert!((macro_f1(&pred, &gold, 2) - (0.5 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
-        assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
     }
 }

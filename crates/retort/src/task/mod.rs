@@ -1,0 +1,444 @@
+//! Tasks: what a model predicts, and everything that depends on it.
+//!
+//! A [`Task`] owns its data format (reading a file, aligning gold labels to tokens), the head
+//! its model needs ([`HeadKind`]), the *rows* of logits that losses and metrics read (the one
+//! row of a sentence label; the first token of each word for a tagger: TextBrewer's
+//! `select_logits_with_mask`), decoding, and its metrics with one primary metric. The trainer,
+//! the objective, the teacher cache, `compare`, `export` and `serve` ask the task and never
+//! match on it; a new task is a new variant here and a module of its own.
+//!
+//! Every example has *units* (the sentence; the words of a tagged sentence), each with a gold
+//! label or none, and *rows*: (token position, unit) pairs for the units that kept a token
+//! after truncation. A unit without a row (cut off by truncation) is predicted as the task's
+//! fallback label, so metrics count it rather than silently dropping it.
+
+pub mod conll;
+pub mod entities;
+pub mod metrics;
+mod sequence;
+mod token;
+pub mod view;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{HeadKind, ModelConfig};
+use crate::text::{Encoded, TextTokenizer};
+pub use entities::EntityScores;
+
+/// The task families Retort trains and distils.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// One label per text (sentiment, topic): GLUE-style TSV / CSV / JSONL.
+    #[default]
+    SequenceClassification,
+    /// One label per word (named entities): CoNLL column files with IOB2 tags.
+    TokenClassification,
+}
+
+/// The input of one example, as the data file gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A raw text.
+    Text(String),
+    /// A sentence already split into words.
+    Words(Vec<String>),
+}
+
+/// One example of a corpus: its input, the gold label of each unit as written in the file
+/// (`None`: unlabelled), and its 1-based line for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub input: Input,
+    pub gold: Vec<Option<String>>,
+    pub line: usize,
+}
+
+/// A data file read by a task.
+#[derive(Debug, Clone)]
+pub struct Corpus {
+    pub path: PathBuf,
+    pub items: Vec<Item>,
+}
+
+impl Corpus {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when there are no examples (never, for a corpus read from a file).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The inputs, in order.
+    pub fn inputs(&self) -> Vec<&Input> {
+        self.items.iter().map(|i| &i.input).collect()
+    }
+
+    /// The raw texts of a corpus of texts (for augmentation); `None` for word-split data.
+    pub fn texts(&self) -> Option<Vec<&str>> {
+        self.items
+            .iter()
+            .map(|i| match &i.input {
+                Input::Text(t) => Some(t.as_str()),
+                Input::Words(_) => None,
+            })
+            .collect()
+    }
+
+    /// Keeps the first `n` examples (0: all).
+    pub fn truncate(&mut self, n: usize) {
+        if n > 0 {
+            self.items.truncate(n);
+        }
+    }
+
+    /// Every gold label resolved to an index of `labels` (a name, or an index written as a
+    /// number); an unknown one is an error naming the file and line.
+    pub fn gold_ids(&self, labels: &[String]) -> Result<Vec<Vec<Option<usize>>>> {
+        self.items
+            .iter()
+            .map(|item| {
+                item.gold
+                    .iter()
+                    .map(|g| match g {
+                        None => Ok(None),
+                        Some(raw) => crate::text::dataset::label_index(labels, raw)
+                            .map(Some)
+                            .ok_or_else(|| Error::Data {
+                                path: self.path.clone(),
+                                line: item.line,
+                                message: format!(
+                                    "label {raw:?} is not one of the model's labels {labels:?} (or an index below {})",
+                                    labels.len()
+                                ),
+                            }),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Which logits of an example the task reads: the token `positions` and, for each, the
+/// `unit` it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rows {
+    pub positions: Vec<u32>,
+    pub units: Vec<u32>,
+}
+
+impl Rows {
+    /// The single row of a sequence label: the first token.
+    pub fn sequence() -> Self {
+        Self {
+            positions: vec![0],
+            units: vec![0],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+}
+
+/// A corpus tokenised for a model: each example's token ids, rows and gold unit labels.
+#[derive(Debug, Clone, Default)]
+pub struct TaskData {
+    pub examples: Vec<Encoded>,
+    pub rows: Vec<Rows>,
+    /// Per example, per unit: the gold label, `None` when unlabelled.
+    pub gold: Vec<Vec<Option<usize>>>,
+}
+
+impl TaskData {
+    pub fn len(&self) -> usize {
+        self.examples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.examples.is_empty()
+    }
+
+    /// The gold label of each row of example `i`.
+    pub fn row_labels(&self, i: usize) -> impl Iterator<Item = Option<usize>> + '_ {
+        self.rows[i]
+            .units
+            .iter()
+            .map(move |&u| self.gold[i][u as usize])
+    }
+
+    /// Units that have no row (their tokens were cut by truncation, or they gave none).
+    pub fn units_without_rows(&self) -> usize {
+        self.gold
+            .iter()
+            .zip(&self.rows)
+            .map(|(g, r)| g.len() - r.len())
+            .sum()
+    }
+
+    /// The row positions of every example (what [`crate::infer::row_logits`] takes).
+    pub fn positions(&self) -> Vec<Vec<u32>> {
+        self.rows.iter().map(|r| r.positions.clone()).collect()
+    }
+
+    /// Adds unlabelled examples (augmentation) with their rows.
+    pub fn extend_unlabelled(&mut self, encoded: Vec<(Encoded, Rows)>, units: usize) {
+        for (e, r) in encoded {
+            self.examples.push(e);
+            self.rows.push(r);
+            self.gold.push(vec![None; units]);
+        }
+    }
+}
+
+/// A task's scores on labelled data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scores {
+    /// The metric that chooses the best checkpoint and leads reports.
+    pub primary: &'static str,
+    /// Every metric by name, the primary first.
+    #[serde(serialize_with = "as_map")]
+    pub values: Vec<(&'static str, f64)>,
+    /// Entity-level precision / recall / F1, overall and per type (token classification).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entities: Option<EntityScores>,
+}
+
+/// Metric values as a JSON object (in their order), not a list of pairs.
+fn as_map<S: serde::Serializer>(
+    values: &[(&'static str, f64)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(values.len()))?;
+    for (k, v) in values {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
+}
+
+impl Scores {
+    /// The value of the primary metric.
+    pub fn primary_value(&self) -> f64 {
+        self.values[0].1
+    }
+
+    /// A metric by name.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.iter().find(|(n, _)| *n == name).map(|v| v.1)
+    }
+}
+
+impl Task {
+    /// The task a model's head does.
+    pub fn of(config: &ModelConfig) -> Self {
+        match config.head {
+            HeadKind::SequenceClassification => Task::SequenceClassification,
+            HeadKind::TokenClassification => Task::TokenClassification,
+        }
+    }
+
+    /// The head a model for this task needs.
+    pub fn head(self) -> HeadKind {
+        match self {
+            Task::SequenceClassification => HeadKind::SequenceClassification,
+            Task::TokenClassification => HeadKind::TokenClassification,
+        }
+    }
+
+    /// The name used in configs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::SequenceClassification => "sequence-classification",
+            Task::TokenClassification => "token-classification",
+        }
+    }
+
+    /// The metric that chooses checkpoints and leads reports.
+    pub fn primary_metric(self) -> &'static str {
+        match self {
+            Task::SequenceClassification => sequence::PRIMARY,
+            Task::TokenClassification => token::PRIMARY,
+        }
+    }
+
+    /// The HTTP route `retort serve` answers this task on.
+    pub fn route(self) -> &'static str {
+        match self {
+            Task::SequenceClassification => "/v1/classify",
+            Task::TokenClassification => "/v1/entities",
+        }
+    }
+
+    /// Reads a data file in this task's format.
+    pub fn read(self, path: &Path) -> Result<Corpus> {
+        match self {
+            Task::SequenceClassification => sequence::read(path),
+            Task::TokenClassification => token::read(path),
+        }
+    }
+
+    /// The labels a corpus uses, for a model that has none yet (a tagger's tag set); `None`
+    /// when the task needs them named (a sentence label's order is the user's choice).
+    pub fn labels_in(self, corpus: &Corpus) -> Option<Vec<String>> {
+        match self {
+            Task::SequenceClassification => None,
+            Task::TokenClassification => Some(token::labels_in(corpus)),
+        }
+    }
+
+    /// Tokenises inputs: each one's ids and rows.
+    pub fn encode(
+        self,
+        tokenizer: &TextTokenizer,
+        inputs: &[&Input],
+    ) -> Result<Vec<(Encoded, Rows)>> {
+        match self {
+            Task::SequenceClassification => sequence::encode(tokenizer, inputs),
+            Task::TokenClassification => token::encode(tokenizer, inputs),
+        }
+    }
+
+    /// Tokenises a labelled corpus for a model with `labels`.
+    pub fn data(
+        self,
+        tokenizer: &TextTokenizer,
+        corpus: &Corpus,
+        labels: &[String],
+    ) -> Result<TaskData> {
+        let gold = corpus.gold_ids(labels)?;
+        let (examples, rows) = self
+            .encode(tokenizer, &corpus.inputs())?
+            .into_iter()
+            .unzip();
+        Ok(TaskData {
+            examples,
+            rows,
+            gold,
+        })
+    }
+
+    /// The label a unit without a row is predicted as ("O" for a tagger).
+    pub fn fallback_label(self, labels: &[String]) -> usize {
+        match self {
+            Task::SequenceClassification => 0,
+            Task::TokenClassification => token::outside(labels),
+        }
+    }
+
+    /// Decodes each example's row logits (rows × labels, concatenated) into a predicted label
+    /// per unit; `units[i]` is the example's number of units.
+    pub fn decode(
+        self,
+        labels: &[String],
+        rows: &[Rows],
+        units: &[usize],
+        logits: &[Vec<f32>],
+    ) -> Vec<Vec<usize>> {
+        let n = labels.len();
+        let fallback = self.fallback_label(labels);
+        rows.iter()
+            .zip(units)
+            .zip(logits)
+            .map(|((r, &units), logits)| {
+                let mut out = vec![fallback; units];
+                for (&u, row) in r.units.iter().zip(logits.chunks(n)) {
+                    out[u as usize] = crate::infer::argmax(row);
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// Scores predicted unit labels against gold ones (units without gold are skipped).
+    pub fn score(
+        self,
+        labels: &[String],
+        predicted: &[Vec<usize>],
+        gold: &[Vec<Option<usize>>],
+    ) -> Result<Scores> {
+        match self {
+            Task::SequenceClassification => sequence::score(labels, predicted, gold),
+            Task::TokenClassification => token::score(labels, predicted, gold),
+        }
+    }
+
+    /// How far two models' predictions agree, as a fraction: the share of equal labels for
+    /// sentences; the entity F1 of one against the other for a tagger.
+    pub fn agreement(self, labels: &[String], a: &[Vec<usize>], b: &[Vec<usize>]) -> Result<f64> {
+        let as_gold: Vec<Vec<Option<usize>>> = b
+            .iter()
+            .map(|u| u.iter().map(|&l| Some(l)).collect())
+            .collect();
+        Ok(self.score(labels, a, &as_gold)?.primary_value())
+    }
+
+    /// Predictions for raw texts, shaped for people and for `serve`: a label with its
+    /// probabilities, or the entities with their character offsets.
+    pub fn predict(
+        self,
+        classifier: &crate::infer::Classifier,
+        texts: &[&str],
+        batch_size: usize,
+    ) -> Result<Vec<serde_json::Value>> {
+        match self {
+            Task::SequenceClassification => sequence::predict(classifier, texts, batch_size),
+            Task::TokenClassification => token::predict(classifier, texts, batch_size),
+        }
+    }
+}
+
+/// Predicted unit labels of `classifier` on `inputs` (tokenisation included).
+pub fn predict_units(
+    classifier: &crate::infer::Classifier,
+    inputs: &[&Input],
+    batch_size: usize,
+) -> Result<Vec<Vec<usize>>> {
+    let task = Task::of(&classifier.model.config);
+    let (examples, rows): (Vec<Encoded>, Vec<Rows>) = task
+        .encode(&classifier.tokenizer, inputs)?
+        .into_iter()
+        .unzip();
+    let units: Vec<usize> = inputs.iter().map(|i| units_of(i)).collect();
+    decode_examples(classifier, &examples, &rows, &units, batch_size)
+}
+
+/// Runs `classifier` over tokenised examples and decodes each one's rows into `units[i]`
+/// unit labels.
+fn decode_examples(
+    classifier: &crate::infer::Classifier,
+    examples: &[Encoded],
+    rows: &[Rows],
+    units: &[usize],
+    batch_size: usize,
+) -> Result<Vec<Vec<usize>>> {
+    let positions: Vec<Vec<u32>> = rows.iter().map(|r| r.positions.clone()).collect();
+    let logits = crate::infer::row_logits(
+        &classifier.model,
+        examples,
+        &positions,
+        batch_size,
+        &classifier.device,
+        &|_| {},
+    )?;
+    let task = Task::of(&classifier.model.config);
+    Ok(task.decode(&classifier.model.config.labels, rows, units, &logits))
+}
+
+/// How many units an input has: one text, or its words.
+pub fn units_of(input: &Input) -> usize {
+    match input {
+        Input::Text(_) => 1,
+        Input::Words(w) => w.len(),
+    }
+}

@@ -1,0 +1,257 @@
+//! Token classification (named entities) end to end on the tiny fixture: sub-word alignment,
+//! truncation, token-level distillation terms, `retort train` / `distill` / eval / export /
+//! predict on a tiny CoNLL corpus. Each run takes a fraction of a second.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor, Var};
+use common::fixture;
+use retort::distill::loss;
+use retort::distill::run::distill;
+use retort::eval::evaluate;
+use retort::model::HeadKind;
+use retort::task::view::select_rows;
+use retort::task::{predict_units, Task};
+use retort::train::config::{DistillConfig, TrainConfig};
+use retort::train::finetune::fine_tune;
+use retort::Classifier;
+
+/// Words of the fixture's vocabulary with the tag each starts; "unforgettable" is three
+/// pieces (un ##forget ##table).
+const PLACES: [&str; 2] = ["paris", "cafe"];
+const PEOPLE: [&str; 3] = ["actor", "actress", "director"];
+const OTHER: [&str; 8] = [
+    "the",
+    "film",
+    "was",
+    "good",
+    "music",
+    "unforgettable",
+    "in",
+    "night",
+];
+
+/// A CoNLL file of `n` sentences whose tags follow the words: places are LOC, people PER
+/// (a person followed by "kid" is a two-word PER), everything else O.
+fn write_conll(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let mut text = String::new();
+    for i in 0..n {
+        let len = 3 + i % 6;
+        for j in 0..len {
+            let k = i * 7 + j * 3;
+            let (word, tag) = match k % 5 {
+                0 => (PLACES[k % 2], "B-LOC"),
+                1 => (PEOPLE[k % 3], "B-PER"),
+                _ => (OTHER[k % 8], "O"),
+            };
+            text.push_str(&format!("{word} NN O {tag}\n"));
+            if tag == "B-PER" && k % 2 == 0 {
+                text.push_str("kid NN O I-PER\n");
+            }
+        }
+        text.push('\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn teacher_config(dir: &Path) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.model.init = fixture("tiny-bert");
+    c.model.task = Task::TokenClassification;
+    c.model.max_len = 32;
+    c.data.train = write_conll(dir, "train.txt", 96);
+    c.data.dev = write_conll(dir, "valid.txt", 24);
+    c.train.epochs = 0;
+    c.train.max_steps = 400;
+    c.train.batch_size = 8;
+    c.train.lr = 3e-3;
+    c.train.eval_every = 100;
+    c.train.log_every = 50;
+    c.output.dir = dir.join("teacher");
+    c
+}
+
+#[test]
+fn the_first_piece_of_each_word_carries_its_label() {
+    let tok = Classifier::load(&fixture("tiny-bert"), 32)
+        .unwrap()
+        .tokenizer;
+    let words: Vec<String> = ["The", "unforgettable", "paris"].map(String::from).to_vec();
+    let e = &tok.encode_words(std::slice::from_ref(&words)).unwrap()[0];
+    let pieces: Vec<String> = e
+        .encoded
+        .ids
+        .iter()
+        .map(|&i| tok.token(i).unwrap())
+        .collect();
+    assert_eq!(
+        pieces,
+        ["[CLS]", "the", "un", "##forget", "##table", "paris", "[SEP]"]
+    );
+    // Rows: the first piece of each word; ##forget and ##table have none.
+    assert_eq!(e.first_tokens(), vec![(1, 0), (2, 1), (5, 2)]);
+}
+
+#[test]
+fn words_cut_by_truncation_are_counted_and_predicted_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("long.txt");
+    // "unforgettable" alone fills a window of 4: [CLS] un ##forget [SEP]; "paris" is cut.
+    std::fs::write(&path, "unforgettable NN O O\nparis NN O B-LOC\n").unwrap();
+    let task = Task::TokenClassification;
+    let corpus = task.read(&path).unwrap();
+    let c = Classifier::load(&fixture("tiny-bert"), 4).unwrap();
+    let labels: Vec<String> = ["O", "B-LOC", "I-LOC"].map(String::from).to_vec();
+    let data = task.data(&c.tokenizer, &corpus, &labels).unwrap();
+    assert_eq!(data.rows[0].units, vec![0]);
+    assert_eq!(data.units_without_rows(), 1);
+    // The cut word is predicted "O": a gold LOC entity is missed, never dropped.
+    let predicted = task.decode(&labels, &data.rows, &[2], &[vec![5.0, 0.0, 0.0]]);
+    assert_eq!(predicted, vec![vec![0, 0]]);
+    let scores = task.score(&labels, &predicted, &data.gold).unwrap();
+    assert_eq!(scores.entities.as_ref().unwrap().overall.support, 1);
+    assert_eq!(scores.get("entity_recall"), Some(0.0));
+}
+
+#[test]
+fn token_level_kd_terms_ignore_padding_and_non_first_pieces() {
+    // Logits [2 sentences, 5 positions, 3 labels]; rows are two words of sentence 0 and one
+    // of sentence 1. Everything else (special tokens, later pieces, padding) must get no
+    // gradient and must not change the loss, even if it holds huge values.
+    let dev = Device::Cpu;
+    let values: Vec<f32> = (0..30).map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.5).collect();
+    let logits = Var::from_tensor(&Tensor::from_vec(values, (2, 5, 3), &dev).unwrap()).unwrap();
+    let rows = [(0u32, 1u32), (0, 3), (1, 1)];
+    let teacher = Tensor::new(
+        &[[1.0f32, -1.0, 0.5], [0.0, 2.0, -2.0], [0.3, 0.3, 0.9]],
+        &dev,
+    )
+    .unwrap();
+    let loss_of = |l: &Tensor| {
+        let s = select_rows(l, &rows).unwrap();
+        loss::soft_kl(&s, &teacher, 2.0).unwrap()
+    };
+    let loss = loss_of(logits.as_tensor());
+    let grads = loss.backward().unwrap();
+    let g = grads
+        .get(logits.as_tensor())
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    for (b, seq) in g.iter().enumerate() {
+        for (p, row) in seq.iter().enumerate() {
+            let is_row = rows.contains(&(b as u32, p as u32));
+            assert_eq!(row.iter().any(|&x| x != 0.0), is_row, "({b}, {p}): {row:?}");
+        }
+    }
+    // A huge value at a non-row position changes nothing.
+    let mut poisoned = logits.as_tensor().to_vec3::<f32>().unwrap();
+    poisoned[1][4] = vec![1e30, -1e30, 1e30];
+    poisoned[0][2] = vec![1e30, -1e30, 1e30];
+    let poisoned = Tensor::new(poisoned, &dev).unwrap();
+    let a = loss.to_scalar::<f32>().unwrap();
+    assert_eq!(loss_of(&poisoned).to_scalar::<f32>().unwrap(), a);
+    // Finite differences at a row entry agree with autograd.
+    let eps = 1e-2f32;
+    let mut bumped = logits.as_tensor().to_vec3::<f32>().unwrap();
+    bumped[0][3][1] += eps;
+    let b = loss_of(&Tensor::new(bumped, &dev).unwrap())
+        .to_scalar::<f32>()
+        .unwrap();
+    let numeric = (b - a) / eps;
+    assert!(
+        (numeric - g[0][3][1]).abs() < 2e-3,
+        "{numeric} vs {}",
+        g[0][3][1]
+    );
+}
+
+#[test]
+fn a_tagger_trains_distils_evaluates_exports_and_predicts_entities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = teacher_config(tmp.path());
+    let s = fine_tune(&c, false, false).unwrap();
+    assert_eq!(s.metric, "entity_f1");
+    let teacher_dir = c.output.dir.join("best");
+    let teacher = Classifier::load(&teacher_dir, 32).unwrap();
+    assert_eq!(teacher.model.config.head, HeadKind::TokenClassification);
+    assert_eq!(
+        teacher.model.config.labels,
+        ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    );
+    let dev = Task::TokenClassification.read(&c.data.dev).unwrap();
+    let r = evaluate(&teacher, &dev, 8).unwrap();
+    // The tags follow the words: the teacher must have learned most of them.
+    assert!(r.scores.primary_value() > 0.8, "{:?}", r.scores);
+    assert_eq!(r.scores.primary_value(), s.best_score);
+    let metrics = std::fs::read_to_string(c.output.dir.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"dev_entity_f1\""), "{metrics}");
+
+    // Distil a one-layer student on soft + hard labels of the first pieces.
+    let mut d = DistillConfig::default();
+    d.teacher.dir = teacher_dir.clone();
+    d.teacher.max_len = 32;
+    d.student.teacher_layers = vec![1];
+    d.data.train = c.data.train.clone();
+    d.data.dev = c.data.dev.clone();
+    d.distill.cache_dir = tmp.path().join("cache");
+    d.train = c.train.clone();
+    d.output.dir = tmp.path().join("student");
+    let ds = distill(&d, false, false).unwrap();
+    assert_eq!(ds.run.metric, "entity_f1");
+    assert!(ds.teacher_score > 0.8);
+    assert_eq!(ds.teacher_cache_hit, Some(false));
+    let student = Classifier::load(&d.output.dir.join("best"), 32).unwrap();
+    assert_eq!(student.model.config.num_layers, 1);
+    assert_eq!(student.model.config.head, HeadKind::TokenClassification);
+
+    // The teacher cache holds one row per word of the training set.
+    let cache = ds.teacher_cache_path.unwrap();
+    let words = Task::TokenClassification
+        .read(&c.data.train)
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| i.gold.len())
+        .sum::<usize>();
+    let logits = candle_core::safetensors::load(&cache, &Device::Cpu).unwrap();
+    assert_eq!(logits["logits"].dims(), [words, 5]);
+
+    // Exported as BertForTokenClassification, it reloads with the same predictions.
+    let out = tmp.path().join("export");
+    retort::export::export(&teacher, &out, retort::export::Precision::AsLoaded).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "BertForTokenClassification");
+    let again = Classifier::load(&out, 32).unwrap();
+    let inputs = dev.inputs();
+    assert_eq!(
+        predict_units(&again, &inputs, 8).unwrap(),
+        predict_units(&teacher, &inputs, 8).unwrap()
+    );
+
+    // Raw text: entities with character offsets, right with multi-byte characters before them.
+    let text = "Élan: the actress kid was in paris";
+    let p = Task::TokenClassification
+        .predict(&teacher, &[text], 4)
+        .unwrap();
+    let entities = p[0]["entities"].as_array().unwrap();
+    for e in entities {
+        let (start, end) = (
+            e["start"].as_u64().unwrap() as usize,
+            e["end"].as_u64().unwrap() as usize,
+        );
+        let cut: String = text.chars().skip(start).take(end - start).collect();
+        assert_eq!(e["text"], cut.as_str());
+    }
+    let found: Vec<(&str, &str)> = entities
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["text"].as_str().unwrap()))
+        .collect();
+    assert!(found.contains(&("LOC", "paris")), "{found:?}");
+    assert!(found.contains(&("PER", "actress kid")), "{found:?}");
+}
