@@ -307,3 +307,19 @@ fn export_errors_are_clear() {
     let err = fails(&["predict", "--model", s(out.path())], "hello\n");
     assert!(err.contains("weight_scale is missing"), "{err}");
 }
+
+#[test]
+fn an_output_that_cannot_be_created_says_so() {
+    let err = fails(
+        &[
+            "export",
+            "--model",
+            s(&fixture("tiny-bert")),
+            "--out",
+            "/proc/forbidden",
+        ],
+        "",
+    );
+    assert!(err.contains("cannot create /proc/forbidden"), "{err}");
+    assert!(!err.contains("missing file"), "{err}");
+}
