@@ -309,6 +309,27 @@ fn export_errors_are_clear() {
 }
 
 #[test]
+fn crlf_and_non_utf8_data_name_the_right_line_once() {
+    let model = fixture("tiny-distilbert");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c.tsv");
+    std::fs::write(
+        &data,
+        "sentence\tlabel\r\ngood\t1\r\nno label on this line\r\n",
+    )
+    .unwrap();
+    let err = fails(&["eval", "--model", s(&model), "--data", s(&data)], "");
+    assert!(err.contains("c.tsv:3:"), "{err}");
+
+    std::fs::write(&data, b"sentence\tlabel\ngood\t1\nbad \xff\t0\n").unwrap();
+    let err = fails(&["eval", "--model", s(&model), "--data", s(&data)], "");
+    assert!(err.contains("c.tsv:3: not valid UTF-8"), "{err}");
+    // Said once: the cause is not repeated after the message that holds it.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("valid UTF-8").count(), 1, "{err}");
+}
+
+#[test]
 fn an_output_that_cannot_be_created_says_so() {
     let err = fails(
         &[
