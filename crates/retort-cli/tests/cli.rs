@@ -344,3 +344,25 @@ fn an_output_that_cannot_be_created_says_so() {
     assert!(err.contains("cannot create /proc/forbidden"), "{err}");
     assert!(!err.contains("missing file"), "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn exported_weights_follow_the_umask_like_every_other_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("export");
+    let run = retort(
+        &[
+            "export",
+            "--model",
+            s(&fixture("tiny-bert")),
+            "--out",
+            s(&dir),
+        ],
+        "",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("model.safetensors"), mode("config.json"));
+    assert_eq!(mode("model.safetensors"), mode("tokenizer.json"));
+}

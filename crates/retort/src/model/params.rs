@@ -67,15 +67,29 @@ impl Params {
 
     /// Writes all parameters to a safetensors file under their names.
     pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
-        let map: HashMap<String, Tensor> = self
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_tensor().clone()))
-            .collect();
-        candle_core::safetensors::save(&map, path).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("cannot write: {e}"),
-        })
+        write_safetensors(self.iter().map(|(n, v)| (n, v.as_tensor())), path)
     }
+}
+
+/// Writes `tensors` as a safetensors file at `path`. The file is written beside `path` with
+/// `std::fs::write`, so its mode follows the umask like every other output (the safetensors
+/// crate's own writer leaves its temporary file's 0600), then renamed over `path`, so a reader
+/// never sees it half written.
+pub fn write_safetensors<S, V>(
+    tensors: impl IntoIterator<Item = (S, V)>,
+    path: &std::path::Path,
+) -> Result<()>
+where
+    S: AsRef<str> + Ord + std::fmt::Display,
+    V: safetensors::View,
+{
+    let bytes = safetensors::serialize(tensors, None).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("cannot write: {e}"),
+    })?;
+    let tmp = path.with_extension("safetensors.partial");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::create(&tmp, e, "weights"))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::create(path, e, "weights"))
 }
 
 /// Tensors of a checkpoint file, looked up under a name and its historical spellings.

@@ -175,6 +175,5 @@ pub fn write(model: &SequenceClassifier, path: &Path) -> Result<()> {
             (n.as_str(), view)
         })
         .collect::<Vec<_>>();
-    safetensors::tensor::serialize_to_file(views, None, path)
-        .map_err(|e| checkpoint_error(path, format!("cannot write: {e}")))
+    super::params::write_safetensors(views, path)
 }
