@@ -33,7 +33,9 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(SequenceClassifie
                 .into(),
         });
     }
-    if quantized::is_marked(&read_json(&config_path)?) {
+    let json = read_json(&config_path)?;
+    if quantized::is_marked(&json) {
+        quantized::check_method(&json, &config_path)?;
         return load_int8(config, &weights, device);
     }
     let source = TensorSource::load(&weights, device)?;

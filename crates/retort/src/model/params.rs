@@ -144,6 +144,27 @@ impl TensorSource {
     }
 }
 
+/// Refuses a parameter stored in a dtype other than F32, F16 or BF16 (converted to f32).
+/// Integers of the right byte count would otherwise be converted as numbers and silently
+/// change the model (int8 weights come through [`super::quantized`], already dequantised).
+fn check_float(name: &str, dtype: DType, path: Option<&std::path::Path>) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
+        other => Err(Error::Checkpoint {
+            path: path.map(|p| p.to_path_buf()).unwrap_or_default(),
+            message: format!(
+                "tensor {name} is stored as {}; model parameters must be F32, F16 or BF16",
+                dtype_name(other)
+            ),
+        }),
+    }
+}
+
+/// A dtype as safetensors spells it (`I32`, `F64`, ...).
+fn dtype_name(dtype: DType) -> String {
+    format!("{dtype:?}").to_uppercase()
+}
+
 fn candidate_names(name: &str) -> Vec<String> {
     let mut names = vec![name.to_string()];
     for prefix in ["bert.", "distilbert."] {
@@ -214,6 +235,7 @@ impl ParamBuilder {
                         ),
                     });
                 }
+                check_float(found, t.dtype(), self.source_path())?;
                 self.used.insert(found.to_string());
                 t.to_dtype(DType::F32)?
             }
@@ -298,6 +320,28 @@ mod tests {
         b.get("b.bias", &[4], Init::Zeros).unwrap();
         assert_eq!(b.missing(), ["b.bias"]);
         assert!(b.get("a.weight", &[3, 2], Init::Zeros).is_err());
+    }
+
+    #[test]
+    fn half_precision_is_converted_and_other_dtypes_are_refused() {
+        let dev = Device::Cpu;
+        let half = Tensor::new(&[1.5f32, -2.0], &dev)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let ints = Tensor::new(&[1i64, 2], &dev).unwrap();
+        let source = TensorSource::from_tensors(
+            "mem.safetensors",
+            HashMap::from([("h".to_string(), half), ("i".to_string(), ints)]),
+        );
+        let mut b = ParamBuilder::from_source(source, &dev, 0);
+        let h = b.get("h", &[2], Init::Zeros).unwrap();
+        assert_eq!(h.to_vec1::<f32>().unwrap(), [1.5, -2.0]);
+        let err = b.get("i", &[2], Init::Zeros).unwrap_err().to_string();
+        assert!(
+            err.contains("mem.safetensors") && err.contains("tensor i is stored as I64"),
+            "{err}"
+        );
     }
 
     #[test]
