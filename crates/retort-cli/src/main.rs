@@ -91,6 +91,9 @@ struct ExportArgs {
     /// Store the encoder's linear weights quantised; predict, eval and serve then run them in int8.
     #[arg(long, value_enum)]
     quantize: Option<Quantize>,
+    /// Write into --out even if it holds files (files of the same names are replaced, others stay).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -338,12 +341,14 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 fn export(args: ExportArgs) -> Result<()> {
+    // Before loading the model: a refused target costs nothing.
+    retort::export::check_target(&args.model.model, &args.out, args.force)?;
     let c = load(&args.model)?;
     let precision = match args.quantize {
         Some(Quantize::Int8) => Precision::Int8,
         None => Precision::AsLoaded,
     };
-    retort::export::export(&c, &args.out, precision)
+    retort::export::export_to(&c, &args.out, precision, args.force)
         .with_context(|| format!("cannot export to {}", args.out.display()))?;
     let how = if precision == Precision::Int8 || c.model.is_int8() {
         "int8"

@@ -441,3 +441,21 @@ fn exported_weights_follow_the_umask_like_every_other_file() {
     assert_eq!(mode("model.safetensors"), mode("config.json"));
     assert_eq!(mode("model.safetensors"), mode("tokenizer.json"));
 }
+
+#[test]
+fn export_refuses_a_directory_that_holds_files_unless_forced() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("pytorch_model.bin"), "another model").unwrap();
+    let model = fixture("tiny-bert");
+    let args = ["export", "--model", s(&model), "--out", s(out.path())];
+    let err = fails(&args, "");
+    assert!(
+        err.contains("is not empty") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!out.path().join("config.json").exists());
+    let run = retort(&[&args[..], &["--force"][..]].concat(), "");
+    assert!(run.ok, "{}", run.stderr);
+    assert!(out.path().join("config.json").exists());
+    assert!(out.path().join("pytorch_model.bin").exists());
+}
