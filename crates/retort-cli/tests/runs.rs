@@ -170,3 +170,103 @@ fn a_run_killed_mid_save_resumes_with_the_log_of_an_uninterrupted_run() {
     assert!(!out.join("last.old").exists() && !out.join("last.partial").exists());
     assert_same_records(&records(&log), &expected);
 }
+
+#[test]
+fn bad_values_are_refused_before_anything_is_loaded_or_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let train = train_config(dir, "teacher", 1);
+    let distill = dir.join("distill.toml");
+    std::fs::write(
+        &distill,
+        format!(
+            "[teacher]\ndir = {:?}\nmax_len = 32\n\n[data]\ntrain = {:?}\ndev = {:?}\n\n\
+             [distill]\ncache_dir = {:?}\n\n[output]\ndir = {:?}\n",
+            fixture("tiny-bert"),
+            dir.join("train.tsv"),
+            dir.join("dev.tsv"),
+            dir.join("cache"),
+            dir.join("student"),
+        ),
+    )
+    .unwrap();
+    let cases: &[(&Path, &str, &str)] = &[
+        (
+            &distill,
+            "distill.temperature=0",
+            "must be a positive number, got 0",
+        ),
+        (
+            &distill,
+            "distill.temperature=-1",
+            "must be a positive number, got -1",
+        ),
+        (
+            &distill,
+            "distill.temperature=nan",
+            "must be a positive number, got NaN",
+        ),
+        (
+            &distill,
+            "distill.weights.soft_kl=-1",
+            "must be 0 or a positive number",
+        ),
+        (&distill, "augment.p_mask=1.5", "must be a probability"),
+        (&distill, "train.batch_size=0", "must be at least 1"),
+        (&train, "train.batch_size=0", "must be at least 1"),
+        (&train, "train.lr=-1e-5", "must be a positive number"),
+        (&train, "train.warmup_ratio=2", "must be in [0, 1)"),
+        (
+            &train,
+            "train.grad_clip=nan",
+            "must be 0 or a positive number, got NaN",
+        ),
+    ];
+    for (config, set, needle) in cases {
+        let command = if *config == distill {
+            "distill"
+        } else {
+            "train"
+        };
+        let err = fails(&[command, "--config", s(config), "--set", set], "");
+        let key = set.split('=').next().unwrap();
+        assert!(
+            err.contains(&format!("--set {set}: {key} {needle}")),
+            "{set}: {err}"
+        );
+        for out in ["teacher", "student", "cache"] {
+            assert!(!dir.join(out).exists(), "{set}: {out} was created");
+        }
+    }
+    // A value from the file is attributed to the file.
+    let text = std::fs::read_to_string(&train).unwrap();
+    std::fs::write(&train, text.replace("lr = 1e-3", "lr = 0.0")).unwrap();
+    let err = fails(&["train", "--config", s(&train)], "");
+    assert!(
+        err.contains(&format!(
+            "{}: train.lr must be a positive number",
+            train.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_type_error_from_set_names_the_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = train_config(tmp.path(), "teacher", 1);
+    let err = fails(
+        &[
+            "train",
+            "--config",
+            s(&config),
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.batch_size=many",
+        ],
+        "",
+    );
+    assert!(err.contains("--set train.batch_size=many: "), "{err}");
+    assert!(!err.contains(s(&config)), "{err}");
+}

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::text::{Dataset, TextTokenizer};
 
-use super::config::{to_toml, DataSection, TrainConfig};
+use super::config::{to_toml, DataSection, TrainConfig, Validate};
 use super::trainer::{self, check_output_dir, DevSet, RunOptions, RunSummary, TrainSet};
 
 /// Reads the training and dev sets named in `data`, keeping the first `limit` training rows.
@@ -37,6 +37,8 @@ pub fn dev_set(tokenizer: &TextTokenizer, data: &Dataset, labels: &[String]) -> 
 
 /// Fine-tunes `config.model.init` and saves the best dev checkpoint in `output.dir/best`.
 pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<RunSummary> {
+    // Before anything is loaded or written (load_config has checked a config read from a file).
+    config.validate()?;
     check_output_dir(&config.output.dir, resume)?;
     let init = &config.model.init;
     let base = Classifier::load(init, config.model.max_len)?;
