@@ -133,15 +133,23 @@ pub fn check_output_dir(out: &Path, resume: bool) -> Result<()> {
     if resume {
         return Ok(());
     }
-    if let Some(found) = existing_checkpoint(out) {
-        return Err(Error::Invalid(format!(
-            "{} already holds a run ({}): pass --resume to continue it, or choose another \
-             output.dir (nothing was deleted)",
-            out.display(),
-            found.display()
-        )));
-    }
-    Ok(())
+    let Some(found) = existing_checkpoint(out) else {
+        return Ok(());
+    };
+    // Only a copy of `last/` can be resumed; a `best/` alone (a run killed between its first
+    // two saves) can only be kept or moved away by the user.
+    let resumable = found
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("last"));
+    let what_to_do = match resumable {
+        true => "pass --resume to continue it, or choose another output.dir",
+        false => "it has no resumable state (last/): move it away, or choose another output.dir",
+    };
+    Err(Error::Invalid(format!(
+        "{} already holds a run ({}): {what_to_do} (nothing was deleted)",
+        out.display(),
+        found.display()
+    )))
 }
 
 /// The first checkpoint of a run in `out`: `best/` or `last/`, or a complete copy of one.
@@ -307,7 +315,11 @@ mod tests {
             let tmp = tempfile::tempdir().unwrap();
             checkpoint(&tmp.path().join(name), "x");
             let err = check_output_dir(tmp.path(), false).unwrap_err().to_string();
-            assert!(err.contains(name) && err.contains("--resume"), "{err}");
+            let advice = match name.starts_with("last") {
+                true => "--resume",
+                false => "no resumable state",
+            };
+            assert!(err.contains(name) && err.contains(advice), "{err}");
             check_output_dir(tmp.path(), true).unwrap();
         }
         // A `last/` written before markers existed counts by its state.json.
