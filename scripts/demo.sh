@@ -18,14 +18,17 @@ RETORT=target/release/retort
 SETS=(--set "data.train=$SST2/train.tsv" --set "data.dev=$SST2/dev.tsv")
 for kv in "$@"; do SETS+=(--set "$kv"); done
 
+# A run to resume: last/, or the complete copy a save interrupted between its renames left.
+resumable() { [[ -d "$1/last" || -f "$1/last.old/.complete" || -f "$1/last.partial/.complete" ]]; }
+
 if [[ ! -f runs/sst2-teacher/best/model.safetensors ]]; then
     echo "== retort train --config configs/sst2-teacher.toml"
-    RESUME=(); [[ -d runs/sst2-teacher/last ]] && RESUME=(--resume)
+    RESUME=(); resumable runs/sst2-teacher && RESUME=(--resume)
     $RETORT train --config configs/sst2-teacher.toml "${SETS[@]}" "${RESUME[@]}"
 fi
 if [[ ! -f runs/sst2-student-a/best/model.safetensors ]]; then
     echo "== retort distill --config configs/sst2-distill.toml"
-    RESUME=(); [[ -d runs/sst2-student-a/last ]] && RESUME=(--resume)
+    RESUME=(); resumable runs/sst2-student-a && RESUME=(--resume)
     $RETORT distill --config configs/sst2-distill.toml "${SETS[@]}" "${RESUME[@]}"
 fi
 for m in runs/sst2-teacher/best runs/sst2-student-a/best; do

@@ -3,6 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -11,7 +12,7 @@ use retort::distill::run::distill as run_distill;
 use retort::eval::evaluate;
 use retort::export::Precision;
 use retort::report::{self, MeasureOptions, TrainingLog};
-use retort::serve::{BatchConfig, Limits, ServeOptions};
+use retort::serve::{BatchConfig, Limits, ServeOptions, Timeouts};
 use retort::summary::ModelSummary;
 use retort::task::{Input, Task};
 use retort::text::DEFAULT_MAX_LEN;
@@ -80,6 +81,32 @@ struct ServeArgs {
     /// Bytes per request body (more: 413).
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Seconds a request's head, then its body, may take to arrive (more: 408, connection closed).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = positive_seconds)]
+    read_timeout: Duration,
+    /// Seconds a connection may stay open without a request.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = positive_seconds)]
+    idle_timeout: Duration,
+    /// Seconds requests in progress get to finish after SIGINT / SIGTERM; then those still
+    /// waiting for the model get 503 and every connection is closed.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    shutdown_grace: Duration,
+}
+
+/// A duration given in seconds (decimals allowed), 0 included.
+fn seconds(text: &str) -> std::result::Result<Duration, String> {
+    let s: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{text}: expected 0 or more seconds"))
+}
+
+/// A duration given in seconds, above 0.
+fn positive_seconds(text: &str) -> std::result::Result<Duration, String> {
+    match seconds(text)? {
+        d if d.is_zero() => Err(format!("{text}: expected more than 0 seconds")),
+        d => Ok(d),
+    }
 }
 
 #[derive(Args)]
@@ -92,6 +119,9 @@ struct ExportArgs {
     /// Store the encoder's linear weights quantised; predict, eval and serve then run them in int8.
     #[arg(long, value_enum)]
     quantize: Option<Quantize>,
+    /// Write into --out even if it holds files (files of the same names are replaced, others stay).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -391,12 +421,14 @@ fn write_predictions(
 }
 
 fn export(args: ExportArgs) -> Result<()> {
+    // Before loading the model: a refused target costs nothing.
+    retort::export::check_target(&args.model.model, &args.out, args.force)?;
     let c = load(&args.model)?;
     let precision = match args.quantize {
         Some(Quantize::Int8) => Precision::Int8,
         None => Precision::AsLoaded,
     };
-    retort::export::export(&c, &args.out, precision)
+    retort::export::export_to(&c, &args.out, precision, args.force)
         .with_context(|| format!("cannot export to {}", args.out.display()))?;
     let how = if precision == Precision::Int8 || c.model.is_int8() {
         "int8"
@@ -425,6 +457,11 @@ fn serve(args: ServeArgs) -> Result<()> {
             max_texts: args.max_texts,
             max_chars: args.max_chars,
             max_body_bytes: args.max_body_bytes,
+        },
+        timeouts: Timeouts {
+            read: args.read_timeout,
+            idle: args.idle_timeout,
+            shutdown_grace: args.shutdown_grace,
         },
     };
     let int8 = if c.model.is_int8() { ", int8" } else { "" };

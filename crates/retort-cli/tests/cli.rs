@@ -308,3 +308,155 @@ fn export_errors_are_clear() {
     let err = fails(&["predict", "--model", s(out.path())], "hello\n");
     assert!(err.contains("weight_scale is missing"), "{err}");
 }
+
+/// Rewrites the dtype of `tensor` in a safetensors header, keeping its bytes (so a same-size
+/// dtype passes every size check).
+fn set_dtype(file: &std::path::Path, tensor: &str, dtype: &str) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header[tensor]["dtype"] = serde_json::json!(dtype);
+    let mut text = serde_json::to_vec(&header).unwrap();
+    assert!(text.len() <= n);
+    text.resize(n, b' ');
+    bytes.splice(8..8 + n, text);
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_tensor_of_the_wrong_dtype_is_named() {
+    let dir = copy_fixture("tiny-bert");
+    // I32 has F32's byte count: read as numbers, the bias would silently change predictions.
+    set_dtype(
+        &dir.path().join("model.safetensors"),
+        "classifier.bias",
+        "I32",
+    );
+    let err = fails(&["predict", "--model", s(dir.path())], "hello\n");
+    assert!(
+        err.contains("tensor classifier.bias is stored as I32") && err.contains("F32, F16 or BF16"),
+        "{err}"
+    );
+
+    // The same in an int8 export, whose reader is its own.
+    let out = tempfile::tempdir().unwrap();
+    let q = out.path().join("int8");
+    let model = fixture("tiny-bert");
+    let export = ["export", "--model", s(&model), "--out", s(&q)];
+    assert!(retort(&[&export[..], &["--quantize", "int8"][..]].concat(), "").ok);
+    set_dtype(&q.join("model.safetensors"), "classifier.bias", "I32");
+    let err = fails(&["predict", "--model", s(&q)], "hello\n");
+    assert!(
+        err.contains("tensor classifier.bias is stored as I32"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_int8_export_of_an_unknown_method_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let q = out.path().join("int8");
+    let run = retort(
+        &[
+            "export",
+            "--model",
+            s(&fixture("tiny-bert")),
+            "--out",
+            s(&q),
+            "--quantize",
+            "int8",
+        ],
+        "",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let config = q.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"method\": \"int8\""), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("\"method\": \"int8\"", "\"method\": \"int4\""),
+    )
+    .unwrap();
+    let err = fails(&["predict", "--model", s(&q)], "hello\n");
+    assert!(
+        err.contains("retort_quantization.method is \"int4\"") && err.contains("only \"int8\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn crlf_and_non_utf8_data_name_the_right_line_once() {
+    let model = fixture("tiny-distilbert");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c.tsv");
+    std::fs::write(
+        &data,
+        "sentence\tlabel\r\ngood\t1\r\nno label on this line\r\n",
+    )
+    .unwrap();
+    let err = fails(&["eval", "--model", s(&model), "--data", s(&data)], "");
+    assert!(err.contains("c.tsv:3:"), "{err}");
+
+    std::fs::write(&data, b"sentence\tlabel\ngood\t1\nbad \xff\t0\n").unwrap();
+    let err = fails(&["eval", "--model", s(&model), "--data", s(&data)], "");
+    assert!(err.contains("c.tsv:3: not valid UTF-8"), "{err}");
+    // Said once: the cause is not repeated after the message that holds it.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("valid UTF-8").count(), 1, "{err}");
+}
+
+#[test]
+fn an_output_that_cannot_be_created_says_so() {
+    let err = fails(
+        &[
+            "export",
+            "--model",
+            s(&fixture("tiny-bert")),
+            "--out",
+            "/proc/forbidden",
+        ],
+        "",
+    );
+    assert!(err.contains("cannot create /proc/forbidden"), "{err}");
+    assert!(!err.contains("missing file"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn exported_weights_follow_the_umask_like_every_other_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("export");
+    let run = retort(
+        &[
+            "export",
+            "--model",
+            s(&fixture("tiny-bert")),
+            "--out",
+            s(&dir),
+        ],
+        "",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("model.safetensors"), mode("config.json"));
+    assert_eq!(mode("model.safetensors"), mode("tokenizer.json"));
+}
+
+#[test]
+fn export_refuses_a_directory_that_holds_files_unless_forced() {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("pytorch_model.bin"), "another model").unwrap();
+    let model = fixture("tiny-bert");
+    let args = ["export", "--model", s(&model), "--out", s(out.path())];
+    let err = fails(&args, "");
+    assert!(
+        err.contains("is not empty") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!out.path().join("config.json").exists());
+    let run = retort(&[&args[..], &["--force"][..]].concat(), "");
+    assert!(run.ok, "{}", run.stderr);
+    assert!(out.path().join("config.json").exists());
+    assert!(out.path().join("pytorch_model.bin").exists());
+}

@@ -1,14 +1,15 @@
 //! `retort serve` end to end: the real binary on a loopback port, good and bad requests,
-//! a bounded load test from this (second) process, and graceful shutdown on SIGTERM.
+//! a bounded load test from this (second) process, graceful shutdown on SIGTERM, and clients
+//! that send half a request or nothing at all.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use retort::serve::client::{load_test, request, Response};
+use retort::serve::client::{load_test, request, Connection, Response};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> String {
@@ -28,9 +29,13 @@ struct Server {
 impl Server {
     /// Starts the server on a free port with the tiny BERT fixture and waits until it listens.
     fn start(extra: &[&str]) -> Server {
-        let model = fixture("tiny-bert");
+        Self::start_model(&fixture("tiny-bert"), extra)
+    }
+
+    /// Starts the server on `model`.
+    fn start_model(model: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_retort"))
-            .args(["serve", "--model", &model, "--port", "0"])
+            .args(["serve", "--model", model, "--port", "0"])
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -110,6 +115,55 @@ fn classifies_texts_and_reports_health() {
         json!(["negative", "neutral", "positive"])
     );
     assert_eq!(health["model"]["int8"], json!(false));
+}
+
+/// The tiny BERT fixture turned into a tagger: its config names a token-classification head
+/// (the classifier's shape is the same) with three tags.
+fn tiny_tagger(dir: &std::path::Path) -> String {
+    let src = PathBuf::from(fixture("tiny-bert"));
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let config_path = dir.join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["architectures"] = json!(["BertForTokenClassification"]);
+    config["id2label"] = json!({"0": "O", "1": "B-PER", "2": "I-PER"});
+    config["label2id"] = json!({"O": 0, "B-PER": 1, "I-PER": 2});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_tagger_answers_on_the_entities_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_model(&tiny_tagger(dir.path()), &[]);
+    let text = "Élan and the actress kid";
+    let body = json!({"texts": [text, "bad"]}).to_string();
+    let r = request(server.addr, "POST", "/v1/entities", body.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let results = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 2);
+    for e in results[0]["entities"].as_array().unwrap() {
+        assert_eq!(e["type"], "PER");
+        let (start, end) = (
+            e["start"].as_u64().unwrap() as usize,
+            e["end"].as_u64().unwrap() as usize,
+        );
+        let cut: String = text.chars().skip(start).take(end - start).collect();
+        assert_eq!(e["text"], cut.as_str());
+    }
+    // A tagger has no sentence route: the error names the one it has.
+    let r = request(server.addr, "POST", "/v1/classify", body.as_bytes()).unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"].as_str().unwrap().contains("/v1/entities"));
+    let health = server.get("/health").json();
+    assert_eq!(health["model"]["task"], "token-classification");
+    // The same limits as the sentence route.
+    let r = request(server.addr, "POST", "/v1/entities", br#"{"texts": []}"#).unwrap();
+    assert_eq!(r.status, 400);
+    server.assert_healthy();
 }
 
 #[test]
@@ -309,4 +363,172 @@ fn a_taken_port_or_a_bad_model_is_a_clear_error() {
             "{stderr}"
         );
     }
+}
+
+/// Sends `bytes` on a fresh connection and reads until the server closes it (at most 10 s):
+/// the status (None when nothing came back), the JSON body, and how long it took.
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> (Option<u16>, Value, Duration) {
+    let start = Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply); // what came before a reset counts too
+    let text = String::from_utf8_lossy(&reply);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    let body = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, body, start.elapsed())
+}
+
+/// Waits up to `limit` for the server to exit; its exit status, or None if it is still up.
+fn wait_exit(server: &mut Server, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn protocol_errors_get_the_json_error_body() {
+    let server = Server::start(&[]);
+    let many_headers: String = (0..150).map(|i| format!("X-Header-{i}: v\r\n")).collect();
+    let cases = [
+        ("GARBAGE\r\n\r\n".to_string(), 400),
+        (
+            "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_string(),
+            400,
+        ),
+        (
+            format!("GET /health HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"),
+            431,
+        ),
+    ];
+    for (request, status) in &cases {
+        let (got, body, _) = exchange(server.addr, request.as_bytes());
+        let shown = &request[..request.len().min(40)];
+        assert_eq!(got, Some(*status), "{shown:?}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(!error.is_empty(), "{shown:?}: no JSON error in {body}");
+        server.assert_healthy();
+    }
+}
+
+#[test]
+fn a_half_sent_request_gets_408_after_the_read_timeout() {
+    let server = Server::start(&["--read-timeout", "0.5"]);
+    for partial in [
+        // The head cut off, then the body cut off.
+        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Le",
+        "POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"texts\"",
+    ] {
+        let (status, body, took) = exchange(server.addr, partial.as_bytes());
+        assert_eq!(status, Some(408), "{partial:?}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains("not received within 0.5 s"), "{body}");
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+            "{partial:?}: answered after {took:?}"
+        );
+    }
+    server.assert_healthy();
+}
+
+#[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let server = Server::start(&["--idle-timeout", "0.5"]);
+    // A connection that never sends anything...
+    let (status, _, took) = exchange(server.addr, b"");
+    assert_eq!(status, None);
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // ...and one kept alive after its request.
+    let (status, body, took) = exchange(server.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((status, &body["status"]), (Some(200), &json!("ok")));
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_half_sent_request_cannot_hold_a_shutdown_open() {
+    let mut server = Server::start(&["--shutdown-grace", "1"]);
+    let mut stalled = TcpStream::connect(server.addr).unwrap();
+    stalled
+        .write_all(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Le")
+        .unwrap();
+    let _idle = TcpStream::connect(server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    server.terminate();
+    let status =
+        wait_exit(&mut server, Duration::from_secs(8)).expect("still running 8 s after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_request_still_waiting_when_the_grace_period_ends_gets_503() {
+    // The batcher holds the request 5 s for company; the grace period is half a second.
+    let mut server = Server::start(&[
+        "--max-wait-ms",
+        "5000",
+        "--max-batch-size",
+        "64",
+        "--shutdown-grace",
+        "0.5",
+    ]);
+    let addr = server.addr;
+    let waiting = std::thread::spawn(move || {
+        request(addr, "POST", "/v1/classify", br#"{"texts": ["wait"]}"#).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.terminate();
+    let r = waiting.join().unwrap();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("shutting down"), "{error}");
+    let status = wait_exit(&mut server, Duration::from_secs(5)).expect("still running");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn every_request_in_flight_at_sigterm_is_answered() {
+    // Requests on kept-alive connections, each held ~0.5 s by the batcher, SIGTERM meanwhile.
+    let mut server = Server::start(&["--max-wait-ms", "500", "--max-batch-size", "64"]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let mut conn = Connection::open(addr).unwrap();
+            let warm = conn.request("GET", "/health", b"").unwrap();
+            assert_eq!(warm.status, 200);
+            std::thread::spawn(move || {
+                let body = json!({ "texts": [format!("text {i}")] }).to_string();
+                conn.request("POST", "/v1/classify", body.as_bytes())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    server.terminate();
+    for client in clients {
+        let r = client.join().unwrap().expect("an empty reply");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let status = wait_exit(&mut server, Duration::from_secs(5)).expect("still running");
+    assert!(status.success(), "{status:?}");
 }

@@ -9,12 +9,21 @@ pub enum Error {
     #[error("missing file: {path} ({what})")]
     MissingFile { path: PathBuf, what: String },
 
-    /// A file exists but could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// A file exists but could not be read. (`cause` is in the message, so it is no `source`:
+    /// a chain printed whole, as the binary does, would say it twice.)
+    #[error("cannot read {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
+    },
+
+    /// A file or directory could not be created or written (no permission, no space, a
+    /// parent that is missing or takes no new entries, ...).
+    #[error("cannot create {path} ({what}): {reason}")]
+    Create {
+        path: PathBuf,
+        what: String,
+        reason: String,
     },
 
     /// `config.json` could not be understood.
@@ -67,7 +76,27 @@ impl Error {
                 what: what.to_string(),
             }
         } else {
-            Error::Io { path, source }
+            Error::Io {
+                path,
+                cause: source,
+            }
+        }
+    }
+
+    /// Wraps an I/O error met while creating or writing `path`. Unlike [`Error::io`], a
+    /// "not found" here is no missing input: a parent directory is missing, or (as in
+    /// `/proc`) takes no new entries.
+    pub fn create(path: impl Into<PathBuf>, source: std::io::Error, what: &str) -> Self {
+        let hint = match source.kind() {
+            std::io::ErrorKind::NotFound => {
+                ": a parent directory is missing or does not accept new entries"
+            }
+            _ => "",
+        };
+        Error::Create {
+            path: path.into(),
+            what: what.to_string(),
+            reason: format!("{source}{hint}"),
         }
     }
 }

@@ -24,8 +24,22 @@ pub enum Precision {
 /// with pruned attention heads gets them back as zeros, which transformers 5 reads),
 /// `model.safetensors`, `tokenizer.json` and `tokenizer_config.json` (plus `vocab.txt` and
 /// `special_tokens_map.json` when the source has them).
+///
+/// `out` must be new or empty (see [`check_target`]); [`export_to`] can write into a
+/// directory that holds files.
 pub fn export(classifier: &Classifier, out: &Path, precision: Precision) -> Result<()> {
-    refuse_overwriting_source(&classifier.dir, out)?;
+    export_to(classifier, out, precision, false)
+}
+
+/// [`export`], into a directory that may hold files when `force` (files of the same names are
+/// replaced, others stay).
+pub fn export_to(
+    classifier: &Classifier,
+    out: &Path,
+    precision: Precision,
+    force: bool,
+) -> Result<()> {
+    check_target(&classifier.dir, out, force)?;
     let mut model = classifier.model.clone();
     if precision == Precision::Int8 && !model.is_int8() {
         model.quantize_int8()?;
@@ -53,7 +67,33 @@ pub fn export(classifier: &Classifier, out: &Path, precision: Precision) -> Resu
         });
         let text = serde_json::to_string_pretty(&config).expect("JSON value serialises");
         std::fs::write(&tokenizer_config, text + "\n")
-            .map_err(|e| Error::io(&tokenizer_config, e, "tokenizer config"))?;
+            .map_err(|e| Error::create(&tokenizer_config, e, "tokenizer config"))?;
+    }
+    Ok(())
+}
+
+/// Checks that an export of the model in `source` may go into `out`: never the model's own
+/// directory, and (unless `force`) a new or empty one. An export over another model would
+/// replace its config.json and weights and leave its other files: a directory that is neither
+/// model. The binary calls it before loading the model.
+pub fn check_target(source: &Path, out: &Path, force: bool) -> Result<()> {
+    refuse_overwriting_source(source, out)?;
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(Error::Invalid(format!(
+            "--out {} exists and is not a directory",
+            out.display()
+        )));
+    }
+    let mut entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e, "output directory"))?;
+    if !force && entries.next().is_some() {
+        return Err(Error::Invalid(format!(
+            "--out {} is not empty: choose a new or empty directory, or pass --force to write \
+             into it (files of the same names are replaced, others stay)",
+            out.display()
+        )));
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::text::augment::{augment, mask_token, WordNeighbours};
 use crate::text::batch::pad_batch;
 use crate::text::vocab::{pruned_vocabulary, tokens_of};
 use crate::text::{Encoded, TextTokenizer};
-use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentInit};
+use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentInit, Validate};
 use crate::train::finetune::{read_data, task_data};
 use crate::train::trainer::{
     self, check_output_dir, dev_metrics, progress_bar, RunOptions, RunSummary,
@@ -143,17 +143,18 @@ fn activity_sample(examples: &[Encoded], pad_id: u32) -> Result<Vec<EncoderInput
 /// Writes a pruned student's tokenizer files into `dir`, for its checkpoints to carry: the
 /// teacher's tokenizer settings, with `tokenizer.json` and `vocab.txt` replaced by its own.
 fn save_student_tokenizer(st: &StudentTokenizer, teacher_dir: &Path, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e, "tokenizer directory"))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::create(dir, e, "tokenizer directory"))?;
     copy_tokenizer_files(teacher_dir, dir)?;
     st.tokenizer.save(dir)?;
     let vocab = dir.join("vocab.txt");
     std::fs::write(&vocab, st.tokens.join("\n") + "\n")
-        .map_err(|e| Error::io(&vocab, e, "vocabulary"))
+        .map_err(|e| Error::create(&vocab, e, "vocabulary"))
 }
 
 /// Runs a whole distillation as configured; the best student is saved in `output.dir/best`.
 pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<DistillSummary> {
     // Before the teacher phase and before anything is written into output.dir.
+    config.validate()?;
     check_output_dir(&config.output.dir, resume)?;
     let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
     if teacher.report.fresh_head {

@@ -33,7 +33,9 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(SequenceClassifie
                 .into(),
         });
     }
-    if quantized::is_marked(&read_json(&config_path)?) {
+    let json = read_json(&config_path)?;
+    if quantized::is_marked(&json) {
+        quantized::check_method(&json, &config_path)?;
         return load_int8(config, &weights, device);
     }
     let source = TensorSource::load(&weights, device)?;
@@ -66,14 +68,14 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 /// Writes `config.json` and `model.safetensors` for `model` into `dir` (created if needed).
 /// An int8 model is written as an int8 checkpoint (see [`quantized`]).
 pub fn save_classifier(model: &SequenceClassifier, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e, "output directory"))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::create(dir, e, "output directory"))?;
     let mut config = model.config.to_hf_json();
     if model.is_int8() {
         config[quantized::MARKER] = quantized::marker();
     }
     let config = serde_json::to_string_pretty(&config).expect("JSON value serialises");
     let path = dir.join(CONFIG_FILE);
-    std::fs::write(&path, config + "\n").map_err(|e| Error::io(&path, e, "config.json"))?;
+    std::fs::write(&path, config + "\n").map_err(|e| Error::create(&path, e, "config.json"))?;
     if model.is_int8() {
         quantized::write(model, &dir.join(WEIGHTS_FILE))
     } else {
@@ -95,7 +97,7 @@ pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
         let src = from.join(name);
         if src.exists() {
             let dst = to.join(name);
-            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e, "tokenizer file"))?;
+            std::fs::copy(&src, &dst).map_err(|e| Error::create(&dst, e, "tokenizer file"))?;
         }
     }
     Ok(())

@@ -67,15 +67,29 @@ impl Params {
 
     /// Writes all parameters to a safetensors file under their names.
     pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
-        let map: HashMap<String, Tensor> = self
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_tensor().clone()))
-            .collect();
-        candle_core::safetensors::save(&map, path).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("cannot write: {e}"),
-        })
+        write_safetensors(self.iter().map(|(n, v)| (n, v.as_tensor())), path)
     }
+}
+
+/// Writes `tensors` as a safetensors file at `path`. The file is written beside `path` with
+/// `std::fs::write`, so its mode follows the umask like every other output (the safetensors
+/// crate's own writer leaves its temporary file's 0600), then renamed over `path`, so a reader
+/// never sees it half written.
+pub fn write_safetensors<S, V>(
+    tensors: impl IntoIterator<Item = (S, V)>,
+    path: &std::path::Path,
+) -> Result<()>
+where
+    S: AsRef<str> + Ord + std::fmt::Display,
+    V: safetensors::View,
+{
+    let bytes = safetensors::serialize(tensors, None).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("cannot write: {e}"),
+    })?;
+    let tmp = path.with_extension("safetensors.partial");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::create(&tmp, e, "weights"))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::create(path, e, "weights"))
 }
 
 /// Tensors of a checkpoint file, looked up under a name and its historical spellings.
@@ -128,6 +142,27 @@ impl TensorSource {
             .find_map(|n| self.tensors.get_key_value(&n))
             .map(|(k, t)| (k.as_str(), t))
     }
+}
+
+/// Refuses a parameter stored in a dtype other than F32, F16 or BF16 (converted to f32).
+/// Integers of the right byte count would otherwise be converted as numbers and silently
+/// change the model (int8 weights come through [`super::quantized`], already dequantised).
+fn check_float(name: &str, dtype: DType, path: Option<&std::path::Path>) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
+        other => Err(Error::Checkpoint {
+            path: path.map(|p| p.to_path_buf()).unwrap_or_default(),
+            message: format!(
+                "tensor {name} is stored as {}; model parameters must be F32, F16 or BF16",
+                dtype_name(other)
+            ),
+        }),
+    }
+}
+
+/// A dtype as safetensors spells it (`I32`, `F64`, ...).
+fn dtype_name(dtype: DType) -> String {
+    format!("{dtype:?}").to_uppercase()
 }
 
 fn candidate_names(name: &str) -> Vec<String> {
@@ -200,6 +235,7 @@ impl ParamBuilder {
                         ),
                     });
                 }
+                check_float(found, t.dtype(), self.source_path())?;
                 self.used.insert(found.to_string());
                 t.to_dtype(DType::F32)?
             }
@@ -284,6 +320,28 @@ mod tests {
         b.get("b.bias", &[4], Init::Zeros).unwrap();
         assert_eq!(b.missing(), ["b.bias"]);
         assert!(b.get("a.weight", &[3, 2], Init::Zeros).is_err());
+    }
+
+    #[test]
+    fn half_precision_is_converted_and_other_dtypes_are_refused() {
+        let dev = Device::Cpu;
+        let half = Tensor::new(&[1.5f32, -2.0], &dev)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let ints = Tensor::new(&[1i64, 2], &dev).unwrap();
+        let source = TensorSource::from_tensors(
+            "mem.safetensors",
+            HashMap::from([("h".to_string(), half), ("i".to_string(), ints)]),
+        );
+        let mut b = ParamBuilder::from_source(source, &dev, 0);
+        let h = b.get("h", &[2], Init::Zeros).unwrap();
+        assert_eq!(h.to_vec1::<f32>().unwrap(), [1.5, -2.0]);
+        let err = b.get("i", &[2], Init::Zeros).unwrap_err().to_string();
+        assert!(
+            err.contains("mem.safetensors") && err.contains("tensor i is stored as I64"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -42,6 +42,21 @@ pub fn is_marked(config: &Value) -> bool {
     config.get(MARKER).is_some_and(|v| !v.is_null())
 }
 
+/// Refuses a marker whose method this version cannot read (`"int4"`, a later format): read
+/// as int8, its bytes would give a wrong model.
+pub fn check_method(config: &Value, path: &Path) -> Result<()> {
+    match config[MARKER].get("method").and_then(Value::as_str) {
+        Some("int8") => Ok(()),
+        other => Err(Error::Config {
+            path: path.to_path_buf(),
+            message: format!(
+                "{MARKER}.method is {}; this version of Retort reads only \"int8\"",
+                other.map_or("missing".to_string(), |m| format!("{m:?}"))
+            ),
+        }),
+    }
+}
+
 fn checkpoint_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Checkpoint {
         path: path.to_path_buf(),
@@ -63,9 +78,8 @@ pub fn read(
     for (name, view) in file.iter() {
         let shape = view.shape().to_vec();
         match view.dtype() {
-            Dtype::F32 => {
-                let t = Tensor::from_raw_buffer(view.data(), DType::F32, &shape, device)?;
-                tensors.insert(name.to_string(), t);
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 => {
+                tensors.insert(name.to_string(), float_tensor(name, &view, device, path)?);
             }
             Dtype::I8 => {
                 let [out_dim, in_dim] = shape[..] else {
@@ -79,7 +93,9 @@ pub fn read(
                     .tensor(&scale_name)
                     .map_err(|_| checkpoint_error(path, format!("{scale_name} is missing")))?;
                 let q = view.data().iter().map(|&b| b as i8).collect();
-                let scales = f32_values(scales.data());
+                let scales = float_tensor(&scale_name, &scales, device, path)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
                 let w = Int8Weight::from_parts(q, scales, out_dim, in_dim)
                     .map_err(|e| checkpoint_error(path, format!("{name}: {e}")))?;
                 let dequantized = Tensor::from_vec(w.dequantize(), (out_dim, in_dim), device)?;
@@ -89,7 +105,10 @@ pub fn read(
             other => {
                 return Err(checkpoint_error(
                     path,
-                    format!("{name}: dtype {other:?} (an int8 checkpoint holds only F32 and I8)"),
+                    format!(
+                        "tensor {name} is stored as {other:?}; an int8 checkpoint holds F32 \
+                         (or F16 / BF16) tensors and I8 encoder linear weights"
+                    ),
                 ))
             }
         }
@@ -102,11 +121,25 @@ pub fn read(
     Ok((tensors, int8))
 }
 
-fn f32_values(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+/// A floating-point tensor of the file as f32; any other dtype is an error naming it.
+fn float_tensor(
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+    device: &Device,
+    path: &Path,
+) -> Result<Tensor> {
+    let dtype = match view.dtype() {
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        other => {
+            return Err(checkpoint_error(
+                path,
+                format!("tensor {name} is stored as {other:?}; it must be F32, F16 or BF16"),
+            ))
+        }
+    };
+    Ok(Tensor::from_raw_buffer(view.data(), dtype, view.shape(), device)?.to_dtype(DType::F32)?)
 }
 
 /// Gives every encoder linear map of `model` its int8 weight from `int8` (by tensor name).
@@ -175,6 +208,5 @@ pub fn write(model: &SequenceClassifier, path: &Path) -> Result<()> {
             (n.as_str(), view)
         })
         .collect::<Vec<_>>();
-    safetensors::tensor::serialize_to_file(views, None, path)
-        .map_err(|e| checkpoint_error(path, format!("cannot write: {e}")))
+    super::params::write_safetensors(views, path)
 }

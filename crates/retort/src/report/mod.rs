@@ -197,7 +197,7 @@ pub fn short_name(dir: &Path) -> String {
 
 /// Writes `report.json`, `report.md` and `report.html` into `out` (created if needed).
 pub fn write(report: &Report, out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e, "report directory"))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::create(out, e, "report directory"))?;
     let json = serde_json::to_string_pretty(report)
         .map_err(|e| Error::Invalid(format!("cannot serialise the report: {e}")))?;
     for (file, text) in [
@@ -206,7 +206,7 @@ pub fn write(report: &Report, out: &Path) -> Result<()> {
         ("report.html", html::render(report)),
     ] {
         let path = out.join(file);
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e, "report file"))?;
+        std::fs::write(&path, text).map_err(|e| Error::create(&path, e, "report file"))?;
     }
     Ok(())
 }

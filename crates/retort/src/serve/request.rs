@@ -1,5 +1,8 @@
 //! Turning a request body into texts, or into the JSON error that says what is wrong.
 
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody};
 use axum::http::StatusCode;
 use serde_json::Value;
 
@@ -41,6 +44,55 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+/// Reads a request body whole: 413 beyond `limit` bytes (refused from its Content-Length
+/// before any byte is read, else as soon as it is exceeded), 408 when it has not arrived
+/// within `timeout` of the start (a client that sends part of a body and stops cannot hold a
+/// handler), 400 when the connection breaks off.
+pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::new();
+    loop {
+        let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
+        let frame = tokio::time::timeout_at(deadline, frame)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body was not received within {} s",
+                        timeout.as_secs_f64()
+                    ),
+                )
+            })?;
+        match frame {
+            None => return Ok(bytes),
+            Some(Err(e)) => {
+                return Err(ApiError::bad_request(format!(
+                    "cannot read the request body: {e}"
+                )))
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if bytes.len() + data.len() > limit {
+                        return Err(too_large());
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
+        }
     }
 }
 

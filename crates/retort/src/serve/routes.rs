@@ -3,11 +3,10 @@
 //! `{"error": "..."}` with its status, unknown routes and methods included.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,8 +14,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::batcher::Batcher;
+use super::conn::Shutdown;
 use super::metrics::Metrics;
-use super::request::{parse_texts, ApiError, Limits};
+use super::request::{parse_texts, read_body, ApiError, Limits};
 
 /// What every route shares.
 pub struct AppState {
@@ -27,39 +27,52 @@ pub struct AppState {
     pub model_info: Value,
     /// The prediction route of the model's task.
     pub route: &'static str,
+    /// A request body must arrive within this (else 408).
+    pub read_timeout: Duration,
+    /// Given when the shutdown grace period is over: requests still waiting get 503.
+    pub out_of_time: Shutdown,
 }
 
 /// The server's routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    let body_limit = state.limits.max_body_bytes;
     Router::new()
         .route(state.route, post(predict))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Bodies beyond the limit are refused while being read (413), not buffered whole.
-        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": self.message}))).into_response()
+        let mut response = (self.status, Json(json!({"error": self.message}))).into_response();
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may never come: the connection is of no further use.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
-async fn predict(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn predict(State(state): State<Arc<AppState>>, body: Body) -> Response {
     let start = Instant::now();
     let mut count = 0;
     let result = async {
-        let body = body.map_err(|r| body_error(&r, state.limits.max_body_bytes))?;
+        let body = read_body(body, state.limits.max_body_bytes, state.read_timeout).await?;
         let texts = parse_texts(&body, &state.limits)?;
         count = texts.len();
-        state.batcher.predict(texts).await
+        tokio::select! {
+            answer = state.batcher.predict(texts) => answer,
+            // The grace period is over: an answer now, rather than a closed connection.
+            _ = state.out_of_time.clone().wait() => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down: retry the request",
+            )),
+        }
     }
     .await;
     let elapsed = start.elapsed().as_secs_f64();
@@ -69,21 +82,6 @@ async fn predict(
     match result {
         Ok(predictions) => Json(json!({ "results": predictions })).into_response(),
         Err(e) => e.into_response(),
-    }
-}
-
-/// A body that could not be read: too large (413) or broken off (400).
-fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {limit} bytes"),
-        )
-    } else {
-        ApiError::new(
-            rejection.status(),
-            format!("cannot read the request body: {}", rejection.body_text()),
-        )
     }
 }
 

@@ -82,6 +82,18 @@ impl AugmentConfig {
 
     /// Checks that the probabilities are probabilities and fit together.
     pub fn validate(&self) -> Result<()> {
+        match self.problem() {
+            None => Ok(()),
+            Some((fields, message)) => Err(Error::Invalid(format!(
+                "augmentation {} {message}",
+                fields.join(" and ")
+            ))),
+        }
+    }
+
+    /// The first value out of range: the fields concerned (`p_mask`, ...) and what is wrong.
+    /// A run config names them by their keys (`augment.p_mask`).
+    pub fn problem(&self) -> Option<(Vec<&'static str>, String)> {
         for (name, p) in [
             ("p_mask", self.p_mask),
             ("p_replace", self.p_replace),
@@ -89,24 +101,28 @@ impl AugmentConfig {
         ] {
             // `contains` is false for NaN, so NaN is rejected too.
             if !(0.0..=1.0).contains(&p) {
-                return Err(Error::Invalid(format!(
-                    "augmentation {name} must be a probability between 0 and 1, got {p}"
-                )));
+                return Some((
+                    vec![name],
+                    format!("must be a probability between 0 and 1, got {p}"),
+                ));
             }
         }
         if self.p_mask + self.p_replace > 1.0 {
-            return Err(Error::Invalid(format!(
-                "augmentation p_mask + p_replace must be at most 1 (a word is masked or \
-                 replaced, never both), got {} + {}",
-                self.p_mask, self.p_replace
-            )));
-        }
-        if self.p_replace > 0.0 && self.neighbours == 0 {
-            return Err(Error::Invalid(
-                "augmentation neighbours must be at least 1 when p_replace is above 0".into(),
+            return Some((
+                vec!["p_mask", "p_replace"],
+                format!(
+                    "must add up to at most 1 (a word is masked or replaced, never both), got {} + {}",
+                    self.p_mask, self.p_replace
+                ),
             ));
         }
-        Ok(())
+        if self.p_replace > 0.0 && self.neighbours == 0 {
+            return Some((
+                vec!["neighbours"],
+                "must be at least 1 when p_replace is above 0".into(),
+            ));
+        }
+        None
     }
 }
 
@@ -460,7 +476,10 @@ mod tests {
             (config(1, 1.5, 0.0, 0.0), "p_mask"),
             (config(1, 0.1, -0.1, 0.0), "p_replace"),
             (config(1, 0.1, 0.1, f64::NAN), "p_ngram"),
-            (config(1, 0.6, 0.5, 0.0), "p_mask + p_replace"),
+            (
+                config(1, 0.6, 0.5, 0.0),
+                "p_mask and p_replace must add up to at most 1",
+            ),
         ] {
             let err = augment(&CORPUS, &bad, None, "[MASK]", 0).unwrap_err();
             assert!(matches!(err, Error::Invalid(_)), "{err:?}");

@@ -33,7 +33,8 @@ pub struct Dataset {
 impl Dataset {
     /// Reads a `.tsv`, `.csv` or `.jsonl` file (chosen by extension). An empty file is an error.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "dataset"))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e, "dataset"))?;
+        let text = utf8_text(path, bytes)?;
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -119,6 +120,31 @@ fn data_error(path: &Path, line: usize, message: impl Into<String>) -> Error {
     }
 }
 
+/// The file's text; invalid UTF-8 is an error naming its line.
+fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        data_error(
+            path,
+            line_of(valid, valid.len()),
+            format!(
+                "not valid UTF-8 (byte {} of the line); save the file as UTF-8",
+                valid.len() - line_start + 1
+            ),
+        )
+    })
+}
+
+/// The 1-based line of byte `offset` in `bytes`: one plus the newlines before it. (The csv
+/// crate's own line count is one short after CRLF line ends.)
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    1 + bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
 /// Index of the text column and (optional) label column in a header.
 fn header_columns(path: &Path, header: &[&str]) -> Result<(usize, Option<usize>)> {
     let find = |name: &str| header.iter().position(|h| h.trim() == name);
@@ -153,12 +179,16 @@ fn parse_delimited(path: &Path, text: &str, delimiter: u8) -> Result<Vec<Example
     let header: Vec<&str> = header.iter().collect();
     let (text_col, label_col) = header_columns(path, &header)?;
     let mut examples = Vec::new();
+    // Lines are counted from byte offsets, incrementally (records come in file order).
+    let mut lines = LineCounter::new(text.as_bytes());
     for record in records {
         let record = record.map_err(|e| {
-            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
+            let line = e.position().map_or(0, |p| lines.line_at(p.byte() as usize));
             data_error(path, line, e.to_string())
         })?;
-        let line = record.position().map(|p| p.line() as usize).unwrap_or(0);
+        let line = record
+            .position()
+            .map_or(0, |p| lines.line_at(p.byte() as usize));
         if record.len() == 1 && record[0].trim().is_empty() {
             continue; // blank line
         }
@@ -184,6 +214,44 @@ fn parse_delimited(path: &Path, text: &str, delimiter: u8) -> Result<Vec<Example
         });
     }
     Ok(examples)
+}
+
+/// Line numbers of increasing byte offsets, counted once through the text.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of the record that starts at byte `offset` (at or after the previous
+    /// one asked for). After a CRLF the csv crate starts the next record at the `\n`, and
+    /// after blank lines at the first of them: the record's line is that of its first byte.
+    fn line_at(&mut self, offset: usize) -> usize {
+        let offset = offset.min(self.bytes.len());
+        let offset = offset
+            + self.bytes[offset..]
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+        if offset < self.offset {
+            return line_of(self.bytes, offset);
+        }
+        self.line += self.bytes[self.offset..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.offset = offset;
+        self.line
+    }
 }
 
 fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<Example>> {
@@ -285,6 +353,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no text column"));
+    }
+
+    #[test]
+    fn crlf_files_name_the_right_line() {
+        let (_d, p) = write("c.tsv", "sentence\tlabel\r\nfine\t1\r\nno label\r\n");
+        let err = Dataset::read(&p).unwrap_err().to_string();
+        assert!(err.contains("c.tsv:3:"), "{err}");
+        let (_d, p) = write("c.csv", "text,label\r\na,1\r\nb,2\r\n");
+        let ds = Dataset::read(&p).unwrap();
+        assert_eq!(ds.examples[1].line, 3);
+        assert_eq!(ds.examples[1].text, "b");
+        let (_d, p) = write("c.jsonl", "{\"text\": \"a\"}\r\n{oops\r\n");
+        let err = Dataset::read(&p).unwrap_err().to_string();
+        assert!(err.contains("c.jsonl:2:"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("u.tsv");
+        std::fs::write(&p, b"sentence\tlabel\nfine\t1\nbad \xff\t0\n").unwrap();
+        let err = Dataset::read(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("u.tsv:3: not valid UTF-8 (byte 5 of the line)"),
+            "{err}"
+        );
     }
 
     #[test]

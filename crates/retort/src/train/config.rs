@@ -316,36 +316,249 @@ impl Default for OutputSection {
 impl TrainSection {
     /// Checks values the loop relies on.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::Invalid(format!("train: {m}")));
-        if self.batch_size == 0 || self.grad_accum == 0 {
-            return bad("batch_size and grad_accum must be at least 1");
-        }
+        self.check()
+            .map_err(|v| Error::Invalid(format!("run config: {v}")))
+    }
+
+    fn check(&self) -> std::result::Result<(), InvalidValue> {
+        at_least_one("train.batch_size", self.batch_size)?;
+        at_least_one("train.grad_accum", self.grad_accum)?;
+        at_least_one("train.log_every", self.log_every)?;
         if self.epochs == 0 && self.max_steps == 0 {
-            return bad("epochs and max_steps are both 0: nothing to train");
+            return Err(InvalidValue::pair(
+                "train.epochs",
+                "train.max_steps",
+                "are both 0: nothing to train",
+            ));
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("lr must be a positive number");
-        }
+        positive("train.lr", self.lr)?;
+        non_negative("train.weight_decay", self.weight_decay)?;
+        // `contains` is false for NaN.
         if !(0.0..1.0).contains(&self.warmup_ratio) {
-            return bad("warmup_ratio must be in [0, 1)");
+            return Err(InvalidValue::new(
+                "train.warmup_ratio",
+                format!(
+                    "must be in [0, 1) (a fraction of the steps), got {}",
+                    self.warmup_ratio
+                ),
+            ));
         }
-        if self.log_every == 0 {
-            return bad("log_every must be at least 1");
+        non_negative("train.grad_clip", self.grad_clip)
+    }
+}
+
+/// A run config value out of range: the keys concerned (`section.key`) and what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidValue {
+    /// The key whose value is wrong, or the keys whose values conflict.
+    pub keys: Vec<String>,
+    /// What is wrong, e.g. "must be a positive number, got 0".
+    pub message: String,
+}
+
+impl InvalidValue {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            keys: vec![key.to_string()],
+            message: message.into(),
+        }
+    }
+
+    fn pair(a: &str, b: &str, message: &str) -> Self {
+        Self {
+            keys: vec![a.to_string(), b.to_string()],
+            message: message.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for InvalidValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.keys.join(" and "), self.message)
+    }
+}
+
+/// A run config that checks its values as soon as it is read, before any model is loaded or
+/// any file written: a value found wrong after the teacher phase has cost minutes and left
+/// files in the output directory.
+pub trait Validate {
+    /// The first value out of range, if any.
+    fn check(&self) -> std::result::Result<(), InvalidValue>;
+
+    /// [`Validate::check`] as a library error, for callers that build a config in code
+    /// ([`load_config`] runs it already, naming the file or `--set` the value came from).
+    fn validate(&self) -> Result<()> {
+        self.check()
+            .map_err(|v| Error::Invalid(format!("run config: {v}")))
+    }
+}
+
+impl Validate for TrainConfig {
+    fn check(&self) -> std::result::Result<(), InvalidValue> {
+        at_least_one("model.max_len", self.model.max_len)?;
+        self.train.check()
+    }
+}
+
+impl Validate for DistillConfig {
+    fn check(&self) -> std::result::Result<(), InvalidValue> {
+        at_least_one("teacher.max_len", self.teacher.max_len)?;
+        self.student.check()?;
+        if let Some((fields, message)) = self.augment.problem() {
+            return Err(InvalidValue {
+                keys: fields.iter().map(|f| format!("augment.{f}")).collect(),
+                message,
+            });
+        }
+        self.distill.check()?;
+        self.train.check()
+    }
+}
+
+impl StudentSection {
+    fn check(&self) -> std::result::Result<(), InvalidValue> {
+        match self.init {
+            StudentInit::TeacherLayers if self.teacher_layers.is_empty() => Err(InvalidValue::new(
+                "student.teacher_layers",
+                "is empty: name the teacher layers to copy",
+            )),
+            StudentInit::TeacherLayers => Ok(()),
+            StudentInit::Fresh => {
+                at_least_one("student.layers", self.layers)?;
+                at_least_one("student.hidden_size", self.hidden_size)?;
+                at_least_one("student.heads", self.heads)?;
+                at_least_one("student.intermediate_size", self.intermediate_size)?;
+                if !self.hidden_size.is_multiple_of(self.heads) {
+                    return Err(InvalidValue::pair(
+                        "student.hidden_size",
+                        "student.heads",
+                        &format!(
+                            "do not fit: {} is not a multiple of {}",
+                            self.hidden_size, self.heads
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl DistillSection {
+    fn check(&self) -> std::result::Result<(), InvalidValue> {
+        positive("distill.temperature", self.temperature)?;
+        let w = &self.weights;
+        let weights = [
+            ("hard_ce", w.hard_ce),
+            ("soft_kl", w.soft_kl),
+            ("soft_ce", w.soft_ce),
+            ("logit_mse", w.logit_mse),
+            ("hidden_mse", w.hidden_mse),
+            ("attention_mse", w.attention_mse),
+            ("attention_kl", w.attention_kl),
+            ("cosine", w.cosine),
+        ];
+        for (name, value) in weights {
+            // A negative weight would reward the student for moving away from its target.
+            non_negative(&format!("distill.weights.{name}"), value)?;
+        }
+        if weights.iter().all(|(_, v)| *v == 0.0) {
+            return Err(InvalidValue::new(
+                "distill.weights",
+                "are all 0: the student would learn nothing",
+            ));
         }
         Ok(())
     }
 }
 
-/// Reads a TOML config, applies `key.path=value` overrides, and interprets it as `T`.
-pub fn load_config<T: DeserializeOwned>(path: &Path, overrides: &[String]) -> Result<T> {
+fn at_least_one(key: &str, value: usize) -> std::result::Result<(), InvalidValue> {
+    match value {
+        0 => Err(InvalidValue::new(key, "must be at least 1, got 0")),
+        _ => Ok(()),
+    }
+}
+
+/// `value` > 0 and finite (NaN fails every comparison, so it is refused too).
+fn positive(key: &str, value: f64) -> std::result::Result<(), InvalidValue> {
+    if value > 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(InvalidValue::new(
+            key,
+            format!("must be a positive number, got {value}"),
+        ))
+    }
+}
+
+/// `value` ≥ 0 and finite.
+fn non_negative(key: &str, value: f64) -> std::result::Result<(), InvalidValue> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(InvalidValue::new(
+            key,
+            format!("must be 0 or a positive number, got {value}"),
+        ))
+    }
+}
+
+/// Reads a TOML config, applies `key.path=value` overrides, interprets it as `T` and checks
+/// its values ([`Validate`]). An error names where the value came from: the file, or the
+/// `--set` that gave it.
+pub fn load_config<T: DeserializeOwned + Validate>(path: &Path, overrides: &[String]) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "run config"))?;
-    let mut table: toml::Table = text
+    let file: toml::Table = text
         .parse()
         .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    let mut table = file.clone();
     for o in overrides {
         apply_override(&mut table, o)?;
     }
-    T::deserialize(table).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+    let config = T::deserialize(table).map_err(|e| {
+        // toml's message ends in "\nin `key`\n": one line reads better after the source.
+        let message = e.to_string().trim_end().replace('\n', " ");
+        Error::Invalid(format!(
+            "{}: {message}",
+            unreadable_by::<T>(path, &file, overrides)
+        ))
+    })?;
+    config
+        .check()
+        .map_err(|v| Error::Invalid(format!("{}: {v}", set_by(&v, path, overrides))))?;
+    Ok(config)
+}
+
+/// Which source makes a config unreadable: the file when it fails alone, else the first
+/// `--set` after which it fails. (Overrides are merged into the file's TOML before it is
+/// interpreted, so the error itself cannot say.)
+fn unreadable_by<T: DeserializeOwned>(
+    path: &Path,
+    file: &toml::Table,
+    overrides: &[String],
+) -> String {
+    let mut table = file.clone();
+    if T::deserialize(table.clone()).is_ok() {
+        for o in overrides {
+            if apply_override(&mut table, o).is_ok() && T::deserialize(table.clone()).is_err() {
+                return format!("--set {o}");
+            }
+        }
+    }
+    path.display().to_string()
+}
+
+/// Where an out-of-range value came from: the last `--set` of one of its keys (it wins over
+/// the file), else the file.
+fn set_by(invalid: &InvalidValue, path: &Path, overrides: &[String]) -> String {
+    overrides
+        .iter()
+        .rev()
+        .find(|o| {
+            o.split_once('=')
+                .is_some_and(|(key, _)| invalid.keys.iter().any(|k| k == key.trim()))
+        })
+        .map_or_else(|| path.display().to_string(), |o| format!("--set {o}"))
 }
 
 /// Sets `a.b.c=value` in `table`; the value is read as TOML (`3e-5`, `true`, `[1, 3]`,

@@ -6,7 +6,7 @@ use crate::infer::Classifier;
 use crate::task::{Corpus, Task, TaskData};
 use crate::text::TextTokenizer;
 
-use super::config::{to_toml, DataSection, TrainConfig};
+use super::config::{to_toml, DataSection, TrainConfig, Validate};
 use super::trainer::{self, check_output_dir, RunOptions, RunSummary};
 
 /// Reads the training and dev sets named in `data` in `task`'s format, keeping the first
@@ -42,6 +42,8 @@ pub fn task_data(
 
 /// Fine-tunes `config.model.init` and saves the best dev checkpoint in `output.dir/best`.
 pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<RunSummary> {
+    // Before anything is loaded or written (load_config has checked a config read from a file).
+    config.validate()?;
     check_output_dir(&config.output.dir, resume)?;
     let init = &config.model.init;
     let task = config.model.task;

@@ -3,5 +3,6 @@
 pub mod config;
 pub mod finetune;
 pub mod optim;
+pub mod run_dir;
 pub mod step;
 pub mod trainer;

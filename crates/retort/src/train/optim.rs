@@ -388,10 +388,7 @@ impl AdamW {
                 Tensor::from_slice(&s.v, shape, device)?,
             );
         }
-        candle_core::safetensors::save(&map, path).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("cannot write optimiser state: {e}"),
-        })
+        crate::model::params::write_safetensors(&map, path)
     }
 
     /// Restores moments saved by [`AdamW::save`] and the step count.

@@ -6,8 +6,6 @@
 //! state to `last/`, metrics to `metrics.jsonl`. A NaN/inf loss stops the run and leaves the
 //! last good checkpoint in place; Ctrl-C saves `last/` and stops; `--resume` continues.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -19,6 +17,7 @@ use serde_json::json;
 
 use super::config::TrainSection;
 use super::optim::{AdamW, Grads, Schedule};
+use super::run_dir::{self, append_record, replace_dir};
 use super::step::forward_backward;
 use crate::distill::objective::{Objective, TrainBatch};
 use crate::error::{Error, Result};
@@ -146,18 +145,7 @@ fn make_batch(data: &TaskData, offsets: &[u32], idx: &[usize], pad_id: u32) -> R
     })
 }
 
-/// Refuses to start a new run in `out` when it holds one already (its `last/`), unless the run
-/// resumes it: a new run would overwrite the old one's checkpoints. Commands call it before
-/// their slow set-up, so a refused run costs nothing.
-pub fn check_output_dir(out: &Path, resume: bool) -> Result<()> {
-    if !resume && out.join("last").exists() {
-        return Err(Error::Invalid(format!(
-            "{} already holds a run: pass --resume to continue it, or choose another output.dir",
-            out.display()
-        )));
-    }
-    Ok(())
-}
+pub use super::run_dir::check_output_dir;
 
 /// Trains `model` (and the objective's own parameters) on `train`, keeping the best on `dev`.
 pub fn run(
@@ -175,7 +163,7 @@ pub fn run(
     let out = opts.out_dir;
     let (best_dir, last_dir) = (out.join("best"), out.join("last"));
     check_output_dir(out, opts.resume)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e, "output directory"))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::create(out, e, "output directory"))?;
     write_file(&out.join("config.toml"), opts.config_toml)?;
 
     let params = Params::merged(&model.params, &objective.params);
@@ -204,6 +192,10 @@ pub fn run(
         seconds: 0.0,
     };
     if opts.resume {
+        // A save interrupted between its two renames left `last/` (or `best/`) under another name.
+        for note in run_dir::find_checkpoint(out)? {
+            eprintln!("{note}");
+        }
         state = restore(&last_dir, &params, &mut opt)?;
         eprintln!(
             "resuming {} at step {} of {total}",
@@ -211,11 +203,11 @@ pub fn run(
             state.step
         );
     }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out.join("metrics.jsonl"))
-        .map_err(|e| Error::io(out.join("metrics.jsonl"), e, "metrics log"))?;
+    // A resumed run logs the steps after its checkpoint again: the log is cut back to it first.
+    let mut log = run_dir::open_log(
+        &out.join("metrics.jsonl"),
+        opts.resume.then_some(state.step),
+    )?;
 
     install_interrupt_handler();
     INTERRUPTED.store(false, Ordering::SeqCst);
@@ -298,7 +290,7 @@ pub fn run(
                     .iter()
                     .map(|(k, v)| (k.to_string(), json!(v)))
                     .collect();
-                log_line(
+                append_record(
                     &mut log,
                     json!({
                         "event": "train", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
@@ -342,7 +334,7 @@ pub fn run(
                 for (name, v) in &scores.values {
                     record[format!("dev_{name}")] = json!(v);
                 }
-                log_line(&mut log, record)?;
+                append_record(&mut log, record)?;
                 bar.println(format!(
                     "step {step}/{total}: dev {metric} {value:.4} (best {:.4} at step {})",
                     state.best_score, state.best_step
@@ -404,12 +396,8 @@ pub(crate) fn progress_bar(total: usize, show: bool, template: &str) -> Progress
     bar
 }
 
-fn log_line(file: &mut File, value: serde_json::Value) -> Result<()> {
-    writeln!(file, "{value}").map_err(|e| Error::io("metrics.jsonl", e, "metrics log"))
-}
-
 fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::io(path, e, "output file"))
+    std::fs::write(path, text).map_err(|e| Error::create(path, e, "output file"))
 }
 
 /// Saves a loadable checkpoint (HF layout plus the tokenizer) into `dir`, replacing it whole.
@@ -441,23 +429,6 @@ fn save_last(
             &serde_json::to_string_pretty(state).expect("state serialises"),
         )
     })
-}
-
-/// Writes into a temporary sibling directory, then swaps it in: an interrupted save never
-/// destroys the previous good checkpoint.
-fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = dir.with_extension("partial");
-    let old = dir.with_extension("old");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e, "checkpoint directory"))?;
-    write(&tmp)?;
-    let _ = std::fs::remove_dir_all(&old);
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e, "checkpoint directory"))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e, "checkpoint directory"))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
 }
 
 /// Loads `last/` into the parameters and optimiser; returns the saved progress.
