@@ -310,8 +310,17 @@ fn distill_step(
         cached_logits: None,
     };
     let hidden = student.config.hidden_size;
-    let objective =
-        Objective::distill(weights, 2.0, online, Vec::new(), hidden, &Device::Cpu, 0).unwrap();
+    let objective = Objective::distill(
+        &weights.terms(),
+        &Default::default(),
+        2.0,
+        online,
+        student.config.num_layers,
+        hidden,
+        &Device::Cpu,
+        0,
+    )
+    .unwrap();
     let classes = student.config.num_labels();
     let indices: Vec<usize> = (0..input.input_ids.dim(0).unwrap()).collect();
     // Parts are consecutive rows of the synthetic batch.

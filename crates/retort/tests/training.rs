@@ -11,6 +11,7 @@ use common::fixture;
 use retort::distill::mapping::LayerMap;
 use retort::distill::objective::{Objective, Teacher, TrainBatch};
 use retort::distill::run::distill;
+use retort::distill::terms::{Term, TermKind};
 use retort::model::Pass;
 use retort::task::Task;
 use retort::text::batch::pad_batch;
@@ -249,15 +250,15 @@ fn every_student_tensor_learns(
     let student = retort::distill::run::build_student(config, teacher, &enc)
         .unwrap()
         .model;
-    let pairs = LayerMap::Uniform.pairs(student_layers, 3).unwrap();
     let objective = Objective::distill(
-        all_terms(),
+        &all_terms().terms(),
+        &LayerMap::Uniform,
         2.0,
         Teacher {
             model: Some(teacher.model.clone()),
             cached_logits: None,
         },
-        pairs,
+        student_layers,
         student.config.hidden_size,
         &Device::Cpu,
         0,
@@ -391,17 +392,14 @@ fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
     );
 
     // Intermediate terms with a teacher-layer student (same width: no projection).
-    c.distill.weights = all_terms();
+    c.distill.weights = Some(all_terms());
     c.output.dir = dir.join("c");
     let third = distill(&c, false, false).unwrap();
     assert_eq!(third.run.steps, 3);
 
     // hard_ce alone (an ablation's no-teacher baseline) needs neither logits nor the model.
-    c.distill.weights = LossWeights {
-        hard_ce: 1.0,
-        soft_kl: 0.0,
-        ..LossWeights::default()
-    };
+    c.distill.terms = Some(vec![Term::new(TermKind::HardCe, 1.0)]);
+    c.distill.weights = None;
     c.augment.multiplier = 0;
     c.output.dir = dir.join("d");
     let hard = distill(&c, false, false).unwrap();
@@ -478,11 +476,11 @@ fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_th
     );
 
     // Token-by-token terms cannot compare two tokenizations; a fresh student has no layers to prune.
-    c.distill.weights = all_terms();
+    c.distill.weights = Some(all_terms());
     c.output.dir = dir.join("refused");
     let err = distill(&c, false, false).err().unwrap().to_string();
     assert!(err.contains("keep_tokens"), "{err}");
-    c.distill.weights = LossWeights::default();
+    c.distill.weights = None;
     c.student.init = StudentInit::Fresh;
     let err = distill(&c, false, false).err().unwrap().to_string();
     assert!(err.contains("teacher-layers"), "{err}");
@@ -551,7 +549,17 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
         cached_logits: None,
     };
     let hidden = config.hidden_size;
-    let objective = Objective::distill(weights, 2.0, online, Vec::new(), hidden, &Device::Cpu, 0);
+    let layers = config.num_layers;
+    let objective = Objective::distill(
+        &weights.terms(),
+        &LayerMap::Uniform,
+        2.0,
+        online,
+        layers,
+        hidden,
+        &Device::Cpu,
+        0,
+    );
     let objective = objective.unwrap();
     let texts: Vec<String> = (0..13)
         .map(|i| {

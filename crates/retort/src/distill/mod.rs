@@ -5,3 +5,4 @@ pub mod mapping;
 pub mod objective;
 pub mod run;
 pub mod teacher_cache;
+pub mod terms;

@@ -1,18 +1,22 @@
-//! The training objective: a weighted sum of loss terms, with the teacher's outputs (cached
-//! logits or an online no-grad pass) and learned projections for hidden-state matching.
+//! The training objective: a weighted sum of the run's loss terms ([`super::terms`]), with the
+//! teacher's outputs (cached logits or an online no-grad pass) and learned projections for
+//! hidden-state matching.
 //!
 //! Fine-tuning is the same objective with only `hard_ce` and no teacher.
+
+use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
 
 use super::loss;
+use super::mapping::LayerMap;
+use super::terms::{Needs, Term, TermKind};
 use crate::error::{Error, Result};
 use crate::model::encoder::linear;
 use crate::model::layers::Linear;
 use crate::model::params::ParamBuilder;
 use crate::model::{ClassifierOutput, EncoderInput, Outputs, Params, Pass, SequenceClassifier};
 use crate::task::view::select_rows;
-use crate::train::config::LossWeights;
 
 /// One training batch: its tensors and the rows of logits its terms compare.
 #[derive(Debug, Clone)]
@@ -49,15 +53,23 @@ pub struct Teacher {
     pub cached_logits: Option<Tensor>,
 }
 
+/// One term of the objective, its layer pairs resolved.
+struct ActiveTerm {
+    kind: TermKind,
+    weight: f64,
+    /// (student layer, teacher layer) pairs, 0-based: the intermediate kinds' only.
+    pairs: Vec<(usize, usize)>,
+}
+
 /// A weighted sum of loss terms.
 pub struct Objective {
-    weights: LossWeights,
+    terms: Vec<ActiveTerm>,
+    needs: Needs,
     temperature: f64,
     teacher: Option<Teacher>,
-    /// (student layer, teacher layer) pairs for the intermediate terms, 0-based.
-    pairs: Vec<(usize, usize)>,
-    /// One projection per pair from the student's width to the teacher's (None: same width).
-    projections: Vec<Option<Linear>>,
+    /// A projection from the student's width to the teacher's per (student, teacher) layer
+    /// pair that a hidden-state term compares (none when the widths are equal).
+    projections: BTreeMap<(usize, usize), Linear>,
     /// Trainable parameters of the objective itself (the projections).
     pub params: Params,
 }
@@ -71,65 +83,88 @@ pub struct LossValue {
 impl Objective {
     /// Plain supervised fine-tuning: cross-entropy with the gold labels.
     pub fn fine_tune() -> Self {
-        let weights = LossWeights {
-            hard_ce: 1.0,
-            soft_kl: 0.0,
-            ..LossWeights::default()
-        };
         Self {
-            weights,
+            terms: vec![ActiveTerm {
+                kind: TermKind::HardCe,
+                weight: 1.0,
+                pairs: Vec::new(),
+            }],
+            needs: Needs::default(),
             temperature: 1.0,
             teacher: None,
-            pairs: Vec::new(),
-            projections: Vec::new(),
+            projections: BTreeMap::new(),
             params: Params::default(),
         }
     }
 
-    /// Distillation from `teacher` into a student of width `student_hidden`.
+    /// Distillation from `teacher` into a student with `student_layers` layers of width
+    /// `student_hidden`, by `terms`; intermediate terms without a layer map of their own use
+    /// `layer_map`.
+    #[allow(clippy::too_many_arguments)]
     pub fn distill(
-        weights: LossWeights,
+        terms: &[Term],
+        layer_map: &LayerMap,
         temperature: f64,
         teacher: Teacher,
-        pairs: Vec<(usize, usize)>,
+        student_layers: usize,
         student_hidden: usize,
         device: &Device,
         seed: u64,
     ) -> Result<Self> {
-        // hard_ce alone (the "no teacher" baseline of an ablation) needs no teacher at all.
-        let uses_teacher = weights.needs_logits() || weights.needs_intermediate();
-        let needs_model = weights.needs_intermediate()
-            || (weights.needs_logits() && teacher.cached_logits.is_none());
-        let teacher_hidden = match (&teacher.model, needs_model) {
-            (Some(m), _) => m.config.hidden_size,
+        for t in terms {
+            t.check()?;
+        }
+        let needs = Needs::of(terms);
+        let needs_model =
+            needs.teacher_online() || (needs.teacher_logits && teacher.cached_logits.is_none());
+        let (teacher_layers, teacher_hidden) = match (&teacher.model, needs_model) {
+            (Some(m), _) => (m.config.num_layers, m.config.hidden_size),
             (None, true) => {
                 return Err(Error::Invalid(
                     "these loss terms need the teacher model online, but none was given".into(),
                 ))
             }
-            (None, false) => student_hidden,
+            (None, false) => (0, student_hidden),
         };
-        let project = weights.hidden_mse > 0.0 || weights.cosine > 0.0;
-        let mut b = ParamBuilder::fresh(device, seed ^ 0x5eed);
-        let projections = pairs
+        let terms = terms
             .iter()
-            .enumerate()
-            .map(|(i, _)| match project && student_hidden != teacher_hidden {
-                true => linear(
-                    &mut b,
-                    &format!("projection.{i}"),
-                    student_hidden,
-                    teacher_hidden,
-                )
-                .map(Some),
-                false => Ok(None),
+            .map(|t| {
+                let pairs = match t.kind.is_intermediate() {
+                    true => t
+                        .layer_map
+                        .as_ref()
+                        .unwrap_or(layer_map)
+                        .pairs(student_layers, teacher_layers)?,
+                    false => Vec::new(),
+                };
+                Ok(ActiveTerm {
+                    kind: t.kind,
+                    weight: t.weight,
+                    pairs,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut b = ParamBuilder::fresh(device, seed ^ 0x5eed);
+        let mut projections = BTreeMap::new();
+        if student_hidden != teacher_hidden {
+            for t in terms.iter().filter(|t| t.kind.needs().hidden_states) {
+                for &(s, te) in &t.pairs {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        projections.entry((s, te))
+                    {
+                        let name = format!("projection.{s}.{te}");
+                        slot.insert(linear(&mut b, &name, student_hidden, teacher_hidden)?);
+                    }
+                }
+            }
+        }
+        // hard_ce alone (the "no teacher" baseline of an ablation) needs no teacher at all.
+        let uses_teacher = needs.teacher_logits || needs.teacher_online();
         Ok(Self {
-            weights,
+            terms,
+            needs,
             temperature,
             teacher: uses_teacher.then_some(teacher),
-            pairs,
             projections,
             params: b.take_params(),
         })
@@ -137,80 +172,87 @@ impl Objective {
 
     /// What the student's forward pass must return for this objective.
     pub fn student_outputs(&self) -> Outputs {
-        let w = &self.weights;
         Outputs {
-            hidden_states: w.hidden_mse > 0.0 || w.cosine > 0.0,
-            attentions: w.attention_mse > 0.0 || w.attention_kl > 0.0,
+            hidden_states: self.needs.hidden_states,
+            attentions: self.needs.attentions,
         }
     }
 
     /// The weighted loss of the student's output on `batch`.
     pub fn loss(&self, batch: &TrainBatch, student: &ClassifierOutput) -> Result<LossValue> {
-        let w = &self.weights;
-        let mut parts: Vec<(&'static str, f64, Tensor)> = Vec::new();
         let rows = select_rows(&student.logits, &batch.rows)?;
-        if w.hard_ce > 0.0 {
-            if let Some(ce) = self.hard_ce(batch, &rows)? {
-                parts.push(("hard_ce", w.hard_ce, ce));
-            }
-        }
-        if let Some(teacher) = &self.teacher {
-            let online = self.teacher_online(teacher, &batch.input)?;
-            if w.needs_logits() && !batch.rows.is_empty() {
-                parts.extend(self.logit_terms(batch, teacher, online.as_ref(), &rows)?);
-            }
-            if let Some(out) = &online {
-                parts.extend(self.intermediate_terms(batch, student, out)?);
-            }
-        }
+        let online = match &self.teacher {
+            Some(teacher) => self.teacher_online(teacher, &batch.input)?,
+            None => None,
+        };
+        let teacher_rows = match self.needs.teacher_logits && !batch.rows.is_empty() {
+            true => Some(self.teacher_rows(batch, online.as_ref())?),
+            false => None,
+        };
         let mut total: Option<Tensor> = None;
-        let mut terms = Vec::new();
-        for (name, weight, value) in parts {
-            terms.push((name, value.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64));
-            let weighted = (value * weight)?;
+        let mut values = Vec::new();
+        for term in &self.terms {
+            let value = match term.kind {
+                TermKind::HardCe => self.hard_ce(batch, &rows)?,
+                _ if term.kind.needs().teacher_logits => match &teacher_rows {
+                    Some(t) => Some(self.logit_term(term.kind, &rows, t)?),
+                    None => None,
+                },
+                _ => {
+                    let out = online.as_ref().expect("intermediate terms run the teacher");
+                    Some(self.intermediate_term(term, batch, student, out)?)
+                }
+            };
+            let Some(value) = value else { continue };
+            values.push((
+                term.kind.name(),
+                value.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64,
+            ));
+            let weighted = (value * term.weight)?;
             total = Some(match total {
                 Some(t) => (t + weighted)?,
                 None => weighted,
             });
         }
         let total = total.ok_or_else(|| {
-            Error::Invalid("every loss term is switched off (all weights 0)".into())
+            Error::Invalid(
+                "no loss term applies to this batch (no labelled row and no teacher term)".into(),
+            )
         })?;
-        Ok(LossValue { total, terms })
+        Ok(LossValue {
+            total,
+            terms: values,
+        })
     }
 
-    /// soft_kl, soft_ce and logit_mse against the teacher's cached (or online) logits.
-    fn logit_terms(
+    /// The teacher's logits at the batch's rows: cached, or from the online pass.
+    fn teacher_rows(
         &self,
         batch: &TrainBatch,
-        teacher: &Teacher,
         online: Option<&ClassifierOutput>,
-        student_rows: &Tensor,
-    ) -> Result<Vec<(&'static str, f64, Tensor)>> {
-        let t_logits = match (&teacher.cached_logits, online) {
-            (Some(cache), _) => cache.index_select(
+    ) -> Result<Tensor> {
+        let cached = self.teacher.as_ref().and_then(|t| t.cached_logits.as_ref());
+        match (cached, online) {
+            (Some(cache), _) => Ok(cache.index_select(
                 &Tensor::new(batch.cache_rows.as_slice(), cache.device())?,
                 0,
-            )?,
-            (None, Some(out)) => select_rows(&out.logits, &batch.rows)?,
-            (None, None) => {
-                return Err(Error::Invalid(
-                    "soft terms need the teacher's logits: neither cached nor online".into(),
-                ))
-            }
-        };
-        let (w, s, t, temp) = (&self.weights, student_rows, &t_logits, self.temperature);
-        let mut parts = Vec::new();
-        if w.soft_kl > 0.0 {
-            parts.push(("soft_kl", w.soft_kl, loss::soft_kl(s, t, temp)?));
+            )?),
+            (None, Some(out)) => select_rows(&out.logits, &batch.rows),
+            (None, None) => Err(Error::Invalid(
+                "soft terms need the teacher's logits: neither cached nor online".into(),
+            )),
         }
-        if w.soft_ce > 0.0 {
-            parts.push(("soft_ce", w.soft_ce, loss::soft_ce(s, t, temp)?));
+    }
+
+    /// soft_kl, soft_ce or logit_mse between the student's and the teacher's rows.
+    fn logit_term(&self, kind: TermKind, student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
+        let temp = self.temperature;
+        match kind {
+            TermKind::SoftKl => loss::soft_kl(student, teacher, temp),
+            TermKind::SoftCe => loss::soft_ce(student, teacher, temp),
+            TermKind::LogitMse => loss::logit_mse(student, teacher),
+            other => unreachable!("{} is not a logit term", other.name()),
         }
-        if w.logit_mse > 0.0 {
-            parts.push(("logit_mse", w.logit_mse, loss::logit_mse(s, t)?));
-        }
-        Ok(parts)
     }
 
     /// Cross-entropy over the labelled rows of the batch (None when no row has a label).
@@ -245,8 +287,8 @@ impl Objective {
         teacher: &Teacher,
         input: &EncoderInput,
     ) -> Result<Option<ClassifierOutput>> {
-        let needs = self.weights.needs_intermediate()
-            || (self.weights.needs_logits() && teacher.cached_logits.is_none());
+        let needs = self.needs.teacher_online()
+            || (self.needs.teacher_logits && teacher.cached_logits.is_none());
         let Some(model) = teacher.model.as_ref().filter(|_| needs) else {
             return Ok(None);
         };
@@ -261,60 +303,45 @@ impl Objective {
         }))
     }
 
-    /// Hidden-state and attention terms over the mapped layer pairs, averaged over pairs.
-    fn intermediate_terms(
+    /// A hidden-state or attention term over its layer pairs, averaged over the pairs.
+    fn intermediate_term(
         &self,
+        term: &ActiveTerm,
         batch: &TrainBatch,
         student: &ClassifierOutput,
         teacher: &ClassifierOutput,
-    ) -> Result<Vec<(&'static str, f64, Tensor)>> {
-        let w = &self.weights;
+    ) -> Result<Tensor> {
         let mask = &batch.input.attention_mask;
-        let n = self.pairs.len() as f64;
-        let mut sums: [Option<Tensor>; 4] = [None, None, None, None];
-        let mut add = |slot: usize, t: Tensor| -> Result<()> {
-            sums[slot] = Some(match sums[slot].take() {
-                Some(acc) => (acc + t)?,
-                None => t,
+        let mut sum: Option<Tensor> = None;
+        for &(s, t) in &term.pairs {
+            let value = match term.kind {
+                TermKind::HiddenMse | TermKind::Cosine => {
+                    let hs = &student.hidden_states[s + 1];
+                    let hs = match self.projections.get(&(s, t)) {
+                        Some(p) => p.forward(hs)?,
+                        None => hs.clone(),
+                    };
+                    let ht = &teacher.hidden_states[t + 1];
+                    match term.kind {
+                        TermKind::HiddenMse => loss::hidden_mse(&hs, ht, mask)?,
+                        _ => loss::cosine(&hs, ht, mask)?,
+                    }
+                }
+                TermKind::AttentionMse => {
+                    loss::attention_mse(&student.attentions[s], &teacher.attentions[t], mask)?
+                }
+                TermKind::AttentionKl => {
+                    loss::attention_kl(&student.attentions[s], &teacher.attentions[t], mask)?
+                }
+                other => unreachable!("{} is not an intermediate term", other.name()),
+            };
+            sum = Some(match sum {
+                Some(acc) => (acc + value)?,
+                None => value,
             });
-            Ok(())
-        };
-        for (k, &(s, t)) in self.pairs.iter().enumerate() {
-            if w.hidden_mse > 0.0 || w.cosine > 0.0 {
-                let hs = &student.hidden_states[s + 1];
-                let hs = match &self.projections[k] {
-                    Some(p) => p.forward(hs)?,
-                    None => hs.clone(),
-                };
-                let ht = &teacher.hidden_states[t + 1];
-                if w.hidden_mse > 0.0 {
-                    add(0, loss::hidden_mse(&hs, ht, mask)?)?;
-                }
-                if w.cosine > 0.0 {
-                    add(1, loss::cosine(&hs, ht, mask)?)?;
-                }
-            }
-            if w.attention_mse > 0.0 {
-                add(
-                    2,
-                    loss::attention_mse(&student.attentions[s], &teacher.attentions[t], mask)?,
-                )?;
-            }
-            if w.attention_kl > 0.0 {
-                add(
-                    3,
-                    loss::attention_kl(&student.attentions[s], &teacher.attentions[t], mask)?,
-                )?;
-            }
         }
-        let names = ["hidden_mse", "cosine", "attention_mse", "attention_kl"];
-        let weights = [w.hidden_mse, w.cosine, w.attention_mse, w.attention_kl];
-        let mut out = Vec::new();
-        for ((name, weight), sum) in names.into_iter().zip(weights).zip(sums) {
-            if let Some(sum) = sum {
-                out.push((name, weight, (sum / n)?));
-            }
-        }
-        Ok(out)
+        let sum =
+            sum.ok_or_else(|| Error::Invalid(format!("{}: no layer pairs", term.kind.name())))?;
+        Ok((sum / term.pairs.len() as f64)?)
     }
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::objective::{Objective, Teacher};
 use super::teacher_cache::teacher_logits;
+use super::terms::Needs;
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::model::checkpoint::copy_tokenizer_files;
@@ -68,9 +69,9 @@ pub fn build_student(
     let pruned = s.keep_tokens > 0 || s.keep_heads > 0 || s.keep_ffn > 0;
     match s.init {
         StudentInit::TeacherLayers => {
-            if s.keep_tokens > 0 && config.distill.weights.needs_intermediate() {
+            if s.keep_tokens > 0 && Needs::of(&config.distill.terms()?).teacher_online() {
                 return Err(Error::Invalid(
-                    "student.keep_tokens gives the student its own tokens, so it cannot be matched token by token with the teacher: set the intermediate terms (hidden_mse, attention_mse, attention_kl, cosine) to 0".into(),
+                    "student.keep_tokens gives the student its own tokens, so it cannot be matched token by token with the teacher: remove the intermediate terms (hidden_mse, attention_mse, attention_kl, cosine)".into(),
                 ));
             }
             let mut keep = Keep::default();
@@ -191,9 +192,10 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         student.config.vocab_size,
         student.params.count()
     );
-    let weights = &config.distill.weights;
+    let terms = config.distill.terms()?;
+    let needs = Needs::of(&terms);
     let teacher_start = Instant::now();
-    let cache = if weights.needs_logits() {
+    let cache = if needs.teacher_logits {
         // Labelling a large augmented transfer set takes minutes: show how far it is.
         let bar = progress_bar(
             train.examples.len(),
@@ -225,22 +227,15 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         None
     };
     let teacher_phase_seconds = teacher_start.elapsed().as_secs_f64();
-    let pairs = if weights.needs_intermediate() {
-        config
-            .distill
-            .layer_map
-            .pairs(student.config.num_layers, teacher.model.config.num_layers)?
-    } else {
-        Vec::new()
-    };
     let objective = Objective::distill(
-        weights.clone(),
+        &terms,
+        &config.distill.layer_map,
         config.distill.temperature,
         Teacher {
-            model: weights.needs_intermediate().then(|| teacher.model.clone()),
+            model: needs.teacher_online().then(|| teacher.model.clone()),
             cached_logits: cache.as_ref().map(|c| c.logits.clone()),
         },
-        pairs,
+        student.config.num_layers,
         student.config.hidden_size,
         &Device::Cpu,
         config.train.seed,

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::distill::mapping::LayerMap;
+use crate::distill::terms::{default_terms, Term, TermKind};
 use crate::error::{Error, Result};
 use crate::task::Task;
 use crate::text::augment::AugmentConfig;
@@ -173,7 +174,8 @@ impl Default for DataSection {
     }
 }
 
-/// Weight of each distillation loss term (0 switches a term off).
+/// Weight of each distillation loss term (0 switches a term off): the `[distill.weights]`
+/// table of configs written before term lists, still read (see [`DistillSection::terms`]).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossWeights {
@@ -211,17 +213,27 @@ impl Default for LossWeights {
 }
 
 impl LossWeights {
-    /// Do any of the terms need the teacher's logits?
-    pub fn needs_logits(&self) -> bool {
-        self.soft_kl > 0.0 || self.soft_ce > 0.0 || self.logit_mse > 0.0
+    /// The weight of one kind of term.
+    pub fn weight(&self, kind: TermKind) -> f64 {
+        match kind {
+            TermKind::HardCe => self.hard_ce,
+            TermKind::SoftKl => self.soft_kl,
+            TermKind::SoftCe => self.soft_ce,
+            TermKind::LogitMse => self.logit_mse,
+            TermKind::HiddenMse => self.hidden_mse,
+            TermKind::AttentionMse => self.attention_mse,
+            TermKind::AttentionKl => self.attention_kl,
+            TermKind::Cosine => self.cosine,
+        }
     }
 
-    /// Do any of the terms need the teacher's hidden states or attention maps?
-    pub fn needs_intermediate(&self) -> bool {
-        self.hidden_mse > 0.0
-            || self.attention_mse > 0.0
-            || self.attention_kl > 0.0
-            || self.cosine > 0.0
+    /// The terms these weights switch on (weight > 0), sharing `distill.layer_map`.
+    pub fn terms(&self) -> Vec<Term> {
+        TermKind::ALL
+            .into_iter()
+            .filter(|&k| self.weight(k) != 0.0)
+            .map(|k| Term::new(k, self.weight(k)))
+            .collect()
     }
 }
 
@@ -236,7 +248,14 @@ pub struct DistillSection {
     pub layer_map: LayerMap,
     /// Where teacher logits over the training set are cached between runs.
     pub cache_dir: PathBuf,
-    pub weights: LossWeights,
+    /// The objective: a list of terms (`[[distill.terms]]` with `kind`, `weight` and, for the
+    /// intermediate kinds, an optional `layer_map`). Absent: hard_ce 0.5 + soft_kl 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<Vec<Term>>,
+    /// The weights table of older configs (`[distill.weights]`), read as the terms whose
+    /// weight is not 0. Give `terms` or `weights`, not both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<LossWeights>,
 }
 
 impl Default for DistillSection {
@@ -245,7 +264,22 @@ impl Default for DistillSection {
             temperature: 2.0,
             layer_map: LayerMap::Uniform,
             cache_dir: PathBuf::from("runs/cache"),
-            weights: LossWeights::default(),
+            terms: None,
+            weights: None,
+        }
+    }
+}
+
+impl DistillSection {
+    /// The run's loss terms: `terms`, or the old `weights` table's, or the default.
+    pub fn terms(&self) -> Result<Vec<Term>> {
+        match (&self.terms, &self.weights) {
+            (Some(_), Some(_)) => Err(Error::Invalid(
+                "distill.terms and distill.weights both give the loss terms: keep [[distill.terms]] and remove [distill.weights]".into(),
+            )),
+            (Some(terms), None) => Ok(terms.clone()),
+            (None, Some(weights)) => Ok(weights.terms()),
+            (None, None) => Ok(default_terms()),
         }
     }
 }
@@ -447,26 +481,29 @@ impl StudentSection {
 impl DistillSection {
     fn check(&self) -> std::result::Result<(), InvalidValue> {
         positive("distill.temperature", self.temperature)?;
-        let w = &self.weights;
-        let weights = [
-            ("hard_ce", w.hard_ce),
-            ("soft_kl", w.soft_kl),
-            ("soft_ce", w.soft_ce),
-            ("logit_mse", w.logit_mse),
-            ("hidden_mse", w.hidden_mse),
-            ("attention_mse", w.attention_mse),
-            ("attention_kl", w.attention_kl),
-            ("cosine", w.cosine),
-        ];
-        for (name, value) in weights {
-            // A negative weight would reward the student for moving away from its target.
-            non_negative(&format!("distill.weights.{name}"), value)?;
+        if let Some(w) = &self.weights {
+            for kind in TermKind::ALL {
+                // A negative weight would reward the student for moving away from its target.
+                non_negative(&format!("distill.weights.{}", kind.name()), w.weight(kind))?;
+            }
         }
-        if weights.iter().all(|(_, v)| *v == 0.0) {
-            return Err(InvalidValue::new(
+        if self.terms.is_some() && self.weights.is_some() {
+            return Err(InvalidValue::pair(
+                "distill.terms",
                 "distill.weights",
-                "are all 0: the student would learn nothing",
+                "both give the loss terms: keep [[distill.terms]] and remove [distill.weights]",
             ));
+        }
+        let terms = self.terms().expect("terms or weights, not both");
+        if terms.is_empty() {
+            return Err(InvalidValue::new(
+                "distill.terms",
+                "name no term: the student would learn nothing",
+            ));
+        }
+        for term in &terms {
+            term.check()
+                .map_err(|e| InvalidValue::new("distill.terms", e.to_string()))?;
         }
         Ok(())
     }
@@ -636,6 +673,38 @@ mod tests {
     }
 
     #[test]
+    fn old_weight_tables_read_as_term_lists() {
+        let (_d, p) = write("[distill.weights]\nhard_ce = 0.3\nsoft_kl = 0.7\nhidden_mse = 0\n");
+        let old: DistillConfig = load_config(&p, &[]).unwrap();
+        let (_d, p) = write(concat!(
+            "[[distill.terms]]\nkind = \"hard_ce\"\nweight = 0.3\n",
+            "[[distill.terms]]\nkind = \"soft_kl\"\nweight = 0.7\n",
+        ));
+        let new: DistillConfig = load_config(&p, &[]).unwrap();
+        assert_eq!(old.distill.terms().unwrap(), new.distill.terms().unwrap());
+        // Both at once is ambiguous: the message says what to keep.
+        let both = load_config::<DistillConfig>(&p, &["distill.weights.hard_ce=1".into()]);
+        let err = both.unwrap_err().to_string();
+        assert!(err.contains("remove [distill.weights]"), "{err}");
+        // A term of an unknown kind, or a layer map on a logit term, is refused when read.
+        let (_d, p) = write("[[distill.terms]]\nkind = \"soft_kll\"\nweight = 1\n");
+        assert!(load_config::<DistillConfig>(&p, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("soft_kll"));
+        let (_d, p) =
+            write("[[distill.terms]]\nkind = \"soft_kl\"\nweight = 1\nlayer_map = \"last\"\n");
+        let err = load_config::<DistillConfig>(&p, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no layer_map"), "{err}");
+        assert_eq!(
+            DistillConfig::default().distill.terms().unwrap(),
+            default_terms()
+        );
+    }
+
+    #[test]
     fn distill_config_round_trips_through_toml() {
         let c = DistillConfig::default();
         let back: DistillConfig = toml::from_str(&to_toml(&c)).unwrap();
@@ -695,6 +764,10 @@ mod tests {
         let distill: toml::Table =
             toml::from_str(&std::fs::read_to_string(root.join("sst2-distill.toml")).unwrap())
                 .unwrap();
+        assert!(
+            distill["distill"].get("terms").is_some(),
+            "sst2-distill.toml shows no terms"
+        );
         for key in keys(&DistillConfig::default()) {
             let mut node = &toml::Value::Table(distill.clone());
             for part in key.split('.') {

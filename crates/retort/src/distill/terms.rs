@@ -1,0 +1,217 @@
+//! The loss terms a run's objective is made of: a closed registry of kinds (Rust's form of
+//! TextBrewer's loss registry), each term with its weight and, for the intermediate kinds, its
+//! own layer map (TextBrewer's `intermediate_matches`).
+//!
+//! In a config:
+//! ```toml
+//! [[distill.terms]]
+//! kind = "soft_kl"
+//! weight = 0.5
+//! [[distill.terms]]
+//! kind = "hidden_mse"
+//! weight = 1.0
+//! layer_map = "1,3,5"   # optional: distill.layer_map when absent
+//! ```
+//! What each kind needs from the models (gold labels, the teacher's logits, hidden states,
+//! attention maps) is declared by the kind ([`TermKind::needs`]), so the objective and the
+//! distillation run ask the terms instead of keeping lists of their own.
+
+use serde::{Deserialize, Serialize};
+
+use super::mapping::LayerMap;
+use crate::error::{Error, Result};
+
+/// The kinds of loss term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TermKind {
+    /// Cross-entropy with the gold labels (unlabelled rows skip it).
+    HardCe,
+    /// KL(teacher ‖ student) of temperature-softened distributions, × T² (Hinton et al. 2015).
+    SoftKl,
+    /// Cross-entropy with the teacher's softened distribution, × T².
+    SoftCe,
+    /// Mean squared error between logits (Ba & Caruana 2014; Tang et al. 2019).
+    LogitMse,
+    /// MSE between mapped hidden states, through a learned projection when widths differ.
+    HiddenMse,
+    /// 1 − cosine similarity of mapped hidden states (DistilBERT).
+    Cosine,
+    /// MSE between attention probabilities of mapped layers (TinyBERT).
+    AttentionMse,
+    /// KL between attention distributions of mapped layers (MiniLM).
+    AttentionKl,
+}
+
+/// What a term needs from the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// The teacher's logits (cached over the transfer set, or online).
+    pub teacher_logits: bool,
+    /// Both models' hidden states (the teacher online).
+    pub hidden_states: bool,
+    /// Both models' attention maps (the teacher online).
+    pub attentions: bool,
+}
+
+impl Needs {
+    /// Whether the teacher must run on every batch.
+    pub fn teacher_online(&self) -> bool {
+        self.hidden_states || self.attentions
+    }
+
+    /// What all of `terms` need together.
+    pub fn of(terms: &[Term]) -> Self {
+        terms.iter().fold(Needs::default(), |a, t| {
+            let n = t.kind.needs();
+            Needs {
+                teacher_logits: a.teacher_logits || n.teacher_logits,
+                hidden_states: a.hidden_states || n.hidden_states,
+                attentions: a.attentions || n.attentions,
+            }
+        })
+    }
+}
+
+impl TermKind {
+    /// Every kind, in the order `[distill.weights]` lists them.
+    pub const ALL: [TermKind; 8] = [
+        TermKind::HardCe,
+        TermKind::SoftKl,
+        TermKind::SoftCe,
+        TermKind::LogitMse,
+        TermKind::HiddenMse,
+        TermKind::AttentionMse,
+        TermKind::AttentionKl,
+        TermKind::Cosine,
+    ];
+
+    /// The name used in configs and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            TermKind::HardCe => "hard_ce",
+            TermKind::SoftKl => "soft_kl",
+            TermKind::SoftCe => "soft_ce",
+            TermKind::LogitMse => "logit_mse",
+            TermKind::HiddenMse => "hidden_mse",
+            TermKind::Cosine => "cosine",
+            TermKind::AttentionMse => "attention_mse",
+            TermKind::AttentionKl => "attention_kl",
+        }
+    }
+
+    /// What this kind of term reads.
+    pub fn needs(self) -> Needs {
+        match self {
+            TermKind::HardCe => Needs::default(),
+            TermKind::SoftKl | TermKind::SoftCe | TermKind::LogitMse => Needs {
+                teacher_logits: true,
+                ..Needs::default()
+            },
+            TermKind::HiddenMse | TermKind::Cosine => Needs {
+                hidden_states: true,
+                ..Needs::default()
+            },
+            TermKind::AttentionMse | TermKind::AttentionKl => Needs {
+                attentions: true,
+                ..Needs::default()
+            },
+        }
+    }
+
+    /// Whether the term compares layers (and so has a layer map).
+    pub fn is_intermediate(self) -> bool {
+        let n = self.needs();
+        n.hidden_states || n.attentions
+    }
+}
+
+/// One term of a run's objective.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Term {
+    pub kind: TermKind,
+    /// The term's weight in the sum (positive).
+    pub weight: f64,
+    /// Intermediate kinds: which teacher layer each student layer is compared with (absent:
+    /// `distill.layer_map`). Not allowed on the other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_map: Option<LayerMap>,
+}
+
+impl Term {
+    pub fn new(kind: TermKind, weight: f64) -> Self {
+        Self {
+            kind,
+            weight,
+            layer_map: None,
+        }
+    }
+
+    /// Checks the weight and that only intermediate terms have a layer map.
+    pub fn check(&self) -> Result<()> {
+        let name = self.kind.name();
+        if !(self.weight.is_finite() && self.weight > 0.0) {
+            return Err(Error::Invalid(format!(
+                "{name} has weight {}: a weight must be a positive number (remove the term to switch it off)",
+                self.weight
+            )));
+        }
+        if self.layer_map.is_some() && !self.kind.is_intermediate() {
+            return Err(Error::Invalid(format!(
+                "{name} compares logits, not layers: it takes no layer_map"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The default objective: hard and soft labels, half each.
+pub fn default_terms() -> Vec<Term> {
+    vec![
+        Term::new(TermKind::HardCe, 0.5),
+        Term::new(TermKind::SoftKl, 0.5),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_declare_what_they_need() {
+        let terms = [
+            Term::new(TermKind::HardCe, 1.0),
+            Term::new(TermKind::AttentionKl, 1.0),
+        ];
+        let n = Needs::of(&terms);
+        assert!(!n.teacher_logits && !n.hidden_states && n.attentions && n.teacher_online());
+        assert!(Needs::of(&default_terms()).teacher_logits);
+        assert!(!Needs::of(&default_terms()).teacher_online());
+        for kind in TermKind::ALL {
+            let back: TermKind = serde_json::from_value(serde_json::json!(kind.name())).unwrap();
+            assert_eq!(back, kind);
+        }
+    }
+
+    #[test]
+    fn bad_terms_are_refused() {
+        assert!(Term::new(TermKind::SoftKl, 0.0).check().is_err());
+        assert!(Term::new(TermKind::SoftKl, -1.0).check().is_err());
+        assert!(Term::new(TermKind::SoftKl, f64::NAN).check().is_err());
+        let mapped = Term {
+            layer_map: Some(LayerMap::LastK),
+            ..Term::new(TermKind::SoftKl, 1.0)
+        };
+        assert!(mapped
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("no layer_map"));
+        let mapped = Term {
+            layer_map: Some(LayerMap::LastK),
+            ..Term::new(TermKind::HiddenMse, 1.0)
+        };
+        mapped.check().unwrap();
+    }
+}
