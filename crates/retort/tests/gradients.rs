@@ -9,7 +9,8 @@ mod common;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use common::fixture;
-use retort::model::{EncoderInput, Outputs, Pass};
+use retort::model::{EncoderInput, HeadKind, Outputs, Pass};
+use retort::task::view::select_rows;
 use retort::text::batch::pad_batch;
 use retort::Classifier;
 
@@ -97,13 +98,18 @@ fn a_batch_split_over_threads_gives_the_outputs_of_one_pass() {
 
 fn every_tensor_trains(name: &str) {
     let (c, input, labels) = setup(name);
+    tensors_train(name, c, |c| loss(c, &input, &labels, Pass::TRAIN));
+}
+
+/// One backward pass of `loss` reaches every parameter of `c`, and one AdamW step changes them all.
+fn tensors_train(name: &str, c: Classifier, loss: impl Fn(&Classifier) -> Tensor) {
     let before: Vec<(String, Tensor)> = c
         .model
         .params
         .iter()
         .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
         .collect();
-    let grads = loss(&c, &input, &labels, Pass::TRAIN).backward().unwrap();
+    let grads = loss(&c).backward().unwrap();
     let mut without = Vec::new();
     for (n, v) in c.model.params.iter() {
         let nonzero = grads
@@ -156,6 +162,40 @@ fn every_bert_tensor_trains() {
 #[test]
 fn every_distilbert_tensor_trains() {
     every_tensor_trains("tiny-distilbert");
+}
+
+/// The token-classification head: cross-entropy over every real token's row.
+#[test]
+fn every_tensor_of_a_tagger_trains() {
+    for name in ["tiny-bert", "tiny-distilbert"] {
+        let (c, input, _) = setup(name);
+        let tags = ["O", "B-PER", "I-PER"].map(String::from);
+        let mut c = c;
+        c.model = c
+            .model
+            .with_head(HeadKind::TokenClassification, &tags, 3)
+            .unwrap();
+        let mask = input.attention_mask.to_vec2::<f32>().unwrap();
+        let rows: Vec<(u32, u32)> = mask
+            .iter()
+            .enumerate()
+            .flat_map(|(b, m)| {
+                (0..m.iter().filter(|&&x| x > 0.0).count()).map(move |p| (b as u32, p as u32))
+            })
+            .collect();
+        let labels: Vec<u32> = rows.iter().map(|(b, p)| (b + p) % 3).collect();
+        let labels = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
+        tensors_train(&format!("{name} tagger"), c, |c| {
+            let logits = c
+                .model
+                .forward(&input, Pass::TRAIN, Outputs::default())
+                .unwrap()
+                .logits;
+            assert_eq!(logits.rank(), 3);
+            let rows = select_rows(&logits, &rows).unwrap();
+            candle_nn::loss::cross_entropy(&rows, &labels).unwrap()
+        });
+    }
 }
 
 /// Central difference of the loss w.r.t. one scalar of `var`.
