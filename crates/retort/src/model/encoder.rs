@@ -169,9 +169,9 @@ impl Embeddings {
         let normed = match &self.token_type {
             Some(tt) => {
                 let types = lookup(tt, &input.token_type_ids)?;
-                self.norm.forward_residual(&x, &types, pass)?
+                self.norm.forward_residual(&x, &types)?
             }
-            None => self.norm.forward(&x, pass)?,
+            None => self.norm.forward(&x)?,
         };
         Ok((dropout(&normed, self.dropout, pass)?, word_rows))
     }
@@ -392,7 +392,7 @@ impl Layer {
             self.cfg.hidden_dropout,
             pass,
         )?;
-        self.attn_norm.forward_residual(&attn, x, pass)
+        self.attn_norm.forward_residual(&attn, x)
     }
 
     /// Each head's contribution to the attention output over the real tokens (`mask`,
@@ -418,7 +418,7 @@ impl Layer {
     /// The rest of the feed-forward block, from the activated inner values to the layer output.
     fn feed_forward_out(&self, inner: &Tensor, h: &Tensor, pass: Pass) -> Result<Tensor> {
         let out = dropout(&self.ffn_out.forward(inner)?, self.cfg.hidden_dropout, pass)?;
-        self.ffn_norm.forward_residual(&out, h, pass)
+        self.ffn_norm.forward_residual(&out, h)
     }
 }
 

@@ -137,19 +137,19 @@ impl LayerNorm {
     }
 
     /// The same kernel serves every pass (it has a backward pass).
-    pub fn forward(&self, x: &Tensor, _pass: Pass) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(kernels::layer_norm(x, &self.weight, &self.bias, self.eps)?)
     }
 
     /// Normalises `x + residual` (a post-LN residual block) in one fused op.
-    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor, _pass: Pass) -> Result<Tensor> {
+    pub fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let (w, b) = (&self.weight, &self.bias);
         Ok(kernels::add_layer_norm(x, residual, w, b, self.eps)?)
     }
 }
 
 /// Softmax over the last dimension (the same kernel serves every pass).
-pub fn softmax_last(x: &Tensor, _pass: Pass) -> Result<Tensor> {
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     Ok(kernels::softmax_last(x)?)
 }
 
@@ -240,7 +240,7 @@ mod tests {
             bias: Tensor::new(&[0.1f32, 0.0, -0.2, 0.3], &dev).unwrap(),
             eps: 1e-12,
         };
-        let ours = ln.forward(&x, Pass::GRAD_NO_DROPOUT).unwrap();
+        let ours = ln.forward(&x).unwrap();
         let candle = candle_nn::ops::layer_norm(&x, &ln.weight, &ln.bias, 1e-12).unwrap();
         let diff = (candle - &ours).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn softmax_matches_candle() {
         let x = Tensor::new(&[[1.0f32, 2.0, 3.0], [-1.0, 0.0, 10.0]], &Device::Cpu).unwrap();
-        let a = softmax_last(&x, Pass::INFERENCE).unwrap();
+        let a = softmax_last(&x).unwrap();
         let b = candle_nn::ops::softmax(&x, D::Minus1).unwrap();
         let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
