@@ -30,11 +30,13 @@ COMMON=(--set "data.train=$SST2/train.tsv" --set "data.dev=$SST2/dev.tsv")
 for kv in "$@"; do COMMON+=(--set "$kv"); done
 
 # Each row: name, then its --set overrides on top of configs/sst2-student-b.toml.
-INTERMEDIATE="distill.weights.hidden_mse=1 distill.weights.attention_kl=1 student.keep_tokens=0"
+# Term lists are TOML inline arrays without spaces (the rows are split at spaces; globbing is off).
+set -f
+INTERMEDIATE='distill.terms=[{kind="hard_ce",weight=0.5},{kind="soft_kl",weight=0.5},{kind="hidden_mse",weight=1},{kind="attention_kl",weight=1}] student.keep_tokens=0'
 NO_AUG="augment.multiplier=0 train.epochs=1"
 ROWS=(
-    "hard|$NO_AUG distill.weights.hard_ce=1 distill.weights.soft_kl=0"
-    "soft_kl|$NO_AUG distill.weights.hard_ce=0 distill.weights.soft_kl=1"
+    "hard|$NO_AUG distill.terms=[{kind=\"hard_ce\",weight=1}]"
+    "soft_kl|$NO_AUG distill.terms=[{kind=\"soft_kl\",weight=1}]"
     "soft_kl+hard|$NO_AUG"
     "+intermediate|$NO_AUG $INTERMEDIATE"
     "+augmentation|"
