@@ -66,23 +66,22 @@ impl Classifier {
     /// comparing with another implementation.
     pub fn raw_logits(&self, texts: &[&str], batch_size: usize) -> Result<Vec<serde_json::Value>> {
         let encoded = self.tokenizer.encode_batch(texts)?;
-        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let per_token = self.model.config.head == crate::model::HeadKind::TokenClassification;
         let mut out = vec![serde_json::Value::Null; encoded.len()];
-        for batch in length_sorted_batches(&lengths, batch_size) {
-            let items: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
-            let input = pad_batch(&items, self.model.config.pad_token_id, &self.device)?;
-            let logits = self
-                .model
-                .forward(&input, Pass::INFERENCE, Outputs::default())?
-                .logits;
-            let per_token = logits.rank() == 3;
-            for (rows, &i) in logit_rows(&logits)?.into_iter().zip(&batch) {
+        each_text_logits(
+            &self.model,
+            &encoded,
+            batch_size,
+            &self.device,
+            &|_| {},
+            |i, rows| {
                 out[i] = match per_token {
-                    true => serde_json::json!(rows[..lengths[i]]),
+                    true => serde_json::json!(rows[..encoded[i].ids.len()]),
                     false => serde_json::json!(rows[0]),
                 };
-            }
-        }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 }
@@ -112,17 +111,14 @@ pub fn row_logits(
     device: &Device,
     progress: &dyn Fn(usize),
 ) -> Result<Vec<Vec<f32>>> {
-    let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
     let mut out = vec![Vec::new(); encoded.len()];
-    for batch in length_sorted_batches(&lengths, batch_size) {
-        let items: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
-        let input = pad_batch(&items, model.config.pad_token_id, device)?;
-        let logits = model
-            .forward(&input, Pass::INFERENCE, Outputs::default())?
-            .logits;
-        let rows = logit_rows(&logits)?;
-        for (b, &i) in batch.iter().enumerate() {
-            let per_token = &rows[b];
+    each_text_logits(
+        model,
+        encoded,
+        batch_size,
+        device,
+        progress,
+        |i, per_token| {
             out[i] = positions[i]
                 .iter()
                 .map(|&p| {
@@ -135,10 +131,36 @@ pub fn row_logits(
                 })
                 .collect::<Result<Vec<_>>>()?
                 .concat();
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Runs `model` over `encoded` in length-sorted batches (little work spent on padding) and
+/// hands each text's logits, `[position][label]` (padding positions included), to `each` with
+/// the text's index; `progress` is told how many texts each batch finished.
+fn each_text_logits(
+    model: &SequenceClassifier,
+    encoded: &[Encoded],
+    batch_size: usize,
+    device: &Device,
+    progress: &dyn Fn(usize),
+    mut each: impl FnMut(usize, &[Vec<f32>]) -> Result<()>,
+) -> Result<()> {
+    let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+    for batch in length_sorted_batches(&lengths, batch_size) {
+        let items: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
+        let input = pad_batch(&items, model.config.pad_token_id, device)?;
+        let logits = model
+            .forward(&input, Pass::INFERENCE, Outputs::default())?
+            .logits;
+        for (rows, &i) in logit_rows(&logits)?.iter().zip(&batch) {
+            each(i, rows)?;
         }
         progress(batch.len());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Logits as `[batch][position][label]`: a sequence head's `[batch, labels]` has one position.
