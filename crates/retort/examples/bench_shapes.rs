@@ -33,9 +33,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer};
 use retort::bench::{self, Repetitions, Stats};
-use retort::distill::loss;
-use retort::distill::objective::{Objective, Teacher, TrainBatch};
-use retort::model::{EncoderInput, ModelConfig, Outputs, Pass, SequenceClassifier};
+use retort::model::{EncoderInput, ModelConfig, Outputs, Pass, Transformer};
+use retort::objective::loss;
+use retort::objective::{Objective, Teacher, TrainBatch};
 use retort::train::config::LossWeights;
 use retort::train::{optim, step};
 use serde_json::json;
@@ -115,7 +115,7 @@ fn report(o: &Options, part: &str, model: &str, s: &Stats, extra: serde_json::Va
     }
 }
 
-fn load(dir: &std::path::Path) -> SequenceClassifier {
+fn load(dir: &std::path::Path) -> Transformer {
     retort::Classifier::load(dir, 512)
         .unwrap_or_else(|e| panic!("cannot load {}: {e}", dir.display()))
         .model
@@ -125,10 +125,9 @@ fn main() {
     retort::model::kernels::configure_process();
     let o = options();
     let shapes = || {
-        let dev = Device::Cpu;
         (
-            SequenceClassifier::fresh(config(4, 256, 4, 1024), &dev, 0).unwrap(),
-            SequenceClassifier::fresh(config(6, 384, 6, 1536), &dev, 1).unwrap(),
+            Transformer::fresh(config(4, 256, 4, 1024), 0).unwrap(),
+            Transformer::fresh(config(6, 384, 6, 1536), 1).unwrap(),
         )
     };
     let (student, teacher) = match (&o.teacher, &o.student) {
@@ -140,8 +139,7 @@ fn main() {
         (Some(t), Some(s)) => (s.display().to_string(), t.display().to_string()),
         _ => ("student-4x256".to_string(), "teacher-6x384".to_string()),
     };
-    let input =
-        bench::synthetic_input(BATCH, SEQ, teacher.config.vocab_size, &Device::Cpu).unwrap();
+    let input = bench::synthetic_input(BATCH, SEQ, teacher.config.vocab_size).unwrap();
     let classes = student.config.num_labels() as u32;
     let labels = Tensor::from_vec(
         (0..BATCH as u32).map(|i| i % classes).collect::<Vec<_>>(),
@@ -181,7 +179,7 @@ fn main() {
 }
 
 /// Median time of the inference forward pass on `input`.
-fn forward_time(m: &SequenceClassifier, input: &EncoderInput, reps: Repetitions) -> Stats {
+fn forward_time(m: &Transformer, input: &EncoderInput, reps: Repetitions) -> Stats {
     bench::time(reps, || {
         m.forward(input, Pass::INFERENCE, Outputs::default())?;
         Ok(())
@@ -192,7 +190,7 @@ fn forward_time(m: &SequenceClassifier, input: &EncoderInput, reps: Repetitions)
 /// The train step with both optimisers, and where its time goes.
 fn train_steps(
     o: &Options,
-    student: &SequenceClassifier,
+    student: &Transformer,
     name: &str,
     input: &EncoderInput,
     labels: &Tensor,
@@ -212,7 +210,7 @@ fn train_steps(
 }
 
 /// Inference of each model with its linear maps in int8, against f32.
-fn int8(o: &Options, models: [(&str, &SequenceClassifier); 2], input: &EncoderInput) {
+fn int8(o: &Options, models: [(&str, &Transformer); 2], input: &EncoderInput) {
     for (name, m) in models {
         let mut q = m.clone();
         q.quantize_int8().unwrap();
@@ -262,7 +260,7 @@ fn int8_linears(o: &Options, rows: usize) {
 
 /// Times the student train step as a whole and per phase.
 fn train_step(
-    student: &SequenceClassifier,
+    student: &Transformer,
     input: &EncoderInput,
     labels: &Tensor,
     reps: Repetitions,
@@ -295,8 +293,8 @@ fn train_step(
 /// part per thread): teacher without gradients, student forward/backward with `hard_ce` +
 /// `soft_kl` (T = 2), AdamW.
 fn distill_step(
-    teacher: &SequenceClassifier,
-    student: &SequenceClassifier,
+    teacher: &Transformer,
+    student: &Transformer,
     input: &EncoderInput,
     reps: Repetitions,
 ) -> Stats {
@@ -306,7 +304,7 @@ fn distill_step(
         ..LossWeights::default()
     };
     let online = Teacher {
-        model: Some(teacher.clone()),
+        model: Some(Box::new(teacher.clone())),
         cached_logits: None,
     };
     let hidden = student.config.hidden_size;
@@ -317,7 +315,6 @@ fn distill_step(
         online,
         student.config.num_layers,
         hidden,
-        &Device::Cpu,
         0,
     )
     .unwrap();
@@ -359,7 +356,7 @@ fn forward_flops(c: &ModelConfig, batch: usize, seq: usize) -> f64 {
 
 /// Peak GFLOP/s of an f32 `PEAK_N`³ product on all threads, and the teacher's forward pass
 /// as a fraction of it.
-fn peak(o: &Options, teacher: &SequenceClassifier, name: &str, input: &EncoderInput) {
+fn peak(o: &Options, teacher: &Transformer, name: &str, input: &EncoderInput) {
     let n = PEAK_N;
     let a = vec![1.0f32; n * n];
     let b = vec![0.5f32; n * n];
@@ -404,12 +401,7 @@ fn peak(o: &Options, teacher: &SequenceClassifier, name: &str, input: &EncoderIn
 
 /// Times each operation of one encoder layer at batch × seq, and prints its share of the
 /// whole forward pass (and, for the matrix products, its GFLOP/s).
-fn ops(
-    o: &Options,
-    m: &SequenceClassifier,
-    name: &str,
-    input: &EncoderInput,
-) -> candle_core::Result<()> {
+fn ops(o: &Options, m: &Transformer, name: &str, input: &EncoderInput) -> candle_core::Result<()> {
     use retort::model::kernels::*;
     let c = &m.config;
     let (h, f, heads, dev) = (

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{EncoderInput, Outputs, Pass, SequenceClassifier};
+use crate::model::{EncoderInput, Outputs, Pass, Transformer};
 
 /// How to time: iterations thrown away first, then timed repetitions.
 #[derive(Debug, Clone, Copy)]
@@ -87,12 +87,8 @@ pub fn synthetic_id(i: usize, vocab: usize) -> u32 {
 }
 
 /// A `[batch, seq_len]` batch of synthetic ids, every position a real token.
-pub fn synthetic_input(
-    batch: usize,
-    seq_len: usize,
-    vocab: usize,
-    device: &Device,
-) -> Result<EncoderInput> {
+pub fn synthetic_input(batch: usize, seq_len: usize, vocab: usize) -> Result<EncoderInput> {
+    let device = &Device::Cpu;
     let ids: Vec<u32> = (0..batch * seq_len)
         .map(|i| synthetic_id(i, vocab))
         .collect();
@@ -158,11 +154,7 @@ pub fn set_threads(n: usize) {
 }
 
 /// Times the model's inference forward pass on synthetic input.
-pub fn bench_model(
-    model: &SequenceClassifier,
-    name: &str,
-    cfg: &BenchConfig,
-) -> Result<BenchReport> {
+pub fn bench_model(model: &Transformer, name: &str, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.batch_size == 0 || cfg.seq_len == 0 {
         return Err(Error::Invalid(
             "batch size and sequence length must be at least 1".into(),
@@ -175,14 +167,13 @@ pub fn bench_model(
             cfg.seq_len
         )));
     }
-    let device = Device::Cpu;
     let forward = |input: &EncoderInput| -> Result<()> {
         model.forward(input, Pass::INFERENCE, Outputs::default())?;
         Ok(())
     };
     let vocab = model.config.vocab_size;
     let latency = if cfg.latency {
-        let input = synthetic_input(1, cfg.seq_len, vocab, &device)?;
+        let input = synthetic_input(1, cfg.seq_len, vocab)?;
         let s = time(cfg.reps, || forward(&input))?;
         Some(Latency {
             seq_len: cfg.seq_len,
@@ -192,7 +183,7 @@ pub fn bench_model(
         None
     };
     let throughput = if cfg.throughput {
-        let input = synthetic_input(cfg.batch_size, cfg.seq_len, vocab, &device)?;
+        let input = synthetic_input(cfg.batch_size, cfg.seq_len, vocab)?;
         let s = time(cfg.reps, || forward(&input))?;
         let per_s = |t: f64| cfg.batch_size as f64 / t;
         Some(Throughput {

@@ -47,7 +47,7 @@ pub fn export_to(
     // transformers 5 ignores `pruned_heads`: a pruned model goes out at full shape, its pruned
     // heads zero (same logits). Int8 checkpoints are Retort's own and keep the pruned shape.
     if !model.is_int8() && !model.config.pruned_heads.is_empty() {
-        model = crate::model::student::with_all_heads(&model)?;
+        model = crate::compress::student::with_all_heads(&model)?;
     }
     save_classifier(&model, out)?;
     copy_tokenizer_files(&classifier.dir, out)?;

@@ -2,11 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-
 use crate::error::{Error, Result};
 use crate::model::checkpoint::load_classifier;
-use crate::model::{LoadReport, Outputs, Pass, SequenceClassifier};
+use crate::model::{LoadReport, Model, Outputs, Pass, Transformer};
 use crate::text::batch::{length_sorted_batches, pad_batch};
 use crate::text::{Encoded, TextTokenizer};
 
@@ -20,18 +18,16 @@ const VOCAB_SLACK: usize = 128;
 /// A model and the tokenizer it was trained with.
 #[derive(Debug, Clone)]
 pub struct Classifier {
-    pub model: SequenceClassifier,
+    pub model: Transformer,
     pub tokenizer: TextTokenizer,
     pub report: LoadReport,
     pub dir: PathBuf,
-    pub device: Device,
 }
 
 impl Classifier {
     /// Loads `config.json`, `model.safetensors` and the tokenizer from `dir`.
     pub fn load(dir: &Path, max_len: usize) -> Result<Self> {
-        let device = Device::Cpu;
-        let (model, report) = load_classifier(dir, &device)?;
+        let (model, report) = load_classifier(dir)?;
         let tokenizer =
             TextTokenizer::from_dir(dir, max_len.min(model.config.max_position_embeddings))?;
         check_vocabulary(&tokenizer, model.config.vocab_size)?;
@@ -40,7 +36,6 @@ impl Classifier {
             tokenizer,
             report,
             dir: dir.to_path_buf(),
-            device,
         })
     }
 
@@ -56,7 +51,7 @@ impl Classifier {
             return Err(Error::Invalid("no input texts".into()));
         }
         let encoded = self.tokenizer.encode_batch(texts)?;
-        logits(&self.model, &encoded, batch_size, &self.device, &|_| {})
+        logits(&self.model, &encoded, batch_size, &|_| {})
     }
 }
 
@@ -68,20 +63,13 @@ impl Classifier {
         let encoded = self.tokenizer.encode_batch(texts)?;
         let per_token = self.model.config.head == crate::model::HeadKind::TokenClassification;
         let mut out = vec![serde_json::Value::Null; encoded.len()];
-        each_text_logits(
-            &self.model,
-            &encoded,
-            batch_size,
-            &self.device,
-            &|_| {},
-            |i, rows| {
-                out[i] = match per_token {
-                    true => serde_json::json!(rows[..encoded[i].ids.len()]),
-                    false => serde_json::json!(rows[0]),
-                };
-                Ok(())
-            },
-        )?;
+        each_text_logits(&self.model, &encoded, batch_size, &|_| {}, |i, rows| {
+            out[i] = match per_token {
+                true => serde_json::json!(rows[..encoded[i].ids.len()]),
+                false => serde_json::json!(rows[0]),
+            };
+            Ok(())
+        })?;
         Ok(out)
     }
 }
@@ -89,14 +77,13 @@ impl Classifier {
 /// Logits of every encoded text, in input order, for a model with a sequence head (one row
 /// of logits per text). See [`row_logits`].
 pub fn logits(
-    model: &SequenceClassifier,
+    model: &dyn Model,
     encoded: &[Encoded],
     batch_size: usize,
-    device: &Device,
     progress: &dyn Fn(usize),
 ) -> Result<Vec<Vec<f32>>> {
     let first = vec![vec![0u32]; encoded.len()];
-    row_logits(model, encoded, &first, batch_size, device, progress)
+    row_logits(model, encoded, &first, batch_size, progress)
 }
 
 /// The logits at `positions[i]` of every encoded text (the rows a task reads: the one row of
@@ -104,36 +91,28 @@ pub fn logits(
 /// concatenated, in input order. Batches are formed from length-sorted texts so that little
 /// work is spent on padding; `progress` is told how many texts are done.
 pub fn row_logits(
-    model: &SequenceClassifier,
+    model: &dyn Model,
     encoded: &[Encoded],
     positions: &[Vec<u32>],
     batch_size: usize,
-    device: &Device,
     progress: &dyn Fn(usize),
 ) -> Result<Vec<Vec<f32>>> {
     let mut out = vec![Vec::new(); encoded.len()];
-    each_text_logits(
-        model,
-        encoded,
-        batch_size,
-        device,
-        progress,
-        |i, per_token| {
-            out[i] = positions[i]
-                .iter()
-                .map(|&p| {
-                    per_token.get(p as usize).cloned().ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "row position {p} is past the {} logit rows of text {i}",
-                            per_token.len()
-                        ))
-                    })
+    each_text_logits(model, encoded, batch_size, progress, |i, per_token| {
+        out[i] = positions[i]
+            .iter()
+            .map(|&p| {
+                per_token.get(p as usize).cloned().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "row position {p} is past the {} logit rows of text {i}",
+                        per_token.len()
+                    ))
                 })
-                .collect::<Result<Vec<_>>>()?
-                .concat();
-            Ok(())
-        },
-    )?;
+            })
+            .collect::<Result<Vec<_>>>()?
+            .concat();
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -141,17 +120,16 @@ pub fn row_logits(
 /// hands each text's logits, `[position][label]` (padding positions included), to `each` with
 /// the text's index; `progress` is told how many texts each batch finished.
 fn each_text_logits(
-    model: &SequenceClassifier,
+    model: &dyn Model,
     encoded: &[Encoded],
     batch_size: usize,
-    device: &Device,
     progress: &dyn Fn(usize),
     mut each: impl FnMut(usize, &[Vec<f32>]) -> Result<()>,
 ) -> Result<()> {
     let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
     for batch in length_sorted_batches(&lengths, batch_size) {
         let items: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
-        let input = pad_batch(&items, model.config.pad_token_id, device)?;
+        let input = pad_batch(&items, model.config().pad_token_id)?;
         let logits = model
             .forward(&input, Pass::INFERENCE, Outputs::default())?
             .logits;

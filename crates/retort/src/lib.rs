@@ -4,6 +4,10 @@
 //! - [`model`]: the BERT-family encoder, heads, configs and Hugging Face checkpoints;
 //! - [`text`]: tokenisation, datasets and batching;
 //! - [`task`]: what a model predicts (sentence labels, word tags): data, rows, decoding, metrics;
+//! - [`objective`]: loss terms and their weighted sum, what training minimises;
+//! - [`train`]: run configs, the optimiser and the training loop (fine-tuning);
+//! - [`compress`]: students made from a teacher (layers, pruning, fresh shapes);
+//! - [`distill`]: `retort distill` and the teacher's cached logits;
 //! - [`infer`]: a loaded model + tokenizer that turns texts into probabilities;
 //! - [`eval`]: metrics and evaluation on labelled data;
 //! - [`summary`]: what `retort inspect` shows about a model;
@@ -13,12 +17,14 @@
 //! - [`serve`]: the HTTP server (`retort serve`), with dynamic batching and metrics.
 
 pub mod bench;
+pub mod compress;
 pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod export;
 pub mod infer;
 pub mod model;
+pub mod objective;
 pub mod report;
 pub mod serve;
 pub mod summary;

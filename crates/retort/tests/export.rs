@@ -21,7 +21,7 @@ const TEXTS: &[&str] = &[
 
 fn logits(c: &Classifier) -> Vec<Vec<f32>> {
     let encoded = c.tokenizer.encode_batch(TEXTS).unwrap();
-    retort::infer::logits(&c.model, &encoded, 2, &c.device, &|_| {}).unwrap()
+    retort::infer::logits(&c.model, &encoded, 2, &|_| {}).unwrap()
 }
 
 fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {

@@ -25,7 +25,7 @@ fn setup(name: &str) -> (Classifier, EncoderInput, Tensor) {
     let c = Classifier::load(&fixture(name), 64).unwrap();
     let enc = c.tokenizer.encode_batch(&TEXTS).unwrap();
     let items: Vec<_> = enc.iter().collect();
-    let input = pad_batch(&items, 0, &Device::Cpu).unwrap();
+    let input = pad_batch(&items, 0).unwrap();
     let n = c.model.config.num_labels() as u32;
     let labels = Tensor::new(&[0u32, 1 % n, 2 % n, 1 % n], &Device::Cpu).unwrap();
     (c, input, labels)
@@ -68,7 +68,7 @@ fn a_batch_split_over_threads_gives_the_outputs_of_one_pass() {
     let texts: Vec<&str> = TEXTS.iter().cycle().take(16).copied().collect();
     let enc = c.tokenizer.encode_batch(&texts).unwrap();
     let items: Vec<_> = enc.iter().collect();
-    let input = pad_batch(&items, 0, &Device::Cpu).unwrap();
+    let input = pad_batch(&items, 0).unwrap();
     let all = Outputs {
         hidden_states: true,
         attentions: true,

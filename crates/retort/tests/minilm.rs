@@ -59,7 +59,7 @@ fn minilm_matches_transformers_on_sst2_sentences() {
     for (i, text) in exp.sentences.iter().enumerate() {
         let e = c.tokenizer.encode(text).unwrap();
         assert_eq!(e.ids, exp.input_ids[i], "token ids of sentence {i}");
-        let input = pad_batch(&[&e], 0, &Device::Cpu).unwrap();
+        let input = pad_batch(&[&e], 0).unwrap();
         let h = c
             .model
             .forward(&input, Pass::INFERENCE, Outputs::default())

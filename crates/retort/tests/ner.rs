@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
 use common::fixture;
-use retort::distill::loss;
 use retort::distill::run::distill;
 use retort::eval::evaluate;
 use retort::model::HeadKind;
+use retort::objective::loss;
 use retort::task::view::select_rows;
 use retort::task::{predict_units, Task};
-use retort::train::config::{DistillConfig, TrainConfig};
+use retort::train::config::{DistillConfig, StudentSection, TeacherLayersStudent, TrainConfig};
 use retort::train::finetune::fine_tune;
 use retort::Classifier;
 
@@ -195,7 +195,10 @@ fn a_tagger_trains_distils_evaluates_exports_and_predicts_entities() {
     let mut d = DistillConfig::default();
     d.teacher.dir = teacher_dir.clone();
     d.teacher.max_len = 32;
-    d.student.teacher_layers = vec![1];
+    d.student = StudentSection::TeacherLayers(TeacherLayersStudent {
+        teacher_layers: vec![1],
+        ..TeacherLayersStudent::default()
+    });
     d.data.train = c.data.train.clone();
     d.data.dev = c.data.dev.clone();
     d.distill.cache_dir = tmp.path().join("cache");

@@ -40,7 +40,7 @@ fn check_fixture(name: &str, pass: Pass) {
             want_ids,
             "{name}: token ids of sentence {i}"
         );
-        let input = pad_batch(&[enc], 0, &Device::Cpu).unwrap();
+        let input = pad_batch(&[enc], 0).unwrap();
         let out = c.model.forward(&input, pass, ALL).unwrap();
         let d = max_abs_diff(&out.logits, &exp[&format!("single.{i}.logits")]);
         assert!(d <= TOL, "{name}: sentence {i} logits differ by {d}");
@@ -58,7 +58,7 @@ fn check_fixture(name: &str, pass: Pass) {
 
     // All sentences padded together: real tokens must be unaffected by padding.
     let items: Vec<_> = encoded.iter().collect();
-    let input = pad_batch(&items, 0, &Device::Cpu).unwrap();
+    let input = pad_batch(&items, 0).unwrap();
     assert_eq!(ids_of(&input.input_ids), ids_of(&exp["padded.input_ids"]));
     let mask = exp["padded.attention_mask"].to_dtype(DType::F32).unwrap();
     assert_eq!(max_abs_diff(&input.attention_mask, &mask), 0.0);
@@ -111,7 +111,7 @@ fn padding_never_changes_real_tokens() {
         .tokenizer
         .encode("The music was surprisingly good!")
         .unwrap();
-    let alone = pad_batch(&[&e], 0, &Device::Cpu).unwrap();
+    let alone = pad_batch(&[&e], 0).unwrap();
     let n = e.ids.len();
     // The same sentence padded by 7 positions filled with arbitrary (non-pad) token ids.
     let ids: Vec<u32> = e
@@ -144,7 +144,7 @@ fn padding_never_changes_real_tokens() {
 fn dropout_only_in_training_mode() {
     let c = Classifier::load(&fixture("tiny-bert"), 64).unwrap();
     let e = c.tokenizer.encode("I didn't like the ending.").unwrap();
-    let input = pad_batch(&[&e], 0, &Device::Cpu).unwrap();
+    let input = pad_batch(&[&e], 0).unwrap();
     let run = |pass| {
         c.model
             .forward(&input, pass, Outputs::default())

@@ -8,14 +8,17 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use common::fixture;
-use retort::distill::mapping::LayerMap;
-use retort::distill::objective::{Objective, Teacher, TrainBatch};
 use retort::distill::run::distill;
-use retort::distill::terms::{Term, TermKind};
 use retort::model::Pass;
+use retort::objective::mapping::LayerMap;
+use retort::objective::terms::{Term, TermKind};
+use retort::objective::{Objective, Teacher, TrainBatch};
 use retort::task::Task;
 use retort::text::batch::pad_batch;
-use retort::train::config::{DistillConfig, LossWeights, StudentInit, TrainConfig};
+use retort::train::config::{
+    load_config, DistillConfig, FreshStudent, LossWeights, StudentSection, TeacherLayersStudent,
+    TrainConfig,
+};
 use retort::train::finetune::{fine_tune, read_data, task_data};
 use retort::train::optim::{AdamW, Grads};
 use retort::train::step;
@@ -206,12 +209,16 @@ fn all_terms() -> LossWeights {
 #[test]
 fn distillation_gradients_reach_every_student_tensor_and_projection() {
     let teacher = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
-    let mut config = DistillConfig::default();
-    config.student.init = StudentInit::Fresh;
-    config.student.layers = 2;
-    config.student.hidden_size = 16;
-    config.student.heads = 2;
-    config.student.intermediate_size = 24;
+    let config = DistillConfig {
+        student: StudentSection::Fresh(FreshStudent {
+            layers: 2,
+            hidden_size: 16,
+            heads: 2,
+            intermediate_size: 24,
+            ..FreshStudent::default()
+        }),
+        ..DistillConfig::default()
+    };
     let projections = every_student_tensor_learns(&config, &teacher, 2);
     assert!(projections > 0, "widths differ: projections are learned");
     // The teacher is never trained.
@@ -255,12 +262,11 @@ fn every_student_tensor_learns(
         &LayerMap::Uniform,
         2.0,
         Teacher {
-            model: Some(teacher.model.clone()),
+            model: Some(Box::new(teacher.model.clone())),
             cached_logits: None,
         },
         student_layers,
         student.config.hidden_size,
-        &Device::Cpu,
         0,
     )
     .unwrap();
@@ -268,7 +274,7 @@ fn every_student_tensor_learns(
     let make_batch = |idx: &[usize]| -> retort::Result<TrainBatch> {
         let items: Vec<_> = idx.iter().map(|&i| &enc[i]).collect();
         Ok(TrainBatch::sentences(
-            pad_batch(&items, 0, &Device::Cpu)?,
+            pad_batch(&items, 0)?,
             idx.iter().map(|&i| [Some(2), None][i]).collect(),
             idx,
         ))
@@ -308,7 +314,7 @@ fn word_rows_give_the_word_table_the_gradient_of_the_whole_pass() {
         "not good",
     ];
     let enc = c.tokenizer.encode_batch(&texts).unwrap();
-    let input = pad_batch(&enc.iter().collect::<Vec<_>>(), 0, &Device::Cpu).unwrap();
+    let input = pad_batch(&enc.iter().collect::<Vec<_>>(), 0).unwrap();
     let labels = Tensor::new(&[0u32, 1, 2], &Device::Cpu).unwrap();
     let vars = c.model.params.vars();
     let gradients = |word_rows: bool| {
@@ -320,7 +326,7 @@ fn word_rows_give_the_word_table_the_gradient_of_the_whole_pass() {
         for scale in [1.0, 0.5] {
             let out = c.model.forward(&input, pass, Default::default()).unwrap();
             assert_eq!(out.word_rows.is_some(), word_rows);
-            let loss = retort::distill::loss::hard_ce(&out.logits, &labels).unwrap();
+            let loss = retort::objective::loss::hard_ce(&out.logits, &labels).unwrap();
             let store = loss.backward().unwrap();
             grads.accumulate(&store, &vars, scale).unwrap();
             if let Some(rows) = &out.word_rows {
@@ -347,10 +353,15 @@ fn word_rows_give_the_word_table_the_gradient_of_the_whole_pass() {
 fn a_student_with_pruned_heads_and_neurons_learns_in_every_tensor() {
     // Attention terms compare 2 student heads with 4 teacher heads (averaged over heads).
     let teacher = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
-    let mut config = DistillConfig::default();
-    config.student.teacher_layers = vec![0, 2];
-    config.student.keep_heads = 2;
-    config.student.keep_ffn = 16;
+    let config = DistillConfig {
+        student: StudentSection::TeacherLayers(TeacherLayersStudent {
+            teacher_layers: vec![0, 2],
+            keep_heads: 2,
+            keep_ffn: 16,
+            ..TeacherLayersStudent::default()
+        }),
+        ..DistillConfig::default()
+    };
     every_student_tensor_learns(&config, &teacher, 2);
 }
 
@@ -359,7 +370,10 @@ fn tiny_distill_config(dir: &Path) -> DistillConfig {
     let mut c = DistillConfig::default();
     c.teacher.dir = fixture("tiny-bert");
     c.teacher.max_len = 32;
-    c.student.teacher_layers = vec![0, 2];
+    c.student = StudentSection::TeacherLayers(TeacherLayersStudent {
+        teacher_layers: vec![0, 2],
+        ..TeacherLayersStudent::default()
+    });
     c.data.train = write_data(dir, "train.tsv", 64);
     c.data.dev = write_data(dir, "dev.tsv", 16);
     c.distill.cache_dir = dir.join("cache");
@@ -418,9 +432,12 @@ fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_th
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut c = tiny_distill_config(dir);
-    c.student.keep_tokens = 12;
-    c.student.keep_heads = 3;
-    c.student.keep_ffn = 16;
+    c.student = StudentSection::TeacherLayers(TeacherLayersStudent {
+        teacher_layers: vec![0, 2],
+        keep_tokens: 12,
+        keep_heads: 3,
+        keep_ffn: 16,
+    });
     c.output.dir = dir.join("pruned");
     let summary = distill(&c, false, false).unwrap();
     let best = dir.join("pruned/best");
@@ -480,10 +497,17 @@ fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_th
     c.output.dir = dir.join("refused");
     let err = distill(&c, false, false).err().unwrap().to_string();
     assert!(err.contains("keep_tokens"), "{err}");
-    c.distill.weights = None;
-    c.student.init = StudentInit::Fresh;
-    let err = distill(&c, false, false).err().unwrap().to_string();
-    assert!(err.contains("teacher-layers"), "{err}");
+    // Pruning a fresh student cannot be written: [student] takes only its kind's fields.
+    let toml = dir.join("fresh-pruned.toml");
+    std::fs::write(&toml, "[student]\ninit = \"fresh\"\nkeep_tokens = 12\n").unwrap();
+    let err = load_config::<DistillConfig>(&toml, &[])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("keep_tokens") && err.contains("\"teacher-layers\" takes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -527,16 +551,15 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
         classifier_dropout: 0.0,
         ..loaded.model.config.clone()
     };
-    let tensors = |m: &retort::model::SequenceClassifier| {
+    let tensors = |m: &retort::model::Transformer| {
         m.params
             .iter()
             .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
             .collect()
     };
     let build = || {
-        let (cfg, dev) = (config.clone(), Device::Cpu);
-        retort::model::SequenceClassifier::from_tensors(cfg, tensors(&loaded.model), "t", &dev, 0)
-            .unwrap()
+        let cfg = config.clone();
+        retort::model::Transformer::from_tensors(cfg, tensors(&loaded.model), "t", 0).unwrap()
     };
     let (student, teacher) = (build(), build());
     let weights = LossWeights {
@@ -545,7 +568,7 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
         ..LossWeights::default()
     };
     let online = Teacher {
-        model: Some(teacher),
+        model: Some(Box::new(teacher)),
         cached_logits: None,
     };
     let hidden = config.hidden_size;
@@ -557,7 +580,6 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
         online,
         layers,
         hidden,
-        &Device::Cpu,
         0,
     );
     let objective = objective.unwrap();
@@ -576,7 +598,7 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
     let make_batch = |idx: &[usize]| -> retort::Result<TrainBatch> {
         let items: Vec<_> = idx.iter().map(|&i| &encoded[i]).collect();
         Ok(TrainBatch::sentences(
-            pad_batch(&items, 0, &Device::Cpu)?,
+            pad_batch(&items, 0)?,
             idx.iter().map(|&i| Some(i % 3)).collect(),
             idx,
         ))

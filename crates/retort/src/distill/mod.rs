@@ -1,8 +1,5 @@
-//! Knowledge distillation: loss terms, layer mapping, the weighted objective, the teacher cache.
+//! Knowledge distillation: `retort distill` (teacher, student, transfer set, objective, then
+//! the trainer) and the teacher's logits cached on disk.
 
-pub mod loss;
-pub mod mapping;
-pub mod objective;
 pub mod run;
 pub mod teacher_cache;
-pub mod terms;

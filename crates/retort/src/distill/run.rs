@@ -3,23 +3,22 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Device;
 use serde::Serialize;
 
-use super::objective::{Objective, Teacher};
 use super::teacher_cache::teacher_logits;
-use super::terms::Needs;
+use crate::compress::student::{self, Keep, StudentShape};
+use crate::compress::vocab::{pruned_vocabulary, tokens_of};
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::model::checkpoint::copy_tokenizer_files;
-use crate::model::student::{self, Keep, StudentShape};
-use crate::model::{EncoderInput, SequenceClassifier};
+use crate::model::{EncoderInput, Model, Transformer};
+use crate::objective::terms::Needs;
+use crate::objective::{Objective, Teacher};
 use crate::task::{Input, Rows, Task, TaskData};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
 use crate::text::batch::pad_batch;
-use crate::text::vocab::{pruned_vocabulary, tokens_of};
 use crate::text::{Encoded, TextTokenizer};
-use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentInit, Validate};
+use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentSection, Validate};
 use crate::train::finetune::{read_data, task_data};
 use crate::train::trainer::{
     self, check_output_dir, dev_metrics, progress_bar, RunOptions, RunSummary,
@@ -44,7 +43,7 @@ pub struct DistillSummary {
 
 /// A student and, when it keeps only part of the teacher's vocabulary, its own tokenizer.
 pub struct Student {
-    pub model: SequenceClassifier,
+    pub model: Transformer,
     /// `None`: the student reads the teacher's tokenizer.
     pub tokenizer: Option<StudentTokenizer>,
 }
@@ -65,10 +64,8 @@ pub fn build_student(
     teacher: &Classifier,
     examples: &[Encoded],
 ) -> Result<Student> {
-    let s = &config.student;
-    let pruned = s.keep_tokens > 0 || s.keep_heads > 0 || s.keep_ffn > 0;
-    match s.init {
-        StudentInit::TeacherLayers => {
+    match &config.student {
+        StudentSection::TeacherLayers(s) => {
             if s.keep_tokens > 0 && Needs::of(&config.distill.terms()?).teacher_online() {
                 return Err(Error::Invalid(
                     "student.keep_tokens gives the student its own tokens, so it cannot be matched token by token with the teacher: remove the intermediate terms (hidden_mse, attention_mse, attention_kl, cosine)".into(),
@@ -76,7 +73,11 @@ pub fn build_student(
             }
             let mut keep = Keep::default();
             if s.keep_tokens > 0 {
-                keep.tokens = Some(pruned_vocabulary(&teacher.tokenizer, examples, s.keep_tokens)?);
+                keep.tokens = Some(pruned_vocabulary(
+                    &teacher.tokenizer,
+                    examples,
+                    s.keep_tokens,
+                )?);
             }
             if s.keep_heads > 0 || s.keep_ffn > 0 {
                 // One pass of the teacher over the sample serves both choices.
@@ -104,18 +105,14 @@ pub fn build_student(
             };
             Ok(Student { model, tokenizer })
         }
-        StudentInit::Fresh if pruned => Err(Error::Invalid(
-            "student.keep_tokens, student.keep_heads and student.keep_ffn prune teacher layers: they need student.init = \"teacher-layers\"".into(),
-        )),
-        StudentInit::Fresh => {
+        StudentSection::Fresh(s) => {
             let shape = StudentShape {
                 layers: s.layers,
                 hidden_size: s.hidden_size,
                 heads: s.heads,
                 intermediate_size: s.intermediate_size,
             };
-            let fresh =
-                student::fresh(&teacher.model.config, shape, &Device::Cpu, config.train.seed)?;
+            let fresh = student::fresh(&teacher.model.config, shape, config.train.seed)?;
             if s.embeddings == EmbeddingInit::TeacherPca {
                 student::init_embeddings_from_teacher(&fresh, &teacher.model)?;
             }
@@ -135,10 +132,7 @@ fn activity_sample(examples: &[Encoded], pad_id: u32) -> Result<Vec<EncoderInput
         .step_by(step)
         .take(ACTIVITY_SAMPLE)
         .collect();
-    picked
-        .chunks(64)
-        .map(|c| pad_batch(c, pad_id, &Device::Cpu))
-        .collect()
+    picked.chunks(64).map(|c| pad_batch(c, pad_id)).collect()
 }
 
 /// Writes a pruned student's tokenizer files into `dir`, for its checkpoints to carry: the
@@ -232,12 +226,13 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         &config.distill.layer_map,
         config.distill.temperature,
         Teacher {
-            model: needs.teacher_online().then(|| teacher.model.clone()),
+            model: needs
+                .teacher_online()
+                .then(|| Box::new(teacher.model.clone()) as Box<dyn Model>),
             cached_logits: cache.as_ref().map(|c| c.logits.clone()),
         },
         student.config.num_layers,
         student.config.hidden_size,
-        &Device::Cpu,
         config.train.seed,
     )?;
     // A student with its own tokens reads the transfer set and dev set in them; the teacher's

@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::infer::row_logits;
-use crate::model::SequenceClassifier;
+use crate::model::Model;
 use crate::task::TaskData;
 
 /// 64-bit FNV-1a: a stable hash (std's hasher may change between Rust releases).
@@ -78,7 +78,7 @@ pub struct CachedLogits {
 /// Reads the cached logits of `teacher` over `inputs`, computing and storing them first when
 /// absent. `progress` is told how many examples are done.
 pub fn teacher_logits(
-    teacher: &SequenceClassifier,
+    teacher: &dyn Model,
     teacher_dir: &Path,
     inputs: &TaskData,
     cache_dir: &Path,
@@ -112,10 +112,9 @@ pub fn teacher_logits(
         &inputs.examples,
         &inputs.positions(),
         batch_size,
-        &device,
         progress,
     )?;
-    let labels = teacher.config.num_labels();
+    let labels = teacher.config().num_labels();
     let flat: Vec<f32> = per_example.into_iter().flatten().collect();
     let tensor = Tensor::from_vec(flat, (rows, labels), &device)?;
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e, "cache directory"))?;

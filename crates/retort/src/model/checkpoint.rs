@@ -2,12 +2,10 @@
 
 use std::path::Path;
 
-use candle_core::Device;
-
-use super::classifier::{LoadReport, SequenceClassifier};
 use super::config::ModelConfig;
 use super::params::{ParamBuilder, TensorSource};
 use super::quantized;
+use super::transformer::{LoadReport, Transformer};
 use crate::error::{Error, Result};
 
 /// File names of a checkpoint directory.
@@ -16,7 +14,7 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// Loads the classifier stored in `dir`. A base model (no head) gets a fresh head,
 /// reported in the [`LoadReport`].
-pub fn load_classifier(dir: &Path, device: &Device) -> Result<(SequenceClassifier, LoadReport)> {
+pub fn load_classifier(dir: &Path) -> Result<(Transformer, LoadReport)> {
     if !dir.is_dir() {
         return Err(Error::MissingFile {
             path: dir.to_path_buf(),
@@ -36,22 +34,18 @@ pub fn load_classifier(dir: &Path, device: &Device) -> Result<(SequenceClassifie
     let json = read_json(&config_path)?;
     if quantized::is_marked(&json) {
         quantized::check_method(&json, &config_path)?;
-        return load_int8(config, &weights, device);
+        return load_int8(config, &weights);
     }
-    let source = TensorSource::load(&weights, device)?;
-    SequenceClassifier::from_builder(config, ParamBuilder::from_source(source, device, 0))
+    let source = TensorSource::load(&weights)?;
+    Transformer::from_builder(config, ParamBuilder::from_source(source, 0))
 }
 
 /// Loads an int8 checkpoint (see [`quantized`]): the model's encoder runs in int8.
-fn load_int8(
-    config: ModelConfig,
-    weights: &Path,
-    device: &Device,
-) -> Result<(SequenceClassifier, LoadReport)> {
-    let (tensors, int8) = quantized::read(weights, device)?;
+fn load_int8(config: ModelConfig, weights: &Path) -> Result<(Transformer, LoadReport)> {
+    let (tensors, int8) = quantized::read(weights)?;
     let source = TensorSource::from_tensors(weights, tensors);
     let (mut model, report) =
-        SequenceClassifier::from_builder(config, ParamBuilder::from_source(source, device, 0))?;
+        Transformer::from_builder(config, ParamBuilder::from_source(source, 0))?;
     quantized::attach(&mut model, int8, weights)?;
     Ok((model, report))
 }
@@ -67,7 +61,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 
 /// Writes `config.json` and `model.safetensors` for `model` into `dir` (created if needed).
 /// An int8 model is written as an int8 checkpoint (see [`quantized`]).
-pub fn save_classifier(model: &SequenceClassifier, dir: &Path) -> Result<()> {
+pub fn save_classifier(model: &Transformer, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::create(dir, e, "output directory"))?;
     let mut config = model.config.to_hf_json();
     if model.is_int8() {

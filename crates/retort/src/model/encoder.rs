@@ -62,6 +62,19 @@ impl EncoderInput {
     }
 }
 
+/// `n` items cut into `parts` consecutive ranges whose lengths differ by at most one (the
+/// longer ones last): how a batch is shared out over the threads.
+pub fn even_parts(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 0..parts {
+        let len = (n - start) / (parts - p);
+        out.push(start..start + len);
+        start += len;
+    }
+    out
+}
+
 /// What the encoder returns.
 #[derive(Debug, Clone)]
 pub struct EncoderOutput {
@@ -565,7 +578,7 @@ fn mask_bias(input: &EncoderInput) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SequenceClassifier;
+    use crate::model::Transformer;
     use candle_core::Device;
     use serde_json::json;
 
@@ -576,7 +589,7 @@ mod tests {
             "num_attention_heads": 3, "intermediate_size": 8, "max_position_embeddings": 8
         }))
         .unwrap();
-        let model = SequenceClassifier::fresh(cfg, &Device::Cpu, 5).unwrap();
+        let model = Transformer::fresh(cfg, 5).unwrap();
         let encoder = model.encoder.detached();
         // Two sentences, the second padded: padding must not count.
         let input = EncoderInput {

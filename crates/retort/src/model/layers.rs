@@ -24,7 +24,7 @@ pub struct Pass {
     /// as the next op has read it, and fused inference-only kernels may be used.
     pub grad: bool,
     /// With `grad`: leave the word-embedding table out of the autograd graph. The rows the
-    /// batch looks up become a variable of their own (`ClassifierOutput::word_rows`), and the
+    /// batch looks up become a variable of their own (`ModelOutput::word_rows`), and the
     /// trainer adds their gradient into the table's (`Grads::add_word_rows`). Otherwise the
     /// backward pass makes a zeroed copy of the whole table (30,522 rows) for a few hundred
     /// rows of gradient, in every part of every micro-batch.

@@ -100,7 +100,7 @@ pub struct TensorSource {
 
 impl TensorSource {
     /// Loads every tensor of a safetensors file as f32.
-    pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
+    pub fn load(path: &std::path::Path) -> Result<Self> {
         if !path.exists() {
             return Err(Error::MissingFile {
                 path: path.to_path_buf(),
@@ -108,7 +108,7 @@ impl TensorSource {
             });
         }
         let tensors =
-            candle_core::safetensors::load(path, device).map_err(|e| Error::Checkpoint {
+            candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Checkpoint {
                 path: path.to_path_buf(),
                 message: format!("not a readable safetensors file: {e}"),
             })?;
@@ -189,7 +189,6 @@ fn candidate_names(name: &str) -> Vec<String> {
 
 /// Creates the parameters of a model, from a checkpoint where it has them.
 pub struct ParamBuilder {
-    device: Device,
     source: Option<TensorSource>,
     rng: StdRng,
     params: Params,
@@ -199,9 +198,8 @@ pub struct ParamBuilder {
 
 impl ParamBuilder {
     /// A builder that initialises every tensor afresh, reproducibly from `seed`.
-    pub fn fresh(device: &Device, seed: u64) -> Self {
+    pub fn fresh(seed: u64) -> Self {
         Self {
-            device: device.clone(),
             source: None,
             rng: StdRng::seed_from_u64(seed),
             params: Params::default(),
@@ -211,10 +209,10 @@ impl ParamBuilder {
     }
 
     /// A builder that takes tensors from `source` and initialises only what it lacks.
-    pub fn from_source(source: TensorSource, device: &Device, seed: u64) -> Self {
+    pub fn from_source(source: TensorSource, seed: u64) -> Self {
         Self {
             source: Some(source),
-            ..Self::fresh(device, seed)
+            ..Self::fresh(seed)
         }
     }
 
@@ -263,7 +261,7 @@ impl ParamBuilder {
                 (0..n).map(|_| normal.sample(&mut self.rng)).collect()
             }
         };
-        Ok(Tensor::from_vec(values, shape, &self.device)?)
+        Ok(Tensor::from_vec(values, shape, &Device::Cpu)?)
     }
 
     /// Names that had to be initialised because the checkpoint lacked them.
@@ -314,7 +312,7 @@ mod tests {
         let t = Tensor::ones((2, 3), DType::F32, &dev).unwrap();
         let source =
             TensorSource::from_tensors("mem", HashMap::from([("a.weight".to_string(), t)]));
-        let mut b = ParamBuilder::from_source(source, &dev, 0);
+        let mut b = ParamBuilder::from_source(source, 0);
         let a = b.get("a.weight", &[2, 3], Init::Zeros).unwrap();
         assert_eq!(a.sum_all().unwrap().to_scalar::<f32>().unwrap(), 6.0);
         b.get("b.bias", &[4], Init::Zeros).unwrap();
@@ -334,7 +332,7 @@ mod tests {
             "mem.safetensors",
             HashMap::from([("h".to_string(), half), ("i".to_string(), ints)]),
         );
-        let mut b = ParamBuilder::from_source(source, &dev, 0);
+        let mut b = ParamBuilder::from_source(source, 0);
         let h = b.get("h", &[2], Init::Zeros).unwrap();
         assert_eq!(h.to_vec1::<f32>().unwrap(), [1.5, -2.0]);
         let err = b.get("i", &[2], Init::Zeros).unwrap_err().to_string();
@@ -346,9 +344,8 @@ mod tests {
 
     #[test]
     fn fresh_init_is_reproducible() {
-        let dev = Device::Cpu;
         let draw = || {
-            let mut b = ParamBuilder::fresh(&dev, 7);
+            let mut b = ParamBuilder::fresh(7);
             b.get("w", &[8], Init::Normal(0.02))
                 .unwrap()
                 .to_vec1::<f32>()

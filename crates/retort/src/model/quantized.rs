@@ -18,8 +18,8 @@ use candle_core::{DType, Device, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Value};
 
-use super::classifier::SequenceClassifier;
 use super::int8::Int8Weight;
+use super::transformer::Transformer;
 use crate::error::{Error, Result};
 
 /// The key in `config.json` that marks an int8 checkpoint.
@@ -66,10 +66,8 @@ fn checkpoint_error(path: &Path, message: impl Into<String>) -> Error {
 
 /// Reads an int8 `model.safetensors`: every tensor as f32 (int8 weights dequantised), and
 /// the int8 weights themselves by tensor name.
-pub fn read(
-    path: &Path,
-    device: &Device,
-) -> Result<(HashMap<String, Tensor>, HashMap<String, Int8Weight>)> {
+pub fn read(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, Int8Weight>)> {
+    let device = &Device::Cpu;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e, "model weights"))?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| checkpoint_error(path, format!("not a readable safetensors file: {e}")))?;
@@ -79,7 +77,7 @@ pub fn read(
         let shape = view.shape().to_vec();
         match view.dtype() {
             Dtype::F32 | Dtype::F16 | Dtype::BF16 => {
-                tensors.insert(name.to_string(), float_tensor(name, &view, device, path)?);
+                tensors.insert(name.to_string(), float_tensor(name, &view, path)?);
             }
             Dtype::I8 => {
                 let [out_dim, in_dim] = shape[..] else {
@@ -93,7 +91,7 @@ pub fn read(
                     .tensor(&scale_name)
                     .map_err(|_| checkpoint_error(path, format!("{scale_name} is missing")))?;
                 let q = view.data().iter().map(|&b| b as i8).collect();
-                let scales = float_tensor(&scale_name, &scales, device, path)?
+                let scales = float_tensor(&scale_name, &scales, path)?
                     .flatten_all()?
                     .to_vec1::<f32>()?;
                 let w = Int8Weight::from_parts(q, scales, out_dim, in_dim)
@@ -125,9 +123,9 @@ pub fn read(
 fn float_tensor(
     name: &str,
     view: &safetensors::tensor::TensorView<'_>,
-    device: &Device,
     path: &Path,
 ) -> Result<Tensor> {
+    let device = &Device::Cpu;
     let dtype = match view.dtype() {
         Dtype::F32 => DType::F32,
         Dtype::F16 => DType::F16,
@@ -144,7 +142,7 @@ fn float_tensor(
 
 /// Gives every encoder linear map of `model` its int8 weight from `int8` (by tensor name).
 pub fn attach(
-    model: &mut SequenceClassifier,
+    model: &mut Transformer,
     mut int8: HashMap<String, Int8Weight>,
     path: &Path,
 ) -> Result<()> {
@@ -168,7 +166,7 @@ pub fn attach(
 
 /// Writes `model.safetensors` of an int8 model: encoder linear weights as I8 + F32 scales,
 /// every other parameter as F32.
-pub fn write(model: &SequenceClassifier, path: &Path) -> Result<()> {
+pub fn write(model: &Transformer, path: &Path) -> Result<()> {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut int8_names = std::collections::HashSet::new();
     for (name, linear) in model.encoder_linears() {

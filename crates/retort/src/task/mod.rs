@@ -423,14 +423,8 @@ fn decode_examples(
     batch_size: usize,
 ) -> Result<Vec<Vec<usize>>> {
     let positions: Vec<Vec<u32>> = rows.iter().map(|r| r.positions.clone()).collect();
-    let logits = crate::infer::row_logits(
-        &classifier.model,
-        examples,
-        &positions,
-        batch_size,
-        &classifier.device,
-        &|_| {},
-    )?;
+    let logits =
+        crate::infer::row_logits(&classifier.model, examples, &positions, batch_size, &|_| {})?;
     let task = Task::of(&classifier.model.config);
     Ok(task.decode(&classifier.model.config.labels, rows, units, &logits))
 }

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::model::EncoderInput;
 
 /// Pads `items` to the longest among them and builds the encoder's input tensors.
-pub fn pad_batch(items: &[&Encoded], pad_id: u32, device: &Device) -> Result<EncoderInput> {
+pub fn pad_batch(items: &[&Encoded], pad_id: u32) -> Result<EncoderInput> {
+    let device = &Device::Cpu;
     let seq = items.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     if items.is_empty() || seq == 0 {
         return Err(Error::Invalid("cannot build an empty batch".into()));
@@ -40,19 +41,6 @@ pub fn pad_batch(items: &[&Encoded], pad_id: u32, device: &Device) -> Result<Enc
         token_type_ids: Tensor::from_vec(types, shape, device)?,
         attention_mask: Tensor::from_vec(mask, shape, device)?,
     })
-}
-
-/// `n` items cut into `parts` consecutive ranges whose lengths differ by at most one (the
-/// longer ones last): how a batch is shared out over the threads.
-pub fn even_parts(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::with_capacity(parts);
-    let mut start = 0;
-    for p in 0..parts {
-        let len = (n - start) / (parts - p);
-        out.push(start..start + len);
-        start += len;
-    }
-    out
 }
 
 /// Groups indices `0..lengths.len()` into batches of similar length (sorted, longest first),
@@ -99,7 +87,7 @@ mod tests {
     #[test]
     fn pads_to_longest_with_mask() {
         let (a, b) = (enc(&[2, 5, 3]), enc(&[2, 3]));
-        let batch = pad_batch(&[&a, &b], 0, &Device::Cpu).unwrap();
+        let batch = pad_batch(&[&a, &b], 0).unwrap();
         assert_eq!(
             batch.input_ids.to_vec2::<u32>().unwrap(),
             vec![vec![2, 5, 3], vec![2, 3, 0]]
@@ -108,7 +96,7 @@ mod tests {
             batch.attention_mask.to_vec2::<f32>().unwrap(),
             vec![vec![1., 1., 1.], vec![1., 1., 0.]]
         );
-        assert!(pad_batch(&[], 0, &Device::Cpu).is_err());
+        assert!(pad_batch(&[], 0).is_err());
     }
 
     #[test]

@@ -4,7 +4,6 @@ pub mod augment;
 pub mod batch;
 pub mod dataset;
 pub mod tokenizer;
-pub mod vocab;
 
 pub use dataset::{Dataset, Example};
 pub use tokenizer::{Encoded, TextTokenizer, WordEncoded, DEFAULT_MAX_LEN};

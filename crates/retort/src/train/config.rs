@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::distill::mapping::LayerMap;
-use crate::distill::terms::{default_terms, Term, TermKind};
 use crate::error::{Error, Result};
+use crate::objective::mapping::LayerMap;
+use crate::objective::terms::{default_terms, Term, TermKind};
 use crate::task::Task;
 use crate::text::augment::AugmentConfig;
 
@@ -85,16 +85,6 @@ impl Default for TeacherSection {
     }
 }
 
-/// How the student is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StudentInit {
-    /// Copy the teacher's embeddings, head and the layers in `teacher_layers` (DistilBERT).
-    TeacherLayers,
-    /// A fresh model of the given size, sharing the teacher's tokenizer and labels.
-    Fresh,
-}
-
 /// How a fresh student's embedding tables start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -105,50 +95,77 @@ pub enum EmbeddingInit {
     TeacherPca,
 }
 
-/// The student's shape and initialisation.
+/// How the student is built: `init` names the kind, and each kind takes only its own fields
+/// (a field of another kind is an unknown key).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StudentSection {
-    /// "teacher-layers" (copy chosen teacher layers) or "fresh" (new weights, sizes below).
-    pub init: StudentInit,
-    /// With init = "teacher-layers": which teacher layers (0-based) become the student's.
-    pub teacher_layers: Vec<usize>,
-    /// With init = "teacher-layers": keep only this many tokens of the teacher's vocabulary,
-    /// the most frequent in the transfer set (0: all). The student gets its own tokenizer.
-    pub keep_tokens: usize,
-    /// With init = "teacher-layers": keep only this many attention heads per layer, those
-    /// whose output has the largest mean norm on the training set (0: all).
-    pub keep_heads: usize,
-    /// With init = "teacher-layers": keep only this many feed-forward neurons per layer, those
-    /// that contribute most on the training set (0: all).
-    pub keep_ffn: usize,
-    /// With init = "fresh": number of layers.
-    pub layers: usize,
-    /// With init = "fresh": hidden size.
-    pub hidden_size: usize,
-    /// With init = "fresh": attention heads (must divide hidden_size).
-    pub heads: usize,
-    /// With init = "fresh": feed-forward size.
-    pub intermediate_size: usize,
-    /// With init = "fresh": "random", or "teacher-pca" (the teacher's embeddings projected to
-    /// the student's width along their principal directions).
-    pub embeddings: EmbeddingInit,
+#[serde(tag = "init", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StudentSection {
+    /// Copy the teacher's embeddings, head and chosen layers (DistilBERT), optionally pruned.
+    TeacherLayers(TeacherLayersStudent),
+    /// A fresh model of a given shape, sharing the teacher's tokenizer and labels.
+    Fresh(FreshStudent),
 }
 
-impl Default for StudentSection {
+/// `init = "teacher-layers"`: a student made of the teacher's own layers.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeacherLayersStudent {
+    /// Which teacher layers (0-based) become the student's.
+    pub teacher_layers: Vec<usize>,
+    /// Keep only this many tokens of the teacher's vocabulary, the most frequent in the
+    /// transfer set (0: all). The student gets its own tokenizer.
+    pub keep_tokens: usize,
+    /// Keep only this many attention heads per layer, those whose output has the largest mean
+    /// norm on the training set (0: all).
+    pub keep_heads: usize,
+    /// Keep only this many feed-forward neurons per layer, those that contribute most on the
+    /// training set (0: all).
+    pub keep_ffn: usize,
+}
+
+impl Default for TeacherLayersStudent {
     fn default() -> Self {
         Self {
-            init: StudentInit::TeacherLayers,
             teacher_layers: vec![1, 3, 5],
             keep_tokens: 0,
             keep_heads: 0,
             keep_ffn: 0,
+        }
+    }
+}
+
+/// `init = "fresh"`: a new transformer of the given shape.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FreshStudent {
+    /// Number of layers.
+    pub layers: usize,
+    /// Hidden size.
+    pub hidden_size: usize,
+    /// Attention heads (must divide hidden_size).
+    pub heads: usize,
+    /// Feed-forward size.
+    pub intermediate_size: usize,
+    /// "random", or "teacher-pca" (the teacher's embeddings projected to the student's width
+    /// along their principal directions).
+    pub embeddings: EmbeddingInit,
+}
+
+impl Default for FreshStudent {
+    fn default() -> Self {
+        Self {
             layers: 4,
             hidden_size: 256,
             heads: 4,
             intermediate_size: 1024,
             embeddings: EmbeddingInit::Random,
         }
+    }
+}
+
+impl Default for StudentSection {
+    fn default() -> Self {
+        StudentSection::TeacherLayers(TeacherLayersStudent::default())
     }
 }
 
@@ -451,24 +468,26 @@ impl Validate for DistillConfig {
 
 impl StudentSection {
     fn check(&self) -> std::result::Result<(), InvalidValue> {
-        match self.init {
-            StudentInit::TeacherLayers if self.teacher_layers.is_empty() => Err(InvalidValue::new(
-                "student.teacher_layers",
-                "is empty: name the teacher layers to copy",
-            )),
-            StudentInit::TeacherLayers => Ok(()),
-            StudentInit::Fresh => {
-                at_least_one("student.layers", self.layers)?;
-                at_least_one("student.hidden_size", self.hidden_size)?;
-                at_least_one("student.heads", self.heads)?;
-                at_least_one("student.intermediate_size", self.intermediate_size)?;
-                if !self.hidden_size.is_multiple_of(self.heads) {
+        match self {
+            StudentSection::TeacherLayers(s) if s.teacher_layers.is_empty() => {
+                Err(InvalidValue::new(
+                    "student.teacher_layers",
+                    "is empty: name the teacher layers to copy",
+                ))
+            }
+            StudentSection::TeacherLayers(_) => Ok(()),
+            StudentSection::Fresh(s) => {
+                at_least_one("student.layers", s.layers)?;
+                at_least_one("student.hidden_size", s.hidden_size)?;
+                at_least_one("student.heads", s.heads)?;
+                at_least_one("student.intermediate_size", s.intermediate_size)?;
+                if !s.hidden_size.is_multiple_of(s.heads) {
                     return Err(InvalidValue::pair(
                         "student.hidden_size",
                         "student.heads",
                         &format!(
                             "do not fit: {} is not a multiple of {}",
-                            self.hidden_size, self.heads
+                            s.hidden_size, s.heads
                         ),
                     ));
                 }
@@ -555,6 +574,7 @@ pub fn load_config<T: DeserializeOwned + Validate>(path: &Path, overrides: &[Str
     let config = T::deserialize(table).map_err(|e| {
         // toml's message ends in "\nin `key`\n": one line reads better after the source.
         let message = e.to_string().trim_end().replace('\n', " ");
+        let message = with_student_hint(message);
         Error::Invalid(format!(
             "{}: {message}",
             unreadable_by::<T>(path, &file, overrides)
@@ -564,6 +584,18 @@ pub fn load_config<T: DeserializeOwned + Validate>(path: &Path, overrides: &[Str
         .check()
         .map_err(|v| Error::Invalid(format!("{}: {v}", set_by(&v, path, overrides))))?;
     Ok(config)
+}
+
+/// Adds what to write instead to an unknown-key error in `[student]`: configs written before
+/// `[student]` became one table per `init` kind listed every kind's fields together.
+fn with_student_hint(message: String) -> String {
+    let student_key = message.contains("unknown field") && message.contains("in `student`");
+    match student_key {
+        true => format!(
+            "{message} ([student] takes only the fields of its init: \"teacher-layers\" takes teacher_layers, keep_tokens, keep_heads, keep_ffn; \"fresh\" takes layers, hidden_size, heads, intermediate_size, embeddings: remove the others)"
+        ),
+        false => message,
+    }
 }
 
 /// Which source makes a config unreadable: the file when it fails alone, else the first

@@ -1,8 +1,8 @@
 //! `retort train`: fine-tune a checkpoint on a labelled dataset of its task.
 
-use crate::distill::objective::Objective;
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
+use crate::objective::Objective;
 use crate::task::{Corpus, Task, TaskData};
 use crate::text::TextTokenizer;
 

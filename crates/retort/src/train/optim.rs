@@ -436,8 +436,7 @@ mod tests {
 
     #[test]
     fn adamw_first_step_moves_by_lr_against_the_gradient_sign() {
-        let dev = Device::Cpu;
-        let mut b = ParamBuilder::fresh(&dev, 0);
+        let mut b = ParamBuilder::fresh(0);
         b.get("w.weight", &[2], Init::Ones).unwrap();
         b.get("w.bias", &[2], Init::Ones).unwrap();
         let params = b.take_params();
@@ -479,7 +478,7 @@ mod tests {
         // gives. Gradients near eps make the update depend on their scale.
         let dev = Device::Cpu;
         let run = |clip: bool| {
-            let mut b = ParamBuilder::fresh(&dev, 0);
+            let mut b = ParamBuilder::fresh(0);
             b.get("w.weight", &[3], Init::Ones).unwrap();
             let params = b.take_params();
             let mut opt = AdamW::new(&params, 0.0).unwrap();

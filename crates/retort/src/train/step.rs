@@ -17,11 +17,11 @@ use candle_core::backprop::GradStore;
 use candle_core::Var;
 use rayon::prelude::*;
 
-use crate::distill::objective::{Objective, TrainBatch};
 use crate::error::Result;
+use crate::model::encoder::even_parts;
 use crate::model::layers::with_dropout_seed;
-use crate::model::{Pass, SequenceClassifier, WordRows};
-use crate::text::batch::even_parts;
+use crate::model::{Model, Pass, WordRows};
+use crate::objective::{Objective, TrainBatch};
 use crate::train::optim::Grads;
 
 /// Parts have at least this many examples: smaller ones are not worth a thread.
@@ -66,7 +66,7 @@ const TRAIN_PASS: Pass = Pass {
 /// by `make_batch`) in one part per thread, or in one part on the calling thread when the
 /// batch is small or there is one thread.
 pub fn forward_backward(
-    model: &SequenceClassifier,
+    model: &dyn Model,
     objective: &Objective,
     indices: &[usize],
     seed: u64,

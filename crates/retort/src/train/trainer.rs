@@ -19,11 +19,11 @@ use super::config::TrainSection;
 use super::optim::{AdamW, Grads, Schedule};
 use super::run_dir::{self, append_record, replace_dir};
 use super::step::forward_backward;
-use crate::distill::objective::{Objective, TrainBatch};
 use crate::error::{Error, Result};
 use crate::infer::row_logits;
-use crate::model::checkpoint::{copy_tokenizer_files, save_classifier};
-use crate::model::{Params, SequenceClassifier};
+use crate::model::checkpoint::copy_tokenizer_files;
+use crate::model::{Model, Params};
+use crate::objective::{Objective, TrainBatch};
 use crate::task::{Scores, Task, TaskData};
 use crate::text::batch::{bucketed_batches, pad_batch};
 use crate::text::Encoded;
@@ -89,21 +89,10 @@ fn install_interrupt_handler() {
 }
 
 /// The task's scores of `model` on `dev`.
-pub fn dev_metrics(
-    model: &SequenceClassifier,
-    dev: &TaskData,
-    batch_size: usize,
-) -> Result<Scores> {
-    let logits = row_logits(
-        model,
-        &dev.examples,
-        &dev.positions(),
-        batch_size,
-        &Device::Cpu,
-        &|_| {},
-    )?;
-    let task = Task::of(&model.config);
-    let labels = &model.config.labels;
+pub fn dev_metrics(model: &dyn Model, dev: &TaskData, batch_size: usize) -> Result<Scores> {
+    let logits = row_logits(model, &dev.examples, &dev.positions(), batch_size, &|_| {})?;
+    let task = Task::of(model.config());
+    let labels = &model.config().labels;
     let units: Vec<usize> = dev.gold.iter().map(Vec::len).collect();
     let predicted = task.decode(labels, &dev.rows, &units, &logits);
     task.score(labels, &predicted, &dev.gold)
@@ -138,7 +127,7 @@ fn make_batch(data: &TaskData, offsets: &[u32], idx: &[usize], pad_id: u32) -> R
         }
     }
     Ok(TrainBatch {
-        input: pad_batch(&items, pad_id, &Device::Cpu)?,
+        input: pad_batch(&items, pad_id)?,
         rows,
         labels,
         cache_rows,
@@ -149,7 +138,7 @@ pub use super::run_dir::check_output_dir;
 
 /// Trains `model` (and the objective's own parameters) on `train`, keeping the best on `dev`.
 pub fn run(
-    model: &SequenceClassifier,
+    model: &dyn Model,
     objective: &Objective,
     train: &TaskData,
     dev: &TaskData,
@@ -166,7 +155,7 @@ pub fn run(
     std::fs::create_dir_all(out).map_err(|e| Error::create(out, e, "output directory"))?;
     write_file(&out.join("config.toml"), opts.config_toml)?;
 
-    let params = Params::merged(&model.params, &objective.params);
+    let params = Params::merged(model.params(), &objective.params);
     let mut opt = AdamW::new(&params, cfg.weight_decay)?;
     let vars = opt.vars();
     let batches_per_epoch = train.examples.len().div_ceil(cfg.batch_size);
@@ -219,7 +208,7 @@ pub fn run(
     bar.set_position(state.step as u64);
     let lengths: Vec<usize> = train.examples.iter().map(|e| e.ids.len()).collect();
     let offsets = row_offsets(train);
-    let metric = Task::of(&model.config).primary_metric();
+    let metric = Task::of(model.config()).primary_metric();
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.seconds);
     let (mut window_examples, mut window_start) = (0usize, Instant::now());
     let mut final_score = f64::NAN;
@@ -255,7 +244,7 @@ pub fn run(
                 // Dropout masks depend only on the seed, the step, the micro-batch and the part.
                 let seed = cfg.seed ^ ((step as u64) << 20) ^ micro as u64;
                 let make_batch = |idx: &[usize]| -> Result<TrainBatch> {
-                    make_batch(train, &offsets, idx, model.config.pad_token_id)
+                    make_batch(train, &offsets, idx, model.config().pad_token_id)
                 };
                 for part in forward_backward(model, objective, indices, seed, &make_batch)? {
                     // No gradients: the part's loss is not finite.
@@ -401,16 +390,16 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Saves a loadable checkpoint (HF layout plus the tokenizer) into `dir`, replacing it whole.
-fn save_model(model: &SequenceClassifier, tokenizer_dir: &Path, dir: &Path) -> Result<()> {
+fn save_model(model: &dyn Model, tokenizer_dir: &Path, dir: &Path) -> Result<()> {
     replace_dir(dir, |tmp| {
-        save_classifier(model, tmp)?;
+        model.save(tmp)?;
         copy_tokenizer_files(tokenizer_dir, tmp)
     })
 }
 
 /// Saves everything `--resume` needs into `last/`.
 fn save_last(
-    model: &SequenceClassifier,
+    model: &dyn Model,
     objective: &Objective,
     opt: &AdamW,
     state: &State,
@@ -418,7 +407,7 @@ fn save_last(
     dir: &Path,
 ) -> Result<()> {
     replace_dir(dir, |tmp| {
-        save_classifier(model, tmp)?;
+        model.save(tmp)?;
         copy_tokenizer_files(tokenizer_dir, tmp)?;
         objective
             .params

@@ -74,7 +74,7 @@ pub fn disable_candle_pool() {
 
 /// Whether a product may split over the threads: not when it is called from a rayon worker,
 /// that is from work already split over the threads (an inference batch run as one part
-/// per thread, see `SequenceClassifier::forward`), where forking only adds overhead.
+/// per thread, see `Transformer::forward`), where forking only adds overhead.
 pub(crate) fn may_fork() -> bool {
     rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none()
 }

@@ -1,20 +1,20 @@
-//! A sequence classifier: encoder + head, built from a config and (optionally) a checkpoint.
+//! The transformer: encoder + task head, built from a config and (optionally) a checkpoint;
+//! the [`Model`](super::Model) implementation for BERT and DistilBERT checkpoints.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
 
 use super::config::{HeadKind, ModelConfig};
-use super::encoder::{Encoder, EncoderInput, LayerNames, Outputs, WordRows};
+use super::encoder::{even_parts, Encoder, EncoderInput, LayerNames, Outputs, WordRows};
 use super::heads::{head_prefixes, Head};
 use super::kernels;
 use super::layers::{Linear, Pass};
 use super::params::{ParamBuilder, Params, TensorSource};
 use crate::error::{Error, Result};
-use crate::text::batch::even_parts;
 
-/// The output of a classifier's forward pass.
+/// The output of a model's forward pass.
 #[derive(Debug, Clone)]
-pub struct ClassifierOutput {
+pub struct ModelOutput {
     /// Unnormalised scores: `[batch, labels]` for a sequence head, `[batch, seq, labels]` for
     /// a token head.
     pub logits: Tensor,
@@ -28,20 +28,20 @@ pub struct ClassifierOutput {
     pub word_rows: Option<WordRows>,
 }
 
-impl ClassifierOutput {
+impl ModelOutput {
     /// Joins the outputs of consecutive parts of a batch along the batch dimension.
-    fn concat(parts: Vec<ClassifierOutput>) -> Result<Self> {
-        let cat = |pick: &dyn Fn(&ClassifierOutput) -> &Tensor| -> Result<Tensor> {
+    fn concat(parts: Vec<ModelOutput>) -> Result<Self> {
+        let cat = |pick: &dyn Fn(&ModelOutput) -> &Tensor| -> Result<Tensor> {
             let ts: Vec<&Tensor> = parts.iter().map(pick).collect();
             Ok(Tensor::cat(&ts, 0)?)
         };
-        let per_layer = |n: usize, pick: &dyn Fn(&ClassifierOutput, usize) -> &Tensor| {
+        let per_layer = |n: usize, pick: &dyn Fn(&ModelOutput, usize) -> &Tensor| {
             (0..n)
                 .map(|i| cat(&|p| pick(p, i)))
                 .collect::<Result<Vec<_>>>()
         };
         let first = &parts[0];
-        Ok(ClassifierOutput {
+        Ok(ModelOutput {
             logits: cat(&|p| &p.logits)?,
             hidden_states: per_layer(first.hidden_states.len(), &|p, i| &p.hidden_states[i])?,
             attentions: per_layer(first.attentions.len(), &|p, i| &p.attentions[i])?,
@@ -70,9 +70,9 @@ fn split_batch(input: &EncoderInput, threads: usize) -> Result<Vec<EncoderInput>
 /// tokens: below it, one pass with multi-threaded ops is as fast.
 const MIN_SPLIT_TOKENS: usize = 64;
 
-/// An encoder with a sequence-classification head.
+/// A BERT-family encoder with a task head (sequence or token classification).
 #[derive(Debug, Clone)]
-pub struct SequenceClassifier {
+pub struct Transformer {
     pub config: ModelConfig,
     pub encoder: Encoder,
     pub head: Head,
@@ -88,10 +88,10 @@ pub struct LoadReport {
     pub unused: Vec<String>,
 }
 
-impl SequenceClassifier {
+impl Transformer {
     /// A model with freshly initialised parameters (reproducible from `seed`).
-    pub fn fresh(config: ModelConfig, device: &Device, seed: u64) -> Result<Self> {
-        let mut b = ParamBuilder::fresh(device, seed);
+    pub fn fresh(config: ModelConfig, seed: u64) -> Result<Self> {
+        let mut b = ParamBuilder::fresh(seed);
         Self::build(config, &mut b)
     }
 
@@ -158,8 +158,7 @@ impl SequenceClassifier {
             },
             ..self.config.clone()
         };
-        let device = self.encoder.embeddings.word.device().clone();
-        Self::from_tensors(config, tensors, "(new head)", &device, seed)
+        Self::from_tensors(config, tensors, "(new head)", seed)
     }
 
     /// A model of `config` whose parameters are copied from `tensors` (by HF name); a missing
@@ -168,12 +167,10 @@ impl SequenceClassifier {
         config: ModelConfig,
         tensors: std::collections::HashMap<String, Tensor>,
         origin: &str,
-        device: &Device,
         seed: u64,
     ) -> Result<Self> {
         let source = TensorSource::from_tensors(origin, tensors);
-        let (model, _) =
-            Self::from_builder(config, ParamBuilder::from_source(source, device, seed))?;
+        let (model, _) = Self::from_builder(config, ParamBuilder::from_source(source, seed))?;
         Ok(model)
     }
 
@@ -183,7 +180,7 @@ impl SequenceClassifier {
         input: &EncoderInput,
         pass: Pass,
         outputs: Outputs,
-    ) -> Result<ClassifierOutput> {
+    ) -> Result<ModelOutput> {
         if pass.grad {
             Self::run(&self.encoder, &self.head, input, pass, outputs)
         } else {
@@ -207,7 +204,7 @@ impl SequenceClassifier {
                 .par_iter()
                 .map(|part| Self::run(&encoder, &head, part, pass, outputs))
                 .collect::<Result<Vec<_>>>()?;
-            ClassifierOutput::concat(outs)
+            ModelOutput::concat(outs)
         }
     }
 
@@ -217,10 +214,10 @@ impl SequenceClassifier {
         input: &EncoderInput,
         pass: Pass,
         outputs: Outputs,
-    ) -> Result<ClassifierOutput> {
+    ) -> Result<ModelOutput> {
         let enc = encoder.forward(input, pass, outputs)?;
         let logits = head.forward(&enc.last_hidden_state, pass)?;
-        Ok(ClassifierOutput {
+        Ok(ModelOutput {
             logits,
             hidden_states: enc.hidden_states,
             attentions: enc.attentions,
@@ -275,9 +272,28 @@ impl SequenceClassifier {
     }
 }
 
+impl super::Model for Transformer {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn params(&self) -> &Params {
+        &self.params
+    }
+
+    fn forward(&self, input: &EncoderInput, pass: Pass, outputs: Outputs) -> Result<ModelOutput> {
+        Transformer::forward(self, input, pass, outputs)
+    }
+
+    fn save(&self, dir: &std::path::Path) -> Result<()> {
+        super::checkpoint::save_classifier(self, dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     fn input(batch: usize, seq: usize) -> EncoderInput {
         let dev = Device::Cpu;

@@ -1,21 +1,25 @@
-//! The training objective: a weighted sum of the run's loss terms ([`super::terms`]), with the
+//! The training objective: a weighted sum of the run's loss terms ([`terms`]), with the
 //! teacher's outputs (cached logits or an online no-grad pass) and learned projections for
 //! hidden-state matching.
 //!
-//! Fine-tuning is the same objective with only `hard_ce` and no teacher.
+//! Fine-tuning is the same objective with only `hard_ce` and no teacher. The trainer owns an
+//! objective without knowing about distillation; `distill` builds one with a teacher.
+
+pub mod loss;
+pub mod mapping;
+pub mod terms;
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 
-use super::loss;
-use super::mapping::LayerMap;
-use super::terms::{Needs, Term, TermKind};
+use self::mapping::LayerMap;
+use self::terms::{Needs, Term, TermKind};
 use crate::error::{Error, Result};
 use crate::model::encoder::linear;
 use crate::model::layers::Linear;
 use crate::model::params::ParamBuilder;
-use crate::model::{ClassifierOutput, EncoderInput, Outputs, Params, Pass, SequenceClassifier};
+use crate::model::{EncoderInput, Model, ModelOutput, Outputs, Params, Pass};
 use crate::task::view::select_rows;
 
 /// One training batch: its tensors and the rows of logits its terms compare.
@@ -48,7 +52,7 @@ impl TrainBatch {
 pub struct Teacher {
     /// The teacher model, run without gradients when intermediate terms need it (or when no
     /// logits are cached).
-    pub model: Option<SequenceClassifier>,
+    pub model: Option<Box<dyn Model>>,
     /// `[rows, labels]` logits over the training set's rows, in example order.
     pub cached_logits: Option<Tensor>,
 }
@@ -108,7 +112,6 @@ impl Objective {
         teacher: Teacher,
         student_layers: usize,
         student_hidden: usize,
-        device: &Device,
         seed: u64,
     ) -> Result<Self> {
         for t in terms {
@@ -118,7 +121,7 @@ impl Objective {
         let needs_model =
             needs.teacher_online() || (needs.teacher_logits && teacher.cached_logits.is_none());
         let (teacher_layers, teacher_hidden) = match (&teacher.model, needs_model) {
-            (Some(m), _) => (m.config.num_layers, m.config.hidden_size),
+            (Some(m), _) => (m.config().num_layers, m.config().hidden_size),
             (None, true) => {
                 return Err(Error::Invalid(
                     "these loss terms need the teacher model online, but none was given".into(),
@@ -144,7 +147,7 @@ impl Objective {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut b = ParamBuilder::fresh(device, seed ^ 0x5eed);
+        let mut b = ParamBuilder::fresh(seed ^ 0x5eed);
         let mut projections = BTreeMap::new();
         if student_hidden != teacher_hidden {
             for t in terms.iter().filter(|t| t.kind.needs().hidden_states) {
@@ -179,7 +182,7 @@ impl Objective {
     }
 
     /// The weighted loss of the student's output on `batch`.
-    pub fn loss(&self, batch: &TrainBatch, student: &ClassifierOutput) -> Result<LossValue> {
+    pub fn loss(&self, batch: &TrainBatch, student: &ModelOutput) -> Result<LossValue> {
         let rows = select_rows(&student.logits, &batch.rows)?;
         let online = match &self.teacher {
             Some(teacher) => self.teacher_online(teacher, &batch.input)?,
@@ -226,11 +229,7 @@ impl Objective {
     }
 
     /// The teacher's logits at the batch's rows: cached, or from the online pass.
-    fn teacher_rows(
-        &self,
-        batch: &TrainBatch,
-        online: Option<&ClassifierOutput>,
-    ) -> Result<Tensor> {
+    fn teacher_rows(&self, batch: &TrainBatch, online: Option<&ModelOutput>) -> Result<Tensor> {
         let cached = self.teacher.as_ref().and_then(|t| t.cached_logits.as_ref());
         match (cached, online) {
             (Some(cache), _) => Ok(cache.index_select(
@@ -286,7 +285,7 @@ impl Objective {
         &self,
         teacher: &Teacher,
         input: &EncoderInput,
-    ) -> Result<Option<ClassifierOutput>> {
+    ) -> Result<Option<ModelOutput>> {
         let needs = self.needs.teacher_online()
             || (self.needs.teacher_logits && teacher.cached_logits.is_none());
         let Some(model) = teacher.model.as_ref().filter(|_| needs) else {
@@ -294,7 +293,7 @@ impl Objective {
         };
         let out = model.forward(input, Pass::INFERENCE, self.student_outputs())?;
         let detach = |v: Vec<Tensor>| v.into_iter().map(|t| t.detach()).collect();
-        Ok(Some(ClassifierOutput {
+        Ok(Some(ModelOutput {
             logits: out.logits.detach(),
             last_hidden_state: out.last_hidden_state.detach(),
             hidden_states: detach(out.hidden_states),
@@ -308,8 +307,8 @@ impl Objective {
         &self,
         term: &ActiveTerm,
         batch: &TrainBatch,
-        student: &ClassifierOutput,
-        teacher: &ClassifierOutput,
+        student: &ModelOutput,
+        teacher: &ModelOutput,
     ) -> Result<Tensor> {
         let mask = &batch.input.attention_mask;
         let mut sum: Option<Tensor> = None;

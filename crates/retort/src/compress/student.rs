@@ -2,19 +2,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
-use super::classifier::SequenceClassifier;
-use super::config::ModelConfig;
-use super::encoder::{layer_prefix, EncoderInput, LayerActivity, LayerNames};
-use super::params::ParamBuilder;
 use crate::error::{Error, Result};
+use crate::model::config::ModelConfig;
+use crate::model::encoder::{layer_prefix, EncoderInput, LayerActivity, LayerNames};
+use crate::model::params::ParamBuilder;
+use crate::model::transformer::Transformer;
 
 /// What a student built from teacher layers keeps of the teacher: everything by default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Keep {
     /// The teacher token ids whose embeddings the student keeps; token `i` of the student is
-    /// `tokens[i]` of the teacher (its tokenizer must agree: see `text::vocab`).
+    /// `tokens[i]` of the teacher (its tokenizer must agree: see `compress::vocab`).
     pub tokens: Option<Vec<u32>>,
     /// For each teacher layer, the attention heads kept (see [`heads_to_keep`]).
     pub heads: Option<Vec<KeptUnits>>,
@@ -38,10 +38,10 @@ pub struct KeptUnits {
 /// (0-based, in order: student layer i starts as teacher layer `layers[i]`), keeping the
 /// tokens, attention heads and feed-forward neurons `keep` names.
 pub fn from_teacher_layers(
-    teacher: &SequenceClassifier,
+    teacher: &Transformer,
     layers: &[usize],
     keep: &Keep,
-) -> Result<SequenceClassifier> {
+) -> Result<Transformer> {
     let arch = teacher.config.architecture;
     let depth = teacher.config.num_layers;
     if layers.is_empty() {
@@ -106,8 +106,7 @@ pub fn from_teacher_layers(
         pruned_heads: student_pruned_heads(&teacher.config, layers, keep.heads.as_deref()),
         ..teacher.config.clone()
     };
-    let device = teacher.encoder.embeddings.word.device().clone();
-    SequenceClassifier::from_tensors(config, tensors, "(teacher layers)", &device, 0)
+    Transformer::from_tensors(config, tensors, "(teacher layers)", 0)
 }
 
 /// The student's `pruned_heads`: for student layer i, the heads teacher layer `layers[i]`
@@ -218,7 +217,7 @@ fn select_block(
 /// The same model with every pruned attention head back, its weights zero: a zero head adds
 /// nothing to the output, so the logits are unchanged. transformers 5 no longer reads
 /// `pruned_heads`, but it reads this model at its full shape.
-pub fn with_all_heads(model: &SequenceClassifier) -> Result<SequenceClassifier> {
+pub fn with_all_heads(model: &Transformer) -> Result<Transformer> {
     let config = &model.config;
     let (arch, d) = (config.architecture, config.head_dim());
     let mut tensors: HashMap<String, Tensor> = model
@@ -258,8 +257,7 @@ pub fn with_all_heads(model: &SequenceClassifier) -> Result<SequenceClassifier> 
         pruned_heads: BTreeMap::new(),
         ..config.clone()
     };
-    let device = model.encoder.embeddings.word.device().clone();
-    SequenceClassifier::from_tensors(config, tensors, "(heads restored)", &device, 0)
+    Transformer::from_tensors(config, tensors, "(heads restored)", 0)
 }
 
 /// How much each of the teacher's heads and neurons contributes over a sample of examples:
@@ -272,10 +270,7 @@ pub struct Activity {
 }
 
 /// The teacher's head and neuron activity summed over `batches` (one inference pass each).
-pub fn measure_activity(
-    teacher: &SequenceClassifier,
-    batches: &[EncoderInput],
-) -> Result<Activity> {
+pub fn measure_activity(teacher: &Transformer, batches: &[EncoderInput]) -> Result<Activity> {
     if batches.is_empty() {
         return Err(Error::Invalid(
             "choosing heads or neurons to keep needs at least one batch of examples".into(),
@@ -305,7 +300,7 @@ pub fn measure_activity(
 /// head's importance is the mean norm, over real tokens, of what it adds to the attention
 /// output. The dropped heads' mean contribution becomes a bias shift.
 pub fn heads_to_keep(
-    teacher: &SequenceClassifier,
+    teacher: &Transformer,
     activity: &Activity,
     k: usize,
 ) -> Result<Vec<KeptUnits>> {
@@ -341,11 +336,7 @@ pub fn heads_to_keep(
 /// For each teacher layer, the `k` feed-forward neurons that contribute most over `batches`:
 /// a neuron's importance is its mean absolute activation over real tokens times the norm of
 /// its output weights (how much it moves the layer's output).
-pub fn ffn_to_keep(
-    teacher: &SequenceClassifier,
-    activity: &Activity,
-    k: usize,
-) -> Result<Vec<KeptUnits>> {
+pub fn ffn_to_keep(teacher: &Transformer, activity: &Activity, k: usize) -> Result<Vec<KeptUnits>> {
     let width = teacher.config.intermediate_size;
     if k == 0 || k > width {
         return Err(Error::Invalid(format!(
@@ -398,12 +389,7 @@ pub struct StudentShape {
 
 /// A freshly initialised student of the given shape that shares the teacher's vocabulary,
 /// positions, labels and layout (so it uses the teacher's tokenizer).
-pub fn fresh(
-    teacher: &ModelConfig,
-    shape: StudentShape,
-    device: &Device,
-    seed: u64,
-) -> Result<SequenceClassifier> {
+pub fn fresh(teacher: &ModelConfig, shape: StudentShape, seed: u64) -> Result<Transformer> {
     let config = ModelConfig {
         num_layers: shape.layers,
         hidden_size: shape.hidden_size,
@@ -415,7 +401,7 @@ pub fn fresh(
     config
         .validate()
         .map_err(|m| Error::Invalid(format!("student: {m}")))?;
-    SequenceClassifier::fresh(config, device, seed)
+    Transformer::fresh(config, seed)
 }
 
 /// Starts a narrower student's embeddings from the teacher's: its word, position and
@@ -424,10 +410,7 @@ pub fn fresh(
 /// A fresh student otherwise learns what every word means from the task data alone; the
 /// projection hands it the teacher's word geometry (the directions of most variance) at the
 /// student's width, which is most of what a small model can keep of it.
-pub fn init_embeddings_from_teacher(
-    student: &SequenceClassifier,
-    teacher: &SequenceClassifier,
-) -> Result<()> {
+pub fn init_embeddings_from_teacher(student: &Transformer, teacher: &Transformer) -> Result<()> {
     let (s, t) = (&student.encoder.embeddings, &teacher.encoder.embeddings);
     let width = student.config.hidden_size;
     if width > teacher.config.hidden_size || student.config.vocab_size != teacher.config.vocab_size
@@ -451,7 +434,7 @@ pub fn init_embeddings_from_teacher(
             .matmul(&projection)?;
         // Keep the student's initial scale (std 0.02) so the first steps behave as for a fresh model.
         let std = projected.sqr()?.mean_all()?.sqrt()?.to_scalar::<f32>()? as f64;
-        let scaled = (projected * (super::encoder::INIT_STD / std.max(1e-12)))?;
+        let scaled = (projected * (crate::model::encoder::INIT_STD / std.max(1e-12)))?;
         let full = if rows < dst.dim(0)? {
             Tensor::cat(&[&scaled, &dst.narrow(0, rows, dst.dim(0)? - rows)?], 0)?
         } else {
@@ -463,7 +446,7 @@ pub fn init_embeddings_from_teacher(
 }
 
 /// The variable behind a tensor of the model's.
-fn find_var<'a>(model: &'a SequenceClassifier, t: &Tensor) -> Result<&'a candle_core::Var> {
+fn find_var<'a>(model: &'a Transformer, t: &Tensor) -> Result<&'a candle_core::Var> {
     Ok(model
         .params
         .iter()
@@ -473,7 +456,7 @@ fn find_var<'a>(model: &'a SequenceClassifier, t: &Tensor) -> Result<&'a candle_
 }
 
 /// The name of a tensor of the model's.
-fn param_name<'a>(model: &'a SequenceClassifier, t: &Tensor) -> Result<&'a str> {
+fn param_name<'a>(model: &'a Transformer, t: &Tensor) -> Result<&'a str> {
     Ok(model
         .params
         .iter()
@@ -492,9 +475,9 @@ fn principal_directions(x: &Tensor, k: usize, seed: u64) -> Result<Tensor> {
     let centered = x.broadcast_sub(&x.mean_keepdim(0)?)?;
     let cov = (centered.t()?.matmul(&centered)? / x.dim(0)? as f64)?;
     let d = cov.dim(0)?;
-    let mut b = ParamBuilder::fresh(x.device(), seed);
+    let mut b = ParamBuilder::fresh(seed);
     let mut q = b
-        .get("q", &[d, k], super::params::Init::Normal(1.0))?
+        .get("q", &[d, k], crate::model::params::Init::Normal(1.0))?
         .detach();
     for _ in 0..40 {
         q = orthonormalise(&cov.matmul(&q)?)?;
@@ -526,18 +509,19 @@ fn orthonormalise(m: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::model::{Outputs, Pass};
+    use candle_core::Device;
     use serde_json::json;
 
-    fn teacher() -> SequenceClassifier {
+    fn teacher() -> Transformer {
         let cfg = ModelConfig::from_json(&json!({
             "model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 4,
             "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16
         }))
         .unwrap();
-        SequenceClassifier::fresh(cfg, &Device::Cpu, 3).unwrap()
+        Transformer::fresh(cfg, 3).unwrap()
     }
 
-    fn same(a: &SequenceClassifier, an: &str, b: &SequenceClassifier, bn: &str) -> bool {
+    fn same(a: &Transformer, an: &str, b: &Transformer, bn: &str) -> bool {
         let (x, y) = (a.params.get(an).unwrap(), b.params.get(bn).unwrap());
         let d = (x.as_tensor() - y.as_tensor())
             .unwrap()
@@ -577,10 +561,10 @@ mod tests {
             ids: ids.to_vec(),
             type_ids: vec![0; ids.len()],
         };
-        crate::text::batch::pad_batch(&[&sentence], 0, &Device::Cpu).unwrap()
+        crate::text::batch::pad_batch(&[&sentence], 0).unwrap()
     }
 
-    fn logits(model: &SequenceClassifier, ids: &[u32]) -> Vec<f32> {
+    fn logits(model: &Transformer, ids: &[u32]) -> Vec<f32> {
         let out = model
             .forward(&batch(ids), Pass::INFERENCE, Outputs::default())
             .unwrap();
@@ -589,7 +573,7 @@ mod tests {
 
     /// Sets columns `from..` of the output map `name` of every layer to 0: whatever feeds
     /// those columns (feed-forward neurons, attention heads) then contributes nothing.
-    fn silence(t: &SequenceClassifier, name: &str, from: usize) {
+    fn silence(t: &Transformer, name: &str, from: usize) {
         for l in 0..t.config.num_layers {
             let v = t
                 .params
@@ -715,8 +699,7 @@ mod tests {
             ..Keep::default()
         };
         let s = from_teacher_layers(&t, &[0], &keep).unwrap();
-        let bias =
-            |m: &SequenceClassifier| m.encoder.layers[0].ffn_out.bias.to_vec1::<f32>().unwrap();
+        let bias = |m: &Transformer| m.encoder.layers[0].ffn_out.bias.to_vec1::<f32>().unwrap();
         let (before, after) = (bias(&t), bias(&s));
         for i in 0..16 {
             assert!((after[i] - before[i] - kept[0].bias_shift[i]).abs() < 1e-6);
@@ -745,9 +728,8 @@ mod tests {
             ..Keep::default()
         };
         let s = from_teacher_layers(&t, &[3], &keep).unwrap();
-        let bias = |m: &SequenceClassifier, l: usize| {
-            m.encoder.layers[l].attn_out.bias.to_vec1::<f32>().unwrap()
-        };
+        let bias =
+            |m: &Transformer, l: usize| m.encoder.layers[l].attn_out.bias.to_vec1::<f32>().unwrap();
         let (before, after) = (bias(&t, 3), bias(&s, 0));
         for i in 0..16 {
             assert!((after[i] - before[i] - kept[3].bias_shift[i]).abs() < 1e-6);
@@ -792,7 +774,7 @@ mod tests {
             heads: 2,
             intermediate_size: 16,
         };
-        let s = fresh(&t.config, shape, &Device::Cpu, 0).unwrap();
+        let s = fresh(&t.config, shape, 0).unwrap();
         init_embeddings_from_teacher(&s, &t).unwrap();
         let w = s.encoder.embeddings.word.to_vec2::<f32>().unwrap();
         // Rows keep the teacher's geometry: the nearest row to row 5 is the same in both.
@@ -821,7 +803,7 @@ mod tests {
             heads: 2,
             ..shape
         };
-        let s = fresh(&t.config, wide, &Device::Cpu, 0).unwrap();
+        let s = fresh(&t.config, wide, 0).unwrap();
         assert!(init_embeddings_from_teacher(&s, &t).is_err());
     }
 
@@ -834,7 +816,7 @@ mod tests {
             heads: 2,
             intermediate_size: 16,
         };
-        let s = fresh(&t.config, shape, &Device::Cpu, 0).unwrap();
+        let s = fresh(&t.config, shape, 0).unwrap();
         assert_eq!(
             (
                 s.config.num_layers,
@@ -854,6 +836,6 @@ mod tests {
             .unwrap();
         assert_eq!(out.logits.dims(), &[1, 2]);
         let bad = StudentShape { heads: 3, ..shape };
-        assert!(fresh(&t.config, bad, &Device::Cpu, 0).is_err());
+        assert!(fresh(&t.config, bad, 0).is_err());
     }
 }

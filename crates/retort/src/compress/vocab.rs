@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
-use super::tokenizer::{Encoded, TextTokenizer, SPECIAL_TOKENS};
 use crate::error::{Error, Result};
+use crate::text::tokenizer::{Encoded, TextTokenizer, SPECIAL_TOKENS};
 
 /// The teacher token ids a pruned vocabulary of `size` tokens keeps, ascending: the special
 /// tokens, every single-character piece the examples use (so that any word made of those
