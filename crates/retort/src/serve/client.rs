@@ -34,6 +34,18 @@ impl Connection {
         })
     }
 
+    /// Opens a connection on which connecting, and each write and read of a request, fail
+    /// after `timeout` (a server that hangs cannot hold the client).
+    pub fn open_with_timeout(addr: SocketAddr, timeout: Duration) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+        })
+    }
+
     /// Sends `method path` with `body` (as JSON when non-empty) and reads the answer.
     pub fn request(&mut self, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
         let head = format!(
@@ -130,10 +142,7 @@ pub fn load_test(
     let mut latencies: Vec<f64> = results.iter().flat_map(|(_, l)| l.clone()).collect();
     latencies.sort_by(f64::total_cmp);
     let ok: usize = results.iter().map(|(ok, _)| ok).sum();
-    let quantile = |q: f64| match latencies.len() {
-        0 => f64::NAN,
-        n => latencies[((n as f64 * q).ceil() as usize).clamp(1, n) - 1],
-    };
+    let quantile = |q: f64| quantile(&latencies, q).unwrap_or(f64::NAN);
     LoadReport {
         requests,
         concurrency,
@@ -143,6 +152,15 @@ pub fn load_test(
         p50_ms: quantile(0.50),
         p99_ms: quantile(0.99),
         max_ms: quantile(1.0),
+    }
+}
+
+/// The nearest-rank `q` quantile of `sorted` (ascending): the smallest value with at least
+/// `q` of the values at or below it; `None` when empty.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    match sorted.len() {
+        0 => None,
+        n => Some(sorted[((n as f64 * q).ceil() as usize).clamp(1, n) - 1]),
     }
 }
 

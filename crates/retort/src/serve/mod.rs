@@ -5,6 +5,8 @@
 //! - [`batcher`]: the model thread and dynamic batching;
 //! - [`metrics`]: counters and histograms in Prometheus text format;
 //! - [`client`]: a minimal blocking HTTP client and the load test built on it;
+//! - [`soak`]: the soak test built on it (steady rate plus bursts, per-interval latency and
+//!   the server's RSS);
 //! - [`conn`]: each connection: read and idle timeouts, graceful close, JSON bodies for
 //!   protocol errors.
 //!
@@ -18,6 +20,7 @@ pub mod conn;
 pub mod metrics;
 pub mod request;
 pub mod routes;
+pub mod soak;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
