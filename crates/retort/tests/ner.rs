@@ -13,7 +13,7 @@ use retort::eval::evaluate;
 use retort::model::HeadKind;
 use retort::objective::loss;
 use retort::task::view::select_rows;
-use retort::task::{predict_units, Task};
+use retort::task::{predict_units, Input, Task};
 use retort::train::config::{DistillConfig, StudentSection, TeacherLayersStudent, TrainConfig};
 use retort::train::finetune::fine_tune;
 use retort::Classifier;
@@ -94,6 +94,22 @@ fn the_first_piece_of_each_word_carries_its_label() {
     );
     // Rows: the first piece of each word; ##forget and ##table have none.
     assert_eq!(e.first_tokens(), vec![(1, 0), (2, 1), (5, 2)]);
+}
+
+#[test]
+fn unlabelled_raw_text_gets_a_row_at_the_first_piece_of_each_word() {
+    let tok = Classifier::load(&fixture("tiny-bert"), 32)
+        .unwrap()
+        .tokenizer;
+    let text = Input::Text("The unforgettable paris, night".into());
+    let (encoded, rows) = Task::TokenClassification
+        .encode(&tok, &[&text])
+        .unwrap()
+        .remove(0);
+    // [CLS] the un ##forget ##table paris , night [SEP]: the comma is a word of its own.
+    assert_eq!(encoded.ids.len(), 9);
+    assert_eq!(rows.positions, vec![1, 2, 5, 6, 7]);
+    assert_eq!(rows.units, vec![0, 1, 2, 3, 4]);
 }
 
 #[test]
@@ -223,6 +239,19 @@ fn a_tagger_trains_distils_evaluates_exports_and_predicts_entities() {
         .sum::<usize>();
     let logits = candle_core::safetensors::load(&cache, &Device::Cpu).unwrap();
     assert_eq!(logits["logits"].dims(), [words, 5]);
+
+    // Unlabelled text joins the transfer set: the teacher gives a row per word of it too.
+    let text = tmp.path().join("unlabelled.txt");
+    std::fs::write(&text, "the actor was in paris\n\nmusic night , the cafe\n").unwrap();
+    d.augment.unlabelled = Some(text);
+    d.output.dir = tmp.path().join("student-unlabelled");
+    let du = distill(&d, false, false).unwrap();
+    assert_eq!(du.unlabelled_examples, 2);
+    assert_eq!(du.transfer_examples, ds.transfer_examples + 2);
+    let logits =
+        candle_core::safetensors::load(du.teacher_cache_path.unwrap(), &Device::Cpu).unwrap();
+    assert_eq!(logits["logits"].dims(), [words + 5 + 5, 5]);
+    d.augment.unlabelled = None;
 
     // Exported as BertForTokenClassification, it reloads with the same predictions.
     let out = tmp.path().join("export");

@@ -14,7 +14,7 @@ use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::{EncoderInput, Model, Transformer};
 use crate::objective::terms::Needs;
 use crate::objective::{Objective, Teacher};
-use crate::task::{Input, Rows, Task, TaskData};
+use crate::task::{read_unlabelled, Input, Rows, Task, TaskData};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
 use crate::text::batch::pad_batch;
 use crate::text::{Encoded, TextTokenizer};
@@ -32,9 +32,11 @@ pub struct DistillSummary {
     pub teacher_score: f64,
     pub teacher_parameters: usize,
     pub student_parameters: usize,
-    /// Labelled examples plus augmented ones.
+    /// Labelled examples plus augmented and unlabelled ones.
     pub transfer_examples: usize,
     pub augmented_examples: usize,
+    /// Texts read from `augment.unlabelled`.
+    pub unlabelled_examples: usize,
     /// The teacher-logits cache: was it reused, how long the teacher phase took, where it is.
     pub teacher_cache_hit: Option<bool>,
     pub teacher_phase_seconds: f64,
@@ -161,15 +163,31 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let task = Task::of(&teacher.model.config);
     let labels = teacher.model.config.labels.clone();
     let (train_data, dev_data) = read_data(task, &config.data)?;
+    let unlabelled = match &config.augment.unlabelled {
+        Some(path) => read_unlabelled(path, config.augment.unlabelled_limit)?,
+        None => Vec::new(),
+    };
     let mut train = task_data(task, &teacher.tokenizer, &train_data, &labels)?;
     let dev = task_data(task, &teacher.tokenizer, &dev_data, &labels)?;
     let teacher_score = dev_metrics(&teacher.model, &dev, 64)?.primary_value();
 
     let augmented = augment_transfer_set(config, &teacher, &train_data)?;
-    let augmented_inputs: Vec<Input> = augmented.iter().cloned().map(Input::Text).collect();
-    if !augmented.is_empty() {
-        let refs: Vec<&Input> = augmented_inputs.iter().collect();
-        train.extend_unlabelled(task.encode(&teacher.tokenizer, &refs)?, 1);
+    // Augmented sentences, then the unlabelled text: both labelled by the teacher only.
+    let mut extra_inputs: Vec<Input> = augmented.iter().cloned().map(Input::Text).collect();
+    if let Some(path) = config.augment.unlabelled.as_ref() {
+        eprintln!(
+            "transfer set: {} labelled examples, {} augmented, {} unlabelled texts from {}",
+            train.examples.len(),
+            augmented.len(),
+            unlabelled.len(),
+            path.display()
+        );
+    }
+    let unlabelled_examples = unlabelled.len();
+    extra_inputs.extend(unlabelled);
+    if !extra_inputs.is_empty() {
+        let refs: Vec<&Input> = extra_inputs.iter().collect();
+        train.extend_unlabelled(task.encode(&teacher.tokenizer, &refs)?);
     }
     let Student {
         model: student,
@@ -245,7 +263,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
             let inputs: Vec<&Input> = train_data
                 .inputs()
                 .into_iter()
-                .chain(&augmented_inputs)
+                .chain(&extra_inputs)
                 .collect();
             retokenize(task, &mut train, &st.tokenizer, &inputs)?;
             (dir, task_data(task, &st.tokenizer, &dev_data, &labels)?)
@@ -268,6 +286,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         student_parameters: student.params.count(),
         transfer_examples: train.examples.len(),
         augmented_examples: augmented.len(),
+        unlabelled_examples,
         teacher_cache_hit: cache.as_ref().map(|c| c.hit),
         teacher_phase_seconds,
         teacher_cache_path: cache.map(|c| c.path),

@@ -192,13 +192,43 @@ impl TaskData {
     }
 
     /// Adds unlabelled examples (augmentation) with their rows.
-    pub fn extend_unlabelled(&mut self, encoded: Vec<(Encoded, Rows)>, units: usize) {
+    pub fn extend_unlabelled(&mut self, encoded: Vec<(Encoded, Rows)>) {
         for (e, r) in encoded {
+            self.gold.push(vec![None; r.len()]);
             self.examples.push(e);
             self.rows.push(r);
-            self.gold.push(vec![None; units]);
         }
     }
+}
+
+/// Unlabelled transfer text: one text per line (blank lines skipped), at most `limit` texts
+/// (0: all). The teacher's outputs are the only signal on them; a tagger splits each into
+/// words with its tokenizer, as `retort predict` does.
+pub fn read_unlabelled(path: &Path, limit: usize) -> Result<Vec<Input>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e, "unlabelled text"))?;
+    let mut texts = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if limit > 0 && texts.len() == limit {
+            break;
+        }
+        let line = std::str::from_utf8(line).map_err(|_| Error::Data {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message: "not valid UTF-8".into(),
+        })?;
+        let text = line.trim();
+        if !text.is_empty() {
+            texts.push(Input::Text(text.to_string()));
+        }
+    }
+    if texts.is_empty() {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            line: 1,
+            message: "no text: the file is empty or blank".into(),
+        });
+    }
+    Ok(texts)
 }
 
 /// A task's scores on labelled data.
@@ -434,5 +464,49 @@ pub fn units_of(input: &Input) -> usize {
     match input {
         Input::Text(_) => 1,
         Input::Words(w) => w.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(inputs: &[Input]) -> Vec<&str> {
+        inputs
+            .iter()
+            .map(|i| match i {
+                Input::Text(t) => t.as_str(),
+                Input::Words(_) => panic!("raw text expected"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unlabelled_text_is_one_text_per_non_blank_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.txt");
+        std::fs::write(&path, "first line\r\n\n  \n second \nthird").unwrap();
+        let all = read_unlabelled(&path, 0).unwrap();
+        assert_eq!(texts(&all), ["first line", "second", "third"]);
+        assert_eq!(
+            texts(&read_unlabelled(&path, 2).unwrap()),
+            ["first line", "second"]
+        );
+    }
+
+    #[test]
+    fn bad_unlabelled_text_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.txt");
+        std::fs::write(&path, b"fine\nalso fine\nbad \xff byte\n").unwrap();
+        let err = read_unlabelled(&path, 0).unwrap_err().to_string();
+        assert!(err.ends_with("u.txt:3: not valid UTF-8"), "{err}");
+        std::fs::write(&path, "\n \n").unwrap();
+        let err = read_unlabelled(&path, 0).unwrap_err().to_string();
+        assert!(err.contains("no text"), "{err}");
+        let err = read_unlabelled(&dir.path().join("missing.txt"), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.txt"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{conll, entities, Corpus, Input, Item, Rows, Scores};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::infer::Classifier;
 use crate::text::{Encoded, TextTokenizer, WordEncoded};
 
@@ -50,16 +50,27 @@ pub fn outside(labels: &[String]) -> usize {
     labels.iter().position(|l| l == OUTSIDE).unwrap_or(0)
 }
 
+/// Word-split inputs (labelled data) are encoded as they are split. A raw text (unlabelled
+/// transfer text, or `predict`'s input) is split into words by the tokenizer's own
+/// pre-tokenizer, as `predict` does: its units are those words, numbered in order.
 pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encoded, Rows)>> {
-    let sentences = inputs
+    if inputs.iter().any(|i| matches!(i, Input::Text(_))) {
+        return inputs
+            .iter()
+            .map(|i| match i {
+                Input::Text(t) => Ok(raw_text_rows(tokenizer.encode_with_offsets(t)?.0)),
+                Input::Words(_) => Ok(encode(tokenizer, &[*i])?.remove(0)),
+            })
+            .collect();
+    }
+    // Only word-split inputs are left.
+    let sentences: Vec<Vec<String>> = inputs
         .iter()
-        .map(|i| match i {
-            Input::Words(w) => Ok(w.clone()),
-            Input::Text(_) => Err(Error::Invalid(
-                "a token classifier reads word-split data (CoNLL columns), not raw texts".into(),
-            )),
+        .filter_map(|i| match i {
+            Input::Words(w) => Some(w.clone()),
+            Input::Text(_) => None,
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     Ok(tokenizer
         .encode_words(&sentences)?
         .into_iter()
@@ -68,6 +79,13 @@ pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encod
             (w.encoded, rows)
         })
         .collect())
+}
+
+/// A raw text's rows: the first token of each word that kept one, units numbered in order.
+fn raw_text_rows(w: WordEncoded) -> (Encoded, Rows) {
+    let positions: Vec<u32> = w.first_tokens().into_iter().map(|(p, _)| p).collect();
+    let units = (0..positions.len() as u32).collect();
+    (w.encoded, Rows { positions, units })
 }
 
 /// One row per word that kept a token: its first token.
@@ -127,15 +145,10 @@ pub fn predict(
         .map(|t| classifier.tokenizer.encode_with_offsets(t))
         .collect::<Result<Vec<_>>>()?;
     // Raw text's units are the words that kept a token, numbered in order.
-    let rows: Vec<Rows> = encoded
+    let (examples, rows): (Vec<Encoded>, Vec<Rows>) = encoded
         .iter()
-        .map(|(w, _)| {
-            let positions: Vec<u32> = w.first_tokens().into_iter().map(|(p, _)| p).collect();
-            let units = (0..positions.len() as u32).collect();
-            Rows { positions, units }
-        })
-        .collect();
-    let examples: Vec<Encoded> = encoded.iter().map(|(w, _)| w.encoded.clone()).collect();
+        .map(|(w, _)| raw_text_rows(w.clone()))
+        .unzip();
     let units: Vec<usize> = rows.iter().map(Rows::len).collect();
     let predicted = super::decode_examples(classifier, &examples, &rows, &units, batch_size)?;
     Ok(texts

@@ -60,6 +60,13 @@ pub struct AugmentConfig {
     pub p_ngram: f64,
     /// How many nearest neighbours are candidates for a word replacement (TinyBERT uses 15).
     pub neighbours: usize,
+    /// Unlabelled text added to the transfer set as it is, one text per line (a tagger splits
+    /// each into words as `retort predict` does): the teacher labels it, the hard term skips
+    /// it. Unlike the perturbations above it works for every task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unlabelled: Option<std::path::PathBuf>,
+    /// Use only the first N texts of `unlabelled` (0: all).
+    pub unlabelled_limit: usize,
 }
 
 impl Default for AugmentConfig {
@@ -70,6 +77,8 @@ impl Default for AugmentConfig {
             p_replace: 0.1,
             p_ngram: 0.25,
             neighbours: 15,
+            unlabelled: None,
+            unlabelled_limit: 0,
         }
     }
 }
@@ -412,6 +421,7 @@ mod tests {
             p_replace,
             p_ngram,
             neighbours: 15,
+            ..AugmentConfig::default()
         }
     }
 

@@ -705,6 +705,17 @@ mod tests {
     }
 
     #[test]
+    fn unlabelled_text_is_for_distillation_only() {
+        let (_d, p) = write("[augment]\nunlabelled = \"more.txt\"\nunlabelled_limit = 10\n");
+        let d: DistillConfig = load_config(&p, &[]).unwrap();
+        assert_eq!(d.augment.unlabelled, Some(PathBuf::from("more.txt")));
+        assert_eq!(d.augment.unlabelled_limit, 10);
+        // `retort train` has no teacher to label it: it has no [augment] section at all.
+        let err = load_config::<TrainConfig>(&p, &[]).unwrap_err().to_string();
+        assert!(err.contains("augment"), "{err}");
+    }
+
+    #[test]
     fn old_weight_tables_read_as_term_lists() {
         let (_d, p) = write("[distill.weights]\nhard_ce = 0.3\nsoft_kl = 0.7\nhidden_mse = 0\n");
         let old: DistillConfig = load_config(&p, &[]).unwrap();
