@@ -111,8 +111,9 @@ pub struct SoakReport {
     pub rss: RssTrend,
 }
 
-/// The server's RSS over the run: after warm-up (the first interval's end), at the last
-/// interval's end, the largest, and the growth `last - warm` (a leak shows here), in MiB.
+/// The server's RSS over the run: after warm-up (the end of the first interval after the
+/// first burst: the first burst's bigger batches grow the allocator's pools once), at the
+/// last interval's end, the largest, and the growth `last - warm` (a leak shows here), in MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RssTrend {
     pub rss_warm_mib: Option<f64>,
@@ -122,14 +123,16 @@ pub struct RssTrend {
 }
 
 impl RssTrend {
-    /// From the intervals' readings in order (`None`: not read).
-    pub fn of(readings: impl IntoIterator<Item = Option<f64>>) -> Self {
-        let read: Vec<f64> = readings.into_iter().flatten().collect();
+    /// From the intervals' readings in order (`None`: not read), the first `warm_up` of them
+    /// counting as warm-up (but in the largest).
+    pub fn of(readings: impl IntoIterator<Item = Option<f64>>, warm_up: usize) -> Self {
+        let all: Vec<Option<f64>> = readings.into_iter().collect();
+        let read: Vec<f64> = all.iter().skip(warm_up).copied().flatten().collect();
         let (warm, last) = (read.first().copied(), read.last().copied());
         Self {
             rss_warm_mib: warm,
             rss_last_mib: last,
-            rss_max_mib: read.iter().copied().reduce(f64::max),
+            rss_max_mib: all.iter().copied().flatten().reduce(f64::max),
             rss_growth_mib: warm.zip(last).map(|(w, l)| l - w),
         }
     }
@@ -386,8 +389,19 @@ pub fn run(
         p50_ms: micros(quantile(&latencies, 0.50)),
         p99_ms: micros(quantile(&latencies, 0.99)),
         max_ms: micros(quantile(&latencies, 1.0)),
-        rss: RssTrend::of(intervals.iter().map(|i| i.rss_mib)),
+        rss: RssTrend::of(intervals.iter().map(|i| i.rss_mib), warm_up_intervals(c)),
     })
+}
+
+/// Intervals that end before the first burst is over: warm-up for the RSS trend. An interval
+/// ends at `(k + 1) · interval`; the first one to end after the first burst's start is
+/// `k = ⌊burst_every / interval⌋` (none without bursts).
+fn warm_up_intervals(c: &SoakConfig) -> usize {
+    let bursts = c.burst_requests > 0 && !burst_offsets(c.burst_every, c.duration).is_empty();
+    match bursts && !c.interval.is_zero() {
+        true => (c.burst_every.as_secs_f64() / c.interval.as_secs_f64()).floor() as usize,
+        false => 0,
+    }
 }
 
 #[cfg(test)]
@@ -463,13 +477,40 @@ mod tests {
     }
 
     #[test]
-    fn rss_trend_is_measured_from_the_first_reading() {
-        let t = RssTrend::of([None, Some(100.0), Some(130.0), Some(120.0)]);
+    fn rss_trend_is_measured_from_the_first_reading_after_warm_up() {
+        let t = RssTrend::of([None, Some(100.0), Some(130.0), Some(120.0)], 0);
         assert_eq!(t.rss_warm_mib, Some(100.0));
         assert_eq!(t.rss_last_mib, Some(120.0));
         assert_eq!(t.rss_max_mib, Some(130.0));
         assert_eq!(t.rss_growth_mib, Some(20.0));
-        assert_eq!(RssTrend::of([None, None]).rss_growth_mib, None);
+        assert_eq!(RssTrend::of([None, None], 0).rss_growth_mib, None);
+        // Warm-up readings count in the largest only.
+        let t = RssTrend::of([Some(150.0), Some(100.0), Some(130.0), Some(131.0)], 2);
+        assert_eq!(t.rss_warm_mib, Some(130.0));
+        assert_eq!(t.rss_max_mib, Some(150.0));
+        assert_eq!(t.rss_growth_mib, Some(1.0));
+    }
+
+    #[test]
+    fn warm_up_lasts_until_an_interval_ends_after_the_first_burst() {
+        let config = |every: u64, interval: u64, burst_requests: usize| SoakConfig {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            route: "/v1/classify".into(),
+            duration: Duration::from_secs(1800),
+            rate: 20.0,
+            connections: 4,
+            burst_every: Duration::from_secs(every),
+            burst_requests,
+            burst_concurrency: 16,
+            interval: Duration::from_secs(interval),
+            request_timeout: Duration::from_secs(10),
+            pid: None,
+        };
+        // Bursts at 120 s, readings at 60, 120, 180 s: the one at 180 s is the first after it.
+        assert_eq!(warm_up_intervals(&config(120, 60, 400)), 2);
+        assert_eq!(warm_up_intervals(&config(90, 60, 400)), 1);
+        assert_eq!(warm_up_intervals(&config(120, 60, 0)), 0);
+        assert_eq!(warm_up_intervals(&config(0, 60, 400)), 0);
     }
 
     #[test]
