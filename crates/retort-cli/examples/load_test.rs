@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use retort::serve::client::load_test;
+use retort::serve::client::{load_test, single_text_bodies};
 use retort::text::Dataset;
 
 #[derive(Parser)]
@@ -28,11 +28,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = Dataset::read(&args.data)?;
-    let bodies: Vec<Vec<u8>> = data
-        .texts()
-        .iter()
-        .map(|t| serde_json::json!({ "texts": [t] }).to_string().into_bytes())
-        .collect();
+    let bodies = single_text_bodies(&data.texts());
     anyhow::ensure!(!bodies.is_empty(), "{} has no texts", args.data.display());
     let r = load_test(
         args.addr,

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use retort::serve::client::single_text_bodies;
 use retort::serve::soak::{run, SoakConfig};
 use retort::text::Dataset;
 
@@ -59,11 +60,7 @@ fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = Dataset::read(&args.data)?;
-    let bodies: Vec<Vec<u8>> = data
-        .texts()
-        .iter()
-        .map(|t| serde_json::json!({ "texts": [t] }).to_string().into_bytes())
-        .collect();
+    let bodies = single_text_bodies(&data.texts());
     anyhow::ensure!(!bodies.is_empty(), "{} has no texts", args.data.display());
     let config = SoakConfig {
         addr: args.addr,

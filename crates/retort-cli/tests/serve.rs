@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use retort::serve::client::{load_test, request, Connection, Response};
+use retort::serve::client::{load_test, request, single_text_bodies, Connection, Response};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> String {
@@ -272,14 +272,11 @@ fn bad_requests_get_json_errors_and_the_server_stays_up() {
 #[test]
 fn ten_thousand_requests_at_concurrency_16_without_errors() {
     let server = Server::start(&[]);
-    let bodies: Vec<Vec<u8>> = [
+    let bodies = single_text_bodies(&[
         "a fine film",
         "bad",
         "the cat sat on the mat and did not move",
-    ]
-    .iter()
-    .map(|t| json!({ "texts": [t] }).to_string().into_bytes())
-    .collect();
+    ]);
     let report = load_test(server.addr, "/v1/classify", &bodies, 10_000, 16);
     eprintln!("{report:?}");
     assert_eq!(report.errors, 0, "{report:?}");

@@ -114,6 +114,14 @@ pub struct LoadReport {
     pub max_ms: f64,
 }
 
+/// One request body per text, `{"texts": [text]}`: what the load test and the soak send.
+pub fn single_text_bodies(texts: &[&str]) -> Vec<Vec<u8>> {
+    texts
+        .iter()
+        .map(|t| serde_json::json!({ "texts": [t] }).to_string().into_bytes())
+        .collect()
+}
+
 /// Sends `requests` `POST path` requests with the given bodies (cycled) from `concurrency`
 /// threads, each over its own keep-alive connection, and measures latency and throughput.
 pub fn load_test(

@@ -327,7 +327,7 @@ pub fn run(
         });
         threads += 1;
     }
-    if c.burst_requests > 0 && !burst_offsets(c.burst_every, c.duration).is_empty() {
+    if has_bursts(c) {
         let (shared, done_tx) = (shared.clone(), done_tx.clone());
         std::thread::spawn(move || {
             burst_worker(&shared, start);
@@ -393,12 +393,16 @@ pub fn run(
     })
 }
 
+/// Whether the run sends any burst.
+fn has_bursts(c: &SoakConfig) -> bool {
+    c.burst_requests > 0 && !burst_offsets(c.burst_every, c.duration).is_empty()
+}
+
 /// Intervals that end before the first burst is over: warm-up for the RSS trend. An interval
 /// ends at `(k + 1) · interval`; the first one to end after the first burst's start is
 /// `k = ⌊burst_every / interval⌋` (none without bursts).
 fn warm_up_intervals(c: &SoakConfig) -> usize {
-    let bursts = c.burst_requests > 0 && !burst_offsets(c.burst_every, c.duration).is_empty();
-    match bursts && !c.interval.is_zero() {
+    match has_bursts(c) && !c.interval.is_zero() {
         true => (c.burst_every.as_secs_f64() / c.interval.as_secs_f64()).floor() as usize,
         false => 0,
     }

@@ -206,21 +206,12 @@ impl TaskData {
 /// words with its tokenizer, as `retort predict` does.
 pub fn read_unlabelled(path: &Path, limit: usize) -> Result<Vec<Input>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e, "unlabelled text"))?;
-    let mut texts = Vec::new();
-    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        if limit > 0 && texts.len() == limit {
-            break;
-        }
-        let line = std::str::from_utf8(line).map_err(|_| Error::Data {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message: "not valid UTF-8".into(),
-        })?;
-        let text = line.trim();
-        if !text.is_empty() {
-            texts.push(Input::Text(text.to_string()));
-        }
-    }
+    let text = crate::text::dataset::utf8_text(path, bytes)?;
+    let lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let texts: Vec<Input> = match limit {
+        0 => lines.map(|l| Input::Text(l.to_string())).collect(),
+        n => lines.take(n).map(|l| Input::Text(l.to_string())).collect(),
+    };
     if texts.is_empty() {
         return Err(Error::Data {
             path: path.to_path_buf(),
@@ -500,7 +491,7 @@ mod tests {
         let path = dir.path().join("u.txt");
         std::fs::write(&path, b"fine\nalso fine\nbad \xff byte\n").unwrap();
         let err = read_unlabelled(&path, 0).unwrap_err().to_string();
-        assert!(err.ends_with("u.txt:3: not valid UTF-8"), "{err}");
+        assert!(err.contains("u.txt:3: not valid UTF-8"), "{err}");
         std::fs::write(&path, "\n \n").unwrap();
         let err = read_unlabelled(&path, 0).unwrap_err().to_string();
         assert!(err.contains("no text"), "{err}");

@@ -54,25 +54,33 @@ pub fn outside(labels: &[String]) -> usize {
 /// transfer text, or `predict`'s input) is split into words by the tokenizer's own
 /// pre-tokenizer, as `predict` does: its units are those words, numbered in order.
 pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encoded, Rows)>> {
-    if inputs.iter().any(|i| matches!(i, Input::Text(_))) {
-        return inputs
-            .iter()
-            .map(|i| match i {
-                Input::Text(t) => Ok(raw_text_rows(tokenizer.encode_with_offsets(t)?.0)),
-                Input::Words(_) => Ok(encode(tokenizer, &[*i])?.remove(0)),
-            })
-            .collect();
-    }
-    // Only word-split inputs are left.
-    let sentences: Vec<Vec<String>> = inputs
+    let words: Option<Vec<Vec<String>>> = inputs
         .iter()
-        .filter_map(|i| match i {
+        .map(|i| match i {
             Input::Words(w) => Some(w.clone()),
             Input::Text(_) => None,
         })
         .collect();
+    match words {
+        // All word-split (labelled data): one batched call.
+        Some(sentences) => encode_words(tokenizer, &sentences),
+        None => inputs
+            .iter()
+            .map(|i| match i {
+                Input::Text(t) => Ok(raw_text_rows(tokenizer.encode_with_offsets(t)?.0)),
+                Input::Words(w) => Ok(encode_words(tokenizer, std::slice::from_ref(w))?.remove(0)),
+            })
+            .collect(),
+    }
+}
+
+/// Word-split sentences with a row at the first piece of each word.
+fn encode_words(
+    tokenizer: &TextTokenizer,
+    sentences: &[Vec<String>],
+) -> Result<Vec<(Encoded, Rows)>> {
     Ok(tokenizer
-        .encode_words(&sentences)?
+        .encode_words(sentences)?
         .into_iter()
         .map(|w| {
             let rows = rows_of(&w);

@@ -121,7 +121,7 @@ fn data_error(path: &Path, line: usize, message: impl Into<String>) -> Error {
 }
 
 /// The file's text; invalid UTF-8 is an error naming its line.
-fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
+pub(crate) fn utf8_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
