@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::model::checkpoint::load_classifier;
-use crate::model::{LoadReport, Model, Outputs, Pass, Transformer};
+use crate::model::{LoadReport, Model, Outputs, Pass, RowAxis, Transformer};
 use crate::text::batch::{length_sorted_batches, pad_batch};
 use crate::text::{Encoded, TextTokenizer};
 
@@ -57,11 +57,12 @@ impl Classifier {
 
 impl Classifier {
     /// Every logit the head gives for each text, in input order, as JSON: `[labels]` for a
-    /// sequence head, `[tokens][labels]` (special tokens included) for a token head. For
+    /// sequence head, `[tokens][labels]` (special tokens included) for a token head,
+    /// `[tokens][start, end]` for a span head. For
     /// comparing with another implementation.
     pub fn raw_logits(&self, texts: &[&str], batch_size: usize) -> Result<Vec<serde_json::Value>> {
         let encoded = self.tokenizer.encode_batch(texts)?;
-        let per_token = self.model.config.head == crate::model::HeadKind::TokenClassification;
+        let per_token = self.model.config.head != crate::model::HeadKind::SequenceClassification;
         let mut out = vec![serde_json::Value::Null; encoded.len()];
         each_text_logits(&self.model, &encoded, batch_size, &|_| {}, |i, rows| {
             out[i] = match per_token {
@@ -86,28 +87,44 @@ pub fn logits(
     row_logits(model, encoded, &first, batch_size, progress)
 }
 
-/// The logits at `positions[i]` of every encoded text (the rows a task reads: the one row of
-/// a sequence head, or the first token of each word for a token head), each text's rows
-/// concatenated, in input order. Batches are formed from length-sorted texts so that little
-/// work is spent on padding; `progress` is told how many texts are done.
+/// The rows `rows[i]` of every encoded text's logits (the rows a task reads), each text's rows
+/// concatenated, in input order. Along the head's [`RowAxis::Labels`] a row is a token
+/// position and reads that token's scores of every label (the one row of a sequence head, the
+/// first token of each word for a token head); along [`RowAxis::Positions`] a row is an
+/// output (a span head's start or end) and reads its score at each of the text's tokens, so
+/// it is as wide as the text. Batches are formed from length-sorted texts so that little work
+/// is spent on padding; `progress` is told how many texts are done.
 pub fn row_logits(
     model: &dyn Model,
     encoded: &[Encoded],
-    positions: &[Vec<u32>],
+    rows: &[Vec<u32>],
     batch_size: usize,
     progress: &dyn Fn(usize),
 ) -> Result<Vec<Vec<f32>>> {
+    let axis = model.config().head.row_axis();
     let mut out = vec![Vec::new(); encoded.len()];
     each_text_logits(model, encoded, batch_size, progress, |i, per_token| {
-        out[i] = positions[i]
+        let len = encoded[i].ids.len();
+        out[i] = rows[i]
             .iter()
-            .map(|&p| {
-                per_token.get(p as usize).cloned().ok_or_else(|| {
+            .map(|&r| match axis {
+                RowAxis::Labels => per_token.get(r as usize).cloned().ok_or_else(|| {
                     Error::Invalid(format!(
-                        "row position {p} is past the {} logit rows of text {i}",
+                        "row position {r} is past the {} logit rows of text {i}",
                         per_token.len()
                     ))
-                })
+                }),
+                RowAxis::Positions => per_token[..len]
+                    .iter()
+                    .map(|scores| {
+                        scores.get(r as usize).copied().ok_or_else(|| {
+                            Error::Invalid(format!(
+                                "row {r} is past the {} outputs of the span head",
+                                scores.len()
+                            ))
+                        })
+                    })
+                    .collect(),
             })
             .collect::<Result<Vec<_>>>()?
             .concat();

@@ -9,7 +9,7 @@ mod common;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use common::fixture;
-use retort::model::{EncoderInput, HeadKind, Outputs, Pass};
+use retort::model::{EncoderInput, HeadKind, Outputs, Pass, RowAxis};
 use retort::task::view::select_rows;
 use retort::text::batch::pad_batch;
 use retort::Classifier;
@@ -192,7 +192,36 @@ fn every_tensor_of_a_tagger_trains() {
                 .unwrap()
                 .logits;
             assert_eq!(logits.rank(), 3);
-            let rows = select_rows(&logits, &rows).unwrap();
+            let rows = select_rows(&logits, &rows, RowAxis::Labels, &input.attention_mask).unwrap();
+            candle_nn::loss::cross_entropy(&rows, &labels).unwrap()
+        });
+    }
+}
+
+#[test]
+fn every_tensor_of_a_span_head_model_trains() {
+    for name in ["tiny-bert", "tiny-distilbert"] {
+        let (c, input, _) = setup(name);
+        let mut c = c;
+        let outputs = ["start", "end"].map(String::from);
+        c.model = c
+            .model
+            .with_head(HeadKind::QuestionAnswering, &outputs, 3)
+            .unwrap();
+        // The start and the end row of every example, each pointing at a real token.
+        let batch = input.attention_mask.dim(0).unwrap() as u32;
+        let rows: Vec<(u32, u32)> = (0..batch).flat_map(|b| [(b, 0), (b, 1)]).collect();
+        let labels: Vec<u32> = rows.iter().map(|&(b, o)| (b + o) % 2 + 1).collect();
+        let labels = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
+        tensors_train(&format!("{name} span head"), c, |c| {
+            let logits = c
+                .model
+                .forward(&input, Pass::TRAIN, Outputs::default())
+                .unwrap()
+                .logits;
+            assert_eq!(logits.dims()[2], 2);
+            let rows =
+                select_rows(&logits, &rows, RowAxis::Positions, &input.attention_mask).unwrap();
             candle_nn::loss::cross_entropy(&rows, &labels).unwrap()
         });
     }

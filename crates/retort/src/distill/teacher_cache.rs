@@ -15,7 +15,8 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::infer::row_logits;
-use crate::model::Model;
+use crate::model::{Model, RowAxis};
+use crate::task::view::MASKED;
 use crate::task::TaskData;
 
 /// 64-bit FNV-1a: a stable hash (std's hasher may change between Rust releases).
@@ -114,9 +115,12 @@ pub fn teacher_logits(
         batch_size,
         progress,
     )?;
-    let labels = teacher.config().num_labels();
-    let flat: Vec<f32> = per_example.into_iter().flatten().collect();
-    let tensor = Tensor::from_vec(flat, (rows, labels), &device)?;
+    let tensor = rows_tensor(
+        teacher.config().head.row_axis(),
+        teacher.config().num_labels(),
+        inputs,
+        per_example,
+    )?;
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e, "cache directory"))?;
     // Write to a temporary name, then rename: an interrupted run never leaves a torn entry.
     let tmp = path.with_extension("partial");
@@ -135,6 +139,38 @@ pub fn teacher_logits(
         path,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Every example's rows as one `[rows, width]` tensor: `width` is the number of labels along
+/// [`RowAxis::Labels`]; along [`RowAxis::Positions`] it is the longest example's token count,
+/// each row padded with [`MASKED`] (what a batch's own rows have at padding positions).
+fn rows_tensor(
+    axis: RowAxis,
+    labels: usize,
+    inputs: &TaskData,
+    per_example: Vec<Vec<f32>>,
+) -> Result<Tensor> {
+    let rows: usize = inputs.rows.iter().map(|r| r.len()).sum();
+    let (flat, width) = match axis {
+        RowAxis::Labels => (per_example.concat(), labels),
+        RowAxis::Positions => {
+            let width = inputs
+                .examples
+                .iter()
+                .map(|e| e.ids.len())
+                .max()
+                .unwrap_or(0);
+            let mut flat = Vec::with_capacity(rows * width);
+            for (values, e) in per_example.iter().zip(&inputs.examples) {
+                for row in values.chunks(e.ids.len().max(1)) {
+                    flat.extend_from_slice(row);
+                    flat.extend(std::iter::repeat_n(MASKED, width - row.len()));
+                }
+            }
+            (flat, width)
+        }
+    };
+    Ok(Tensor::from_vec(flat, (rows, width), &Device::Cpu)?)
 }
 
 #[cfg(test)]

@@ -50,13 +50,29 @@ pub enum HeadKind {
     SequenceClassification,
     /// One label per token: `[batch, seq, labels]` logits.
     TokenClassification,
+    /// Extractive question answering: a start and an end score per token, `[batch, seq, 2]`
+    /// logits (`*ForQuestionAnswering`'s `qa_outputs`).
+    QuestionAnswering,
+}
+
+/// How the rows a task reads cut a model's logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowAxis {
+    /// A row is the scores of every label at one token position (`[batch, labels]` or
+    /// `[batch, seq, labels]`): a distribution over labels.
+    Labels,
+    /// A row is one output's scores over a sequence's token positions (`[batch, seq, 2]`
+    /// read as the start and the end rows of each example): a distribution over positions,
+    /// padding masked out.
+    Positions,
 }
 
 impl HeadKind {
     /// Every head kind, in the order `architectures` names are tried.
-    pub const ALL: [HeadKind; 2] = [
+    pub const ALL: [HeadKind; 3] = [
         HeadKind::SequenceClassification,
         HeadKind::TokenClassification,
+        HeadKind::QuestionAnswering,
     ];
 
     /// The part of the HF class name after `For`.
@@ -64,6 +80,15 @@ impl HeadKind {
         match self {
             HeadKind::SequenceClassification => "SequenceClassification",
             HeadKind::TokenClassification => "TokenClassification",
+            HeadKind::QuestionAnswering => "QuestionAnswering",
+        }
+    }
+
+    /// How this head's logits are read as rows.
+    pub fn row_axis(self) -> RowAxis {
+        match self {
+            HeadKind::SequenceClassification | HeadKind::TokenClassification => RowAxis::Labels,
+            HeadKind::QuestionAnswering => RowAxis::Positions,
         }
     }
 
@@ -192,6 +217,11 @@ impl ModelConfig {
             "distilbert" => ModelConfig {
                 architecture: Architecture::DistilBert,
                 head: fields.head()?,
+                // The question-answering head has a dropout of its own.
+                classifier_dropout: match fields.head()? {
+                    HeadKind::QuestionAnswering => fields.f64_or("qa_dropout", 0.1)?,
+                    _ => fields.f64_or("seq_classif_dropout", 0.2)?,
+                } as f32,
                 vocab_size: fields.usize("vocab_size")?,
                 hidden_size: fields.usize("dim")?,
                 num_layers: fields.usize("n_layers")?,
@@ -203,7 +233,6 @@ impl ModelConfig {
                 activation: fields.activation("activation", "gelu")?,
                 hidden_dropout: fields.f64_or("dropout", 0.1)? as f32,
                 attention_dropout: fields.f64_or("attention_dropout", 0.1)? as f32,
-                classifier_dropout: fields.f64_or("seq_classif_dropout", 0.2)? as f32,
                 pad_token_id: fields.usize_or("pad_token_id", 0)? as u32,
                 labels: fields.labels()?,
                 pruned_heads: fields.pruned_heads()?,
@@ -235,6 +264,12 @@ impl ModelConfig {
         }
         if self.labels.is_empty() {
             return Err("a classifier needs at least one label".into());
+        }
+        if self.head == HeadKind::QuestionAnswering && self.labels.len() != 2 {
+            return Err(format!(
+                "a question-answering head has 2 outputs (start, end), but the config has {} labels",
+                self.labels.len()
+            ));
         }
         for (&layer, heads) in &self.pruned_heads {
             if layer >= self.num_layers {
@@ -334,6 +369,10 @@ impl ModelConfig {
                 .map(|(layer, heads)| (layer.to_string(), heads))
                 .collect();
             v["pruned_heads"] = json!(pruned);
+        }
+        if self.architecture == Architecture::DistilBert && self.head == HeadKind::QuestionAnswering
+        {
+            v["qa_dropout"] = json!(self.classifier_dropout);
         }
         v["architectures"] = json!([self.architecture.class(self.head)]);
         v["id2label"] = json!(id2label);
@@ -509,6 +548,36 @@ mod tests {
         let json = token.to_hf_json();
         assert_eq!(json["architectures"], json!(["BertForTokenClassification"]));
         assert_eq!(ModelConfig::from_json(&json).unwrap(), token);
+        let span = ModelConfig {
+            head: HeadKind::QuestionAnswering,
+            ..token.clone()
+        };
+        let json = span.to_hf_json();
+        assert_eq!(json["architectures"], json!(["BertForQuestionAnswering"]));
+        assert_eq!(ModelConfig::from_json(&json).unwrap(), span);
+    }
+
+    #[test]
+    fn a_question_answering_head_has_two_outputs() {
+        let mut v = bert_json();
+        v["architectures"] = json!(["BertForQuestionAnswering"]);
+        let c = ModelConfig::from_json(&v).unwrap();
+        assert_eq!(c.head, HeadKind::QuestionAnswering);
+        assert_eq!(c.head.row_axis(), RowAxis::Positions);
+        v["id2label"] = json!({"0": "a", "1": "b", "2": "c"});
+        let err = ModelConfig::from_json(&v).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Field(m) if m.contains("2 outputs")),
+            "{err:?}"
+        );
+        let d = json!({
+            "model_type": "distilbert", "vocab_size": 100, "dim": 32, "n_layers": 2,
+            "n_heads": 4, "hidden_dim": 64, "qa_dropout": 0.3, "seq_classif_dropout": 0.2,
+            "architectures": ["DistilBertForQuestionAnswering"]
+        });
+        let c = ModelConfig::from_json(&d).unwrap();
+        assert_eq!(c.classifier_dropout, 0.3);
+        assert_eq!(ModelConfig::from_json(&c.to_hf_json()).unwrap(), c);
     }
 
     #[test]

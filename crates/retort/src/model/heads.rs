@@ -5,6 +5,9 @@
 //! DistilBERT: `relu(pre_classifier(h[CLS]))`, dropout, `classifier`.
 //! Token classification (`*ForTokenClassification`, both layouts): dropout, `classifier` on
 //! every token.
+//! Question answering (`*ForQuestionAnswering`): `qa_outputs` on every token, its two outputs
+//! the start and end scores (BERT applies no dropout there; DistilBERT its `qa_dropout`,
+//! read as the classifier dropout).
 
 use candle_core::Tensor;
 
@@ -22,6 +25,7 @@ pub fn head_prefixes(arch: Architecture, head: HeadKind) -> &'static [&'static s
             &["pre_classifier.", "classifier."]
         }
         (HeadKind::TokenClassification, _) => &["classifier."],
+        (HeadKind::QuestionAnswering, _) => &["qa_outputs."],
     }
 }
 
@@ -30,6 +34,7 @@ pub fn head_prefixes(arch: Architecture, head: HeadKind) -> &'static [&'static s
 pub enum Head {
     Sequence(ClassifierHead),
     Token(TokenHead),
+    Span(SpanHead),
 }
 
 impl Head {
@@ -38,6 +43,7 @@ impl Head {
         Ok(match cfg.head {
             HeadKind::SequenceClassification => Head::Sequence(ClassifierHead::new(b, cfg)?),
             HeadKind::TokenClassification => Head::Token(TokenHead::new(b, cfg)?),
+            HeadKind::QuestionAnswering => Head::Span(SpanHead::new(b, cfg)?),
         })
     }
 
@@ -46,16 +52,52 @@ impl Head {
         match self {
             Head::Sequence(h) => Head::Sequence(h.detached()),
             Head::Token(h) => Head::Token(h.detached()),
+            Head::Span(h) => Head::Span(h.detached()),
         }
     }
 
     /// `hidden`: `[batch, seq, hidden]`; returns `[batch, labels]` (sequence) or
-    /// `[batch, seq, labels]` (token) logits.
+    /// `[batch, seq, labels]` (token) or `[batch, seq, 2]` (span: start, end) logits.
     pub fn forward(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
         match self {
             Head::Sequence(h) => h.forward(hidden, pass),
             Head::Token(h) => h.forward(hidden, pass),
+            Head::Span(h) => h.forward(hidden, pass),
         }
+    }
+}
+
+/// Scores every token as the start and as the end of the answer
+/// (`BertForQuestionAnswering`'s `qa_outputs`).
+#[derive(Debug, Clone)]
+pub struct SpanHead {
+    pub qa_outputs: Linear,
+    pub dropout: f32,
+}
+
+impl SpanHead {
+    pub fn new(b: &mut ParamBuilder, cfg: &ModelConfig) -> Result<Self> {
+        Ok(Self {
+            qa_outputs: linear(b, "qa_outputs", cfg.hidden_size, cfg.num_labels())?,
+            dropout: match cfg.architecture {
+                Architecture::Bert => 0.0,
+                Architecture::DistilBert => cfg.classifier_dropout,
+            },
+        })
+    }
+
+    /// The same head on detached parameters.
+    pub fn detached(&self) -> Self {
+        Self {
+            qa_outputs: self.qa_outputs.detached(),
+            dropout: self.dropout,
+        }
+    }
+
+    /// `[batch, seq, hidden]` → `[batch, seq, 2]`: start scores, then end scores.
+    pub fn forward(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
+        self.qa_outputs
+            .forward(&dropout(hidden, self.dropout, pass)?)
     }
 }
 

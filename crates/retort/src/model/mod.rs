@@ -13,7 +13,7 @@ pub mod params;
 pub mod quantized;
 pub mod transformer;
 
-pub use config::{Architecture, HeadKind, ModelConfig, SUPPORTED_MODEL_TYPES};
+pub use config::{Architecture, HeadKind, ModelConfig, RowAxis, SUPPORTED_MODEL_TYPES};
 pub use encoder::{EncoderInput, EncoderOutput, Outputs, WordRows};
 pub use layers::Pass;
 pub use params::Params;

@@ -19,16 +19,20 @@ use crate::error::{Error, Result};
 use crate::model::encoder::linear;
 use crate::model::layers::Linear;
 use crate::model::params::ParamBuilder;
-use crate::model::{EncoderInput, Model, ModelOutput, Outputs, Params, Pass};
+use crate::model::{EncoderInput, Model, ModelOutput, Outputs, Params, Pass, RowAxis};
 use crate::task::view::select_rows;
 
 /// One training batch: its tensors and the rows of logits its terms compare.
 #[derive(Debug, Clone)]
 pub struct TrainBatch {
     pub input: EncoderInput,
-    /// The task's rows of the batch: (example in the batch, token position) per row.
+    /// The task's rows of the batch: (example in the batch, token position) per row along
+    /// [`RowAxis::Labels`]; (example in the batch, output) along [`RowAxis::Positions`].
     pub rows: Vec<(u32, u32)>,
-    /// Gold class per row; `None` for unlabelled ones (augmented examples).
+    /// How the rows cut the logits (the model's head says).
+    pub axis: RowAxis,
+    /// Gold class per row (a label, or a token position along [`RowAxis::Positions`]);
+    /// `None` for unlabelled ones (augmented examples).
     pub labels: Vec<Option<usize>>,
     /// Per row, its index in the cached teacher logits (rows of the whole training set).
     pub cache_rows: Vec<u32>,
@@ -42,9 +46,17 @@ impl TrainBatch {
         Self {
             input,
             rows: (0..labels.len() as u32).map(|b| (b, 0)).collect(),
+            axis: RowAxis::Labels,
             labels,
             cache_rows: indices.iter().map(|&i| i as u32).collect(),
         }
+    }
+}
+
+impl TrainBatch {
+    /// The batch's rows of `logits` (a student's or an online teacher's).
+    pub fn select_rows(&self, logits: &Tensor) -> Result<Tensor> {
+        select_rows(logits, &self.rows, self.axis, &self.input.attention_mask)
     }
 }
 
@@ -183,7 +195,7 @@ impl Objective {
 
     /// The weighted loss of the student's output on `batch`.
     pub fn loss(&self, batch: &TrainBatch, student: &ModelOutput) -> Result<LossValue> {
-        let rows = select_rows(&student.logits, &batch.rows)?;
+        let rows = batch.select_rows(&student.logits)?;
         let online = match &self.teacher {
             Some(teacher) => self.teacher_online(teacher, &batch.input)?,
             None => None,
@@ -232,11 +244,19 @@ impl Objective {
     fn teacher_rows(&self, batch: &TrainBatch, online: Option<&ModelOutput>) -> Result<Tensor> {
         let cached = self.teacher.as_ref().and_then(|t| t.cached_logits.as_ref());
         match (cached, online) {
-            (Some(cache), _) => Ok(cache.index_select(
-                &Tensor::new(batch.cache_rows.as_slice(), cache.device())?,
-                0,
-            )?),
-            (None, Some(out)) => select_rows(&out.logits, &batch.rows),
+            (Some(cache), _) => {
+                let rows = cache.index_select(
+                    &Tensor::new(batch.cache_rows.as_slice(), cache.device())?,
+                    0,
+                )?;
+                match batch.axis {
+                    RowAxis::Labels => Ok(rows),
+                    // Cached position rows span the longest example, padded with MASKED;
+                    // this batch's rows are as wide as its longest example.
+                    RowAxis::Positions => Ok(rows.narrow(1, 0, batch.input.input_ids.dim(1)?)?),
+                }
+            }
+            (None, Some(out)) => batch.select_rows(&out.logits),
             (None, None) => Err(Error::Invalid(
                 "soft terms need the teacher's logits: neither cached nor online".into(),
             )),

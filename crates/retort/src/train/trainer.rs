@@ -22,7 +22,7 @@ use super::step::forward_backward;
 use crate::error::{Error, Result};
 use crate::infer::row_logits;
 use crate::model::checkpoint::copy_tokenizer_files;
-use crate::model::{Model, Params};
+use crate::model::{Model, ModelConfig, Params};
 use crate::objective::{Objective, TrainBatch};
 use crate::task::{Scores, Task, TaskData};
 use crate::text::batch::{bucketed_batches, pad_batch};
@@ -111,7 +111,12 @@ pub fn row_offsets(data: &TaskData) -> Vec<u32> {
 
 /// The batch of training examples `idx`: padded inputs, and each example's rows with their
 /// gold labels and places in the teacher cache.
-fn make_batch(data: &TaskData, offsets: &[u32], idx: &[usize], pad_id: u32) -> Result<TrainBatch> {
+fn make_batch(
+    data: &TaskData,
+    offsets: &[u32],
+    idx: &[usize],
+    config: &ModelConfig,
+) -> Result<TrainBatch> {
     let items: Vec<&Encoded> = idx.iter().map(|&i| &data.examples[i]).collect();
     let (mut rows, mut labels, mut cache_rows) = (Vec::new(), Vec::new(), Vec::new());
     for (b, &i) in idx.iter().enumerate() {
@@ -127,8 +132,9 @@ fn make_batch(data: &TaskData, offsets: &[u32], idx: &[usize], pad_id: u32) -> R
         }
     }
     Ok(TrainBatch {
-        input: pad_batch(&items, pad_id)?,
+        input: pad_batch(&items, config.pad_token_id)?,
         rows,
+        axis: config.head.row_axis(),
         labels,
         cache_rows,
     })
@@ -244,7 +250,7 @@ pub fn run(
                 // Dropout masks depend only on the seed, the step, the micro-batch and the part.
                 let seed = cfg.seed ^ ((step as u64) << 20) ^ micro as u64;
                 let make_batch = |idx: &[usize]| -> Result<TrainBatch> {
-                    make_batch(train, &offsets, idx, model.config().pad_token_id)
+                    make_batch(train, &offsets, idx, model.config())
                 };
                 for part in forward_backward(model, objective, indices, seed, &make_batch)? {
                     // No gradients: the part's loss is not finite.

@@ -37,3 +37,32 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// The loss after `logits[at]` is set to `value` (the others unchanged).
+pub fn loss_with(
+    logits: &Tensor,
+    at: (usize, usize, usize),
+    value: impl Fn(f32) -> f32,
+    loss_of: impl Fn(&Tensor) -> Tensor,
+) -> f32 {
+    let mut v = logits.to_vec3::<f32>().unwrap();
+    v[at.0][at.1][at.2] = value(v[at.0][at.1][at.2]);
+    loss_of(&Tensor::new(v, logits.device()).unwrap())
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Asserts that a forward difference of `loss_of` at `logits[at]` agrees with `grad`, the
+/// autograd gradient there, to 2e-3.
+pub fn assert_finite_difference(
+    logits: &Tensor,
+    at: (usize, usize, usize),
+    grad: f32,
+    loss_of: impl Fn(&Tensor) -> Tensor,
+) {
+    let eps = 1e-2f32;
+    let a = loss_with(logits, at, |x| x, &loss_of);
+    let b = loss_with(logits, at, |x| x + eps, &loss_of);
+    let numeric = (b - a) / eps;
+    assert!((numeric - grad).abs() < 2e-3, "{at:?}: {numeric} vs {grad}");
+}
