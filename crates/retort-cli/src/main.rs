@@ -410,6 +410,7 @@ fn write_predictions(
     for (item, pred) in data.items.iter().zip(predictions) {
         let mut line = match &item.input {
             Input::Text(t) => json!({"text": t}),
+            Input::Pair(a, b) => json!({"sentence1": a, "sentence2": b}),
             Input::Words(w) => json!({"words": w}),
         };
         line["gold"] = json!(item.gold);

@@ -15,17 +15,7 @@ use retort::text::batch::pad_batch;
 use retort::Classifier;
 
 fn model_dir() -> PathBuf {
-    let dir = std::env::var_os("RETORT_MINILM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        });
-    assert!(
-        dir.join("model.safetensors").exists(),
-        "{} has no model.safetensors: run scripts/fetch-models.sh first (scripts/test.sh does)",
-        dir.display()
-    );
-    dir
+    common::minilm_dir()
 }
 
 #[derive(serde::Deserialize)]

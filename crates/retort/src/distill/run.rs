@@ -14,7 +14,7 @@ use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::{EncoderInput, Model, Transformer};
 use crate::objective::terms::Needs;
 use crate::objective::{Objective, Teacher};
-use crate::task::{read_unlabelled, Input, Rows, Task, TaskData};
+use crate::task::{read_unlabelled, Corpus, Input, Rows, Task, TaskData};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
 use crate::text::batch::pad_batch;
 use crate::text::{Encoded, TextTokenizer};
@@ -163,6 +163,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let task = Task::of(&teacher.model.config);
     let labels = teacher.model.config.labels.clone();
     let (train_data, dev_data) = read_data(task, &config.data)?;
+    check_pair_transfer_set(config, &train_data)?;
     let unlabelled = match &config.augment.unlabelled {
         Some(path) => read_unlabelled(path, config.augment.unlabelled_limit)?,
         None => Vec::new(),
@@ -313,11 +314,34 @@ fn retokenize(
     Ok(())
 }
 
+/// Augmentation and `augment.unlabelled` make single texts; added to sentence-pair data they
+/// would teach the student inputs of another shape than the task's, so they are refused
+/// (before the teacher runs) until they make pairs.
+fn check_pair_transfer_set(config: &DistillConfig, train: &Corpus) -> Result<()> {
+    if !train.has_pairs() {
+        return Ok(());
+    }
+    if config.augment.enabled() {
+        return Err(Error::Invalid(format!(
+            "augmentation of sentence pairs is not supported yet ({} holds pairs): set augment.multiplier = 0",
+            train.path.display()
+        )));
+    }
+    if let Some(path) = &config.augment.unlabelled {
+        return Err(Error::Invalid(format!(
+            "augment.unlabelled ({}) holds single texts, one per line, but {} holds sentence pairs: unlabelled pairs are not supported yet; remove augment.unlabelled",
+            path.display(),
+            train.path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Augmented sentences (unlabelled) for the transfer set, or none when augmentation is off.
 fn augment_transfer_set(
     config: &DistillConfig,
     teacher: &Classifier,
-    corpus: &crate::task::Corpus,
+    corpus: &Corpus,
 ) -> Result<Vec<String>> {
     let aug = &config.augment;
     if !aug.enabled() {

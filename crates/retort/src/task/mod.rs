@@ -32,7 +32,8 @@ pub use entities::EntityScores;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
-    /// One label per text (sentiment, topic): GLUE-style TSV / CSV / JSONL.
+    /// One label per text or sentence pair (sentiment, topic, entailment, paraphrase):
+    /// GLUE-style TSV / CSV / JSONL.
     #[default]
     SequenceClassification,
     /// One label per word (named entities): CoNLL column files with IOB2 tags.
@@ -55,6 +56,8 @@ fn question_answering_not_built(what: &str) -> Error {
 pub enum Input {
     /// A raw text.
     Text(String),
+    /// Two raw texts read together (entailment, paraphrase): `[CLS] first [SEP] second [SEP]`.
+    Pair(String, String),
     /// A sentence already split into words.
     Words(Vec<String>),
 }
@@ -91,15 +94,23 @@ impl Corpus {
         self.items.iter().map(|i| &i.input).collect()
     }
 
-    /// The raw texts of a corpus of texts (for augmentation); `None` for word-split data.
+    /// The raw texts of a corpus of single texts (for augmentation); `None` for word-split
+    /// data and sentence pairs.
     pub fn texts(&self) -> Option<Vec<&str>> {
         self.items
             .iter()
             .map(|i| match &i.input {
                 Input::Text(t) => Some(t.as_str()),
-                Input::Words(_) => None,
+                Input::Pair(..) | Input::Words(_) => None,
             })
             .collect()
+    }
+
+    /// True when some example is a sentence pair.
+    pub fn has_pairs(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| matches!(i.input, Input::Pair(..)))
     }
 
     /// Keeps the first `n` examples (0: all).
@@ -472,10 +483,10 @@ fn decode_examples(
     Ok(task.decode(&classifier.model.config.labels, rows, units, &logits))
 }
 
-/// How many units an input has: one text, or its words.
+/// How many units an input has: one text (or pair), or its words.
 pub fn units_of(input: &Input) -> usize {
     match input {
-        Input::Text(_) => 1,
+        Input::Text(_) | Input::Pair(..) => 1,
         Input::Words(w) => w.len(),
     }
 }
@@ -489,7 +500,7 @@ mod tests {
             .iter()
             .map(|i| match i {
                 Input::Text(t) => t.as_str(),
-                Input::Words(_) => panic!("raw text expected"),
+                other => panic!("raw text expected, got {other:?}"),
             })
             .collect()
     }

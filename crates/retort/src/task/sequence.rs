@@ -1,7 +1,9 @@
-//! Sequence classification: one label per text (`*ForSequenceClassification`).
+//! Sequence classification: one label per text or sentence pair (`*ForSequenceClassification`).
 //!
-//! Data: GLUE-style TSV / CSV / JSONL ([`crate::text::Dataset`]). One unit per example, read
-//! from the first token's row. Metrics: accuracy (primary) and macro-F1.
+//! Data: GLUE-style TSV / CSV / JSONL ([`crate::text::Dataset`]); a file with the two columns
+//! of a pair (`sentence1`, `sentence2`) gives pairs, encoded `[CLS] first [SEP] second [SEP]`.
+//! One unit per example, read from the first token's row. Metrics: accuracy (primary) and
+//! macro-F1.
 
 use std::path::Path;
 
@@ -20,7 +22,10 @@ pub fn read(path: &Path) -> Result<Corpus> {
             .examples
             .into_iter()
             .map(|e| Item {
-                input: Input::Text(e.text),
+                input: match e.pair {
+                    None => Input::Text(e.text),
+                    Some(second) => Input::Pair(e.text, second),
+                },
                 gold: vec![e.label],
                 line: e.line,
             })
@@ -28,21 +33,34 @@ pub fn read(path: &Path) -> Result<Corpus> {
     })
 }
 
+/// Texts and pairs are each tokenised in one batch, then put back in input order.
 pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encoded, Rows)>> {
-    let texts = inputs
+    let mut texts = Vec::new();
+    let mut pairs = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Text(t) => texts.push(t.as_str()),
+            Input::Pair(a, b) => pairs.push((a.as_str(), b.as_str())),
+            Input::Words(_) => {
+                return Err(Error::Invalid(
+                    "a sequence classifier reads texts, not word-split (CoNLL) data".into(),
+                ))
+            }
+        }
+    }
+    let mut texts = tokenizer.encode_batch(&texts)?.into_iter();
+    let mut pairs = tokenizer.encode_pair_batch(&pairs)?.into_iter();
+    inputs
         .iter()
-        .map(|i| match i {
-            Input::Text(t) => Ok(t.as_str()),
-            Input::Words(_) => Err(Error::Invalid(
-                "a sequence classifier reads texts, not word-split (CoNLL) data".into(),
-            )),
+        .map(|input| {
+            let e = match input {
+                Input::Pair(..) => pairs.next(),
+                _ => texts.next(),
+            };
+            e.map(|e| (e, Rows::sequence()))
+                .ok_or_else(|| Error::Tokenizer("the tokenizer returned too few encodings".into()))
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(tokenizer
-        .encode_batch(&texts)?
-        .into_iter()
-        .map(|e| (e, Rows::sequence()))
-        .collect())
+        .collect()
 }
 
 pub fn score(

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{conll, entities, Corpus, Input, Item, Rows, Scores};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::text::{Encoded, TextTokenizer, WordEncoded};
 
@@ -58,7 +58,7 @@ pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encod
         .iter()
         .map(|i| match i {
             Input::Words(w) => Some(w.clone()),
-            Input::Text(_) => None,
+            Input::Text(_) | Input::Pair(..) => None,
         })
         .collect();
     match words {
@@ -69,6 +69,9 @@ pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encod
             .map(|i| match i {
                 Input::Text(t) => Ok(raw_text_rows(tokenizer.encode_with_offsets(t)?.0)),
                 Input::Words(w) => Ok(encode_words(tokenizer, std::slice::from_ref(w))?.remove(0)),
+                Input::Pair(..) => Err(Error::Invalid(
+                    "a token classifier tags the words of one text, not sentence pairs".into(),
+                )),
             })
             .collect(),
     }

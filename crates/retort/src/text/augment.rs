@@ -47,6 +47,7 @@ pub struct AugmentConfig {
     /// Augmented sentences to produce per training sentence (10 gives a transfer set about
     /// 11 times the training set: originals plus augmentations). 0 switches augmentation off.
     /// A sentence may yield fewer when it has few distinct perturbations (very short sentences).
+    /// Single texts only: sentence-pair data is refused while this is above 0.
     pub multiplier: usize,
     /// Probability that a word is replaced by the mask token (`[MASK]`).
     pub p_mask: f64,
@@ -62,7 +63,8 @@ pub struct AugmentConfig {
     pub neighbours: usize,
     /// Unlabelled text added to the transfer set as it is, one text per line (a tagger splits
     /// each into words as `retort predict` does): the teacher labels it, the hard term skips
-    /// it. Unlike the perturbations above it works for every task.
+    /// it. Unlike the perturbations above it works for every task, but not yet for
+    /// sentence-pair data (its lines are single texts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unlabelled: Option<std::path::PathBuf>,
     /// Use only the first N texts of `unlabelled` (0: all).

@@ -1,8 +1,10 @@
 //! Labelled text datasets: GLUE-style TSV, CSV and JSONL.
 //!
-//! TSV and CSV need a header naming a text column (`sentence` or `text`) and, for labelled
-//! data, a `label` column. JSONL holds one object per line with the same keys. Every error
-//! names the file and the 1-based line.
+//! TSV and CSV need a header naming a text column (`sentence` or `text`), or the two columns
+//! of a sentence pair (`sentence1` and `sentence2`, as GLUE's MRPC, RTE, STS-B; also
+//! `question1`/`question2`, QQP, and `premise`/`hypothesis`, MNLI), and, for labelled data, a
+//! `label` column. JSONL holds one object per line with the same keys. Every error names the
+//! file and the 1-based line.
 
 use std::path::{Path, PathBuf};
 
@@ -12,12 +14,22 @@ use crate::error::{Error, Result};
 
 /// Column / key names accepted for the text.
 const TEXT_KEYS: &[&str] = &["sentence", "text"];
+/// Column / key names of the two texts of a sentence pair, looked for before [`TEXT_KEYS`].
+const PAIR_KEYS: &[(&str, &str)] = &[
+    ("sentence1", "sentence2"),
+    ("question1", "question2"),
+    ("premise", "hypothesis"),
+];
 const LABEL_KEY: &str = "label";
 
-/// One example: a text and, if the data has one, its label as written in the file.
+/// One example: a text (or the two of a sentence pair) and, if the data has one, its label
+/// as written in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Example {
+    /// The text, or the first text of a pair.
     pub text: String,
+    /// The second text of a sentence pair; `None` for single-text data.
+    pub pair: Option<String>,
     pub label: Option<String>,
     /// 1-based line in the source file.
     pub line: usize,
@@ -73,7 +85,7 @@ impl Dataset {
         self.examples.is_empty()
     }
 
-    /// The texts, in order.
+    /// The texts (the first of each pair), in order.
     pub fn texts(&self) -> Vec<&str> {
         self.examples.iter().map(|e| e.text.as_str()).collect()
     }
@@ -145,17 +157,61 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
         .count()
 }
 
-/// Index of the text column and (optional) label column in a header.
-fn header_columns(path: &Path, header: &[&str]) -> Result<(usize, Option<usize>)> {
-    let find = |name: &str| header.iter().position(|h| h.trim() == name);
-    let text = TEXT_KEYS.iter().find_map(|k| find(k)).ok_or_else(|| {
-        data_error(
-            path,
-            1,
-            format!("the header {header:?} has no text column (one of {TEXT_KEYS:?})"),
-        )
-    })?;
-    Ok((text, find(LABEL_KEY)))
+/// Where an example's text is: one column, or the two columns of a sentence pair.
+#[derive(Debug, Clone, Copy)]
+enum TextColumns {
+    Single(usize),
+    Pair(usize, usize),
+}
+
+impl TextColumns {
+    /// The example's text and (for a pair) second text from a record's fields.
+    fn texts(self, field: impl Fn(usize) -> String) -> (String, Option<String>) {
+        match self {
+            TextColumns::Single(c) => (field(c), None),
+            TextColumns::Pair(a, b) => (field(a), Some(field(b))),
+        }
+    }
+}
+
+/// Where the texts are among `names` (a header's columns, a JSON object's keys): a pair of
+/// [`PAIR_KEYS`] first, else one of [`TEXT_KEYS`]. Half a pair is an error: the other text
+/// would be silently missing.
+fn text_columns(names: &[&str]) -> std::result::Result<TextColumns, String> {
+    let find = |name: &str| names.iter().position(|h| h.trim() == name);
+    for (first, second) in PAIR_KEYS {
+        match (find(first), find(second)) {
+            (Some(a), Some(b)) => return Ok(TextColumns::Pair(a, b)),
+            (None, None) => {}
+            _ => {
+                return Err(format!(
+                    "{first:?} and {second:?} name the two texts of a sentence pair, but only one of them is there"
+                ))
+            }
+        }
+    }
+    TEXT_KEYS
+        .iter()
+        .find_map(|k| find(k))
+        .map(TextColumns::Single)
+        .ok_or_else(|| {
+            let pairs: Vec<String> = PAIR_KEYS
+                .iter()
+                .map(|(a, b)| format!("{a} + {b}"))
+                .collect();
+            format!(
+                "no text column (one of {TEXT_KEYS:?}) nor the two columns of a sentence pair ({})",
+                pairs.join(", ")
+            )
+        })
+}
+
+/// The text columns and (optional) label column of a header.
+fn header_columns(path: &Path, header: &[&str]) -> Result<(TextColumns, Option<usize>)> {
+    let texts = text_columns(header)
+        .map_err(|e| data_error(path, 1, format!("the header {header:?}: {e}")))?;
+    let label = header.iter().position(|h| h.trim() == LABEL_KEY);
+    Ok((texts, label))
 }
 
 fn parse_delimited(path: &Path, text: &str, delimiter: u8) -> Result<Vec<Example>> {
@@ -177,7 +233,7 @@ fn parse_delimited(path: &Path, text: &str, delimiter: u8) -> Result<Vec<Example
         }
     };
     let header: Vec<&str> = header.iter().collect();
-    let (text_col, label_col) = header_columns(path, &header)?;
+    let (text_cols, label_col) = header_columns(path, &header)?;
     let mut examples = Vec::new();
     // Lines are counted from byte offsets, incrementally (records come in file order).
     let mut lines = LineCounter::new(text.as_bytes());
@@ -207,8 +263,10 @@ fn parse_delimited(path: &Path, text: &str, delimiter: u8) -> Result<Vec<Example
         if label.as_deref() == Some("") {
             return Err(data_error(path, line, "empty label"));
         }
+        let (text, pair) = text_cols.texts(|c| record[c].to_string());
         examples.push(Example {
-            text: record[text_col].to_string(),
+            text,
+            pair,
             label,
             line,
         });
@@ -263,11 +321,7 @@ fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<Example>> {
         }
         let v: Value = serde_json::from_str(raw)
             .map_err(|e| data_error(path, line, format!("invalid JSON: {e}")))?;
-        let text = TEXT_KEYS
-            .iter()
-            .find_map(|k| v.get(k))
-            .and_then(Value::as_str)
-            .ok_or_else(|| data_error(path, line, format!("no string field {TEXT_KEYS:?}")))?;
+        let (text, pair) = json_texts(&v).map_err(|e| data_error(path, line, e))?;
         let label = match v.get(LABEL_KEY) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -281,12 +335,31 @@ fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<Example>> {
             }
         };
         examples.push(Example {
-            text: text.to_string(),
+            text,
+            pair,
             label,
             line,
         });
     }
     Ok(examples)
+}
+
+/// The text (or the two texts of a pair) of a JSON object, found as in a header.
+fn json_texts(v: &Value) -> std::result::Result<(String, Option<String>), String> {
+    let keys: Vec<&str> = match v.as_object() {
+        Some(o) => o.keys().map(String::as_str).collect(),
+        None => return Err(format!("expected a JSON object, found {v}")),
+    };
+    let string = |c: usize| -> std::result::Result<String, String> {
+        v[keys[c]]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{:?} should be a string, found {}", keys[c], v[keys[c]]))
+    };
+    match text_columns(&keys)? {
+        TextColumns::Single(c) => Ok((string(c)?, None)),
+        TextColumns::Pair(a, b) => Ok((string(a)?, Some(string(b)?))),
+    }
 }
 
 #[cfg(test)]
@@ -377,6 +450,48 @@ mod tests {
         let err = Dataset::read(&p).unwrap_err().to_string();
         assert!(
             err.contains("u.tsv:3: not valid UTF-8 (byte 5 of the line)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reads_sentence_pairs_from_tsv_csv_and_jsonl() {
+        let (_d, p) = write(
+            "p.tsv",
+            "index\tsentence1\tsentence2\tlabel\n0\tA man sings.\tA man is singing.\tentailment\n",
+        );
+        let ex = &Dataset::read(&p).unwrap().examples[0];
+        assert_eq!(ex.text, "A man sings.");
+        assert_eq!(ex.pair.as_deref(), Some("A man is singing."));
+        assert_eq!(ex.label.as_deref(), Some("entailment"));
+        let (_d, p) = write("p.csv", "question1,question2,label\n\"a, b\",c,1\n");
+        let ex = &Dataset::read(&p).unwrap().examples[0];
+        assert_eq!((ex.text.as_str(), ex.pair.as_deref()), ("a, b", Some("c")));
+        let (_d, p) = write(
+            "p.jsonl",
+            "{\"premise\": \"x\", \"hypothesis\": \"y\", \"label\": 0}\n{\"text\": \"z\"}\n",
+        );
+        let ds = Dataset::read(&p).unwrap();
+        assert_eq!(ds.examples[0].pair.as_deref(), Some("y"));
+        assert_eq!(ds.examples[1].pair, None);
+        assert_eq!(ds.texts(), ["x", "z"]);
+    }
+
+    #[test]
+    fn half_a_pair_is_an_error() {
+        let (_d, p) = write("h.tsv", "sentence1\tsentence\tlabel\na\tb\t1\n");
+        let err = Dataset::read(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("h.tsv:1:") && err.contains("only one of them"),
+            "{err}"
+        );
+        let (_d, p) = write(
+            "h.jsonl",
+            "{\"sentence1\": \"a\", \"sentence2\": \"b\"}\n{\"sentence1\": \"a\", \"sentence2\": 3}\n",
+        );
+        let err = Dataset::read(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("h.jsonl:2:") && err.contains("should be a string"),
             "{err}"
         );
     }

@@ -8,7 +8,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, Tokenizer, TruncationParams};
+use tokenizers::{AddedToken, PostProcessor, Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
 
@@ -46,12 +46,17 @@ impl WordEncoded {
     }
 }
 
+/// The ids and token type ids of an encoding.
+pub(crate) fn encoded(enc: &tokenizers::Encoding) -> Encoded {
+    Encoded {
+        ids: enc.get_ids().to_vec(),
+        type_ids: enc.get_type_ids().to_vec(),
+    }
+}
+
 fn word_encoded(enc: &tokenizers::Encoding) -> WordEncoded {
     WordEncoded {
-        encoded: Encoded {
-            ids: enc.get_ids().to_vec(),
-            type_ids: enc.get_type_ids().to_vec(),
-        },
+        encoded: encoded(enc),
         word_ids: enc.get_word_ids().to_vec(),
     }
 }
@@ -147,10 +152,7 @@ impl TextTokenizer {
             .inner
             .encode(text, true)
             .map_err(tok_err("cannot tokenise"))?;
-        Ok(Encoded {
-            ids: enc.get_ids().to_vec(),
-            type_ids: enc.get_type_ids().to_vec(),
-        })
+        Ok(encoded(&enc))
     }
 
     /// Tokenises many texts (in parallel).
@@ -159,13 +161,52 @@ impl TextTokenizer {
             .inner
             .encode_batch(texts.to_vec(), true)
             .map_err(tok_err("cannot tokenise"))?;
-        Ok(encs
-            .iter()
-            .map(|e| Encoded {
-                ids: e.get_ids().to_vec(),
-                type_ids: e.get_type_ids().to_vec(),
-            })
-            .collect())
+        Ok(encs.iter().map(encoded).collect())
+    }
+
+    /// Tokenises a sentence pair as BERT reads one: `[CLS] first [SEP] second [SEP]`, token
+    /// type 0 up to the first `[SEP]`, 1 after it. Past `max_len`, tokens are cut from the end
+    /// of the longer text first (Hugging Face's default for pairs, `longest_first`).
+    pub fn encode_pair(&self, first: &str, second: &str) -> Result<Encoded> {
+        self.check_room_for_pair()?;
+        let enc = self
+            .inner
+            .encode((first, second), true)
+            .map_err(tok_err("cannot tokenise a sentence pair"))?;
+        Ok(encoded(&enc))
+    }
+
+    /// Tokenises many sentence pairs (in parallel), as [`Self::encode_pair`] does.
+    pub fn encode_pair_batch(&self, pairs: &[(&str, &str)]) -> Result<Vec<Encoded>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_room_for_pair()?;
+        let encs = self
+            .inner
+            .encode_batch(pairs.to_vec(), true)
+            .map_err(tok_err("cannot tokenise a sentence pair"))?;
+        Ok(encs.iter().map(encoded).collect())
+    }
+
+    /// The number of special tokens a sentence pair gets (3 for BERT).
+    pub fn pair_special_tokens(&self) -> usize {
+        self.inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(true))
+    }
+
+    /// A pair needs room for its special tokens: `tokenizers` subtracts their number from
+    /// `max_len` unchecked.
+    fn check_room_for_pair(&self) -> Result<()> {
+        let specials = self.pair_special_tokens();
+        if self.max_len < specials {
+            return Err(Error::Invalid(format!(
+                "max length {} cannot hold the {specials} special tokens of a sentence pair",
+                self.max_len
+            )));
+        }
+        Ok(())
     }
 
     /// Tokenises sentences given as words (CoNLL-style data), with special tokens, truncated:
@@ -198,11 +239,7 @@ impl TextTokenizer {
     /// describes the vocabulary and pipeline; the length limit is the reader's choice.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join("tokenizer.json");
-        let mut plain = self.inner.clone();
-        plain
-            .with_truncation(None)
-            .map_err(tok_err("cannot clear truncation"))?;
-        plain
+        self.untruncated()?
             .save(&path, true)
             .map_err(|e| Error::Tokenizer(format!("cannot write {}: {e}", path.display())))
     }
@@ -239,6 +276,16 @@ impl TextTokenizer {
     /// The wrapped `tokenizers` tokenizer.
     pub fn inner(&self) -> &Tokenizer {
         &self.inner
+    }
+
+    /// A copy of the wrapped tokenizer that truncates nothing: for callers that cut
+    /// sequences themselves (question–context windows).
+    pub(crate) fn untruncated(&self) -> Result<Tokenizer> {
+        let mut plain = self.inner.clone();
+        plain
+            .with_truncation(None)
+            .map_err(tok_err("cannot clear truncation"))?;
+        Ok(plain)
     }
 }
 
@@ -366,6 +413,41 @@ mod tests {
         let short = TextTokenizer::from_dir(dir.path(), 5).unwrap();
         let e = &short.encode_words(&[words]).unwrap()[0];
         assert_eq!(e.first_tokens(), vec![(1, 0), (2, 1)]);
+    }
+
+    #[test]
+    fn a_pair_is_cls_first_sep_second_sep_with_type_ids() {
+        let dir = vocab_dir();
+        let tok = TextTokenizer::from_dir(dir.path(), 16).unwrap();
+        let e = tok.encode_pair("The cat", "sat .").unwrap();
+        // [CLS] the cat [SEP] sat . [SEP]
+        assert_eq!(e.ids, vec![2, 5, 6, 3, 7, 9, 3]);
+        assert_eq!(e.type_ids, vec![0, 0, 0, 0, 1, 1, 1]);
+        let batch = tok
+            .encode_pair_batch(&[("The cat", "sat ."), ("sat", "")])
+            .unwrap();
+        assert_eq!(batch[0], e);
+        // An empty second text still gets its [SEP].
+        assert_eq!(batch[1].ids, vec![2, 7, 3, 3]);
+        assert_eq!(batch[1].type_ids, vec![0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_long_pair_loses_tokens_from_the_longer_text_first() {
+        let dir = vocab_dir();
+        // Room for 3 tokens besides the specials: the shorter text keeps half, rounded down.
+        let tok = TextTokenizer::from_dir(dir.path(), 6).unwrap();
+        let e = tok.encode_pair("the cat sat", "cats .").unwrap();
+        // [CLS] the [SEP] cat ##s [SEP]
+        assert_eq!(e.ids, vec![2, 5, 3, 6, 8, 3]);
+        // Only the longer text is cut while the shorter one fits in its share.
+        let tok = TextTokenizer::from_dir(dir.path(), 7).unwrap();
+        let e = tok.encode_pair("the cat sat . the cat", "sat").unwrap();
+        // [CLS] the cat sat [SEP] sat [SEP]
+        assert_eq!(e.ids, vec![2, 5, 6, 7, 3, 7, 3]);
+        let tiny = TextTokenizer::from_dir(dir.path(), 2).unwrap();
+        let err = tiny.encode_pair("the", "cat").unwrap_err().to_string();
+        assert!(err.contains("cannot hold the 3 special tokens"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,22 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The real all-MiniLM-L6-v2 (`scripts/fetch-models.sh`): `$RETORT_MINILM`, or `models/` at
+/// the repository root.
+pub fn minilm_dir() -> PathBuf {
+    let dir = std::env::var_os("RETORT_MINILM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} has no model.safetensors: run scripts/fetch-models.sh first (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
 /// The tensors of a fixture's `expected.safetensors`.
 pub fn expected(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture(name).join("expected.safetensors"), &Device::Cpu)
