@@ -16,6 +16,8 @@ pub mod conll;
 pub mod entities;
 pub mod metrics;
 mod sequence;
+pub mod squad;
+pub mod squad_metric;
 mod token;
 pub mod view;
 
