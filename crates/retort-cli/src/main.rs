@@ -178,14 +178,16 @@ struct InspectArgs {
 struct PredictArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// File with one text per line; reads stdin when absent.
+    /// File with one text per line; reads stdin when absent. For a question-answering model,
+    /// one JSON object per line: {"question": "...", "context": "..."} (an "id" is echoed).
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// Texts per forward pass.
     #[arg(long, default_value_t = retort::infer::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Also print the raw logits (e.g. to compare with another implementation): one row for
-    /// a sequence classifier, one row per token for a tagger.
+    /// a sequence classifier, one row per token for a tagger, the start and end rows of
+    /// each window for a reader.
     #[arg(long)]
     logits: bool,
 }
@@ -195,7 +197,7 @@ struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Labelled data in the model's task format: .tsv, .csv or .jsonl for a sequence
-    /// classifier; CoNLL columns (word ... tag) for a tagger.
+    /// classifier; CoNLL columns (word ... tag) for a tagger; SQuAD v1.1 JSON for a reader.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
     /// Texts per forward pass.
@@ -205,7 +207,9 @@ struct EvalArgs {
     #[arg(long)]
     json: bool,
     /// Also write every example's input, gold and predicted labels as JSON lines here
-    /// (`{"words"|"text", "gold", "pred"}`), e.g. for scripts/check_seqeval.py.
+    /// (`{"words"|"text", "gold", "pred"}`), e.g. for scripts/check_seqeval.py; for a reader,
+    /// the answers as the official SQuAD script reads them (`{id: answer}`), e.g. for
+    /// scripts/check_squad_metric.py --predictions.
     #[arg(long, value_name = "FILE")]
     predictions: Option<PathBuf>,
 }
@@ -344,8 +348,12 @@ fn predict(args: PredictArgs) -> Result<()> {
     let c = load(&args.model)?;
     let texts = read_texts(args.input.as_deref())?;
     anyhow::ensure!(!texts.is_empty(), "no input texts (the input is empty)");
+    let task = Task::of(&c.model.config);
+    if task.reads_questions() {
+        return predict_answers(&c, &texts, args.batch_size, args.logits);
+    }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let predictions = Task::of(&c.model.config).predict(&c, &refs, args.batch_size)?;
+    let predictions = task.predict(&c, &refs, args.batch_size)?;
     let logits = match args.logits {
         true => Some(c.raw_logits(&refs, args.batch_size)?),
         false => None,
@@ -361,6 +369,62 @@ fn predict(args: PredictArgs) -> Result<()> {
         }
         if writeln!(out, "{line}").is_err() {
             return Ok(()); // the reader went away (e.g. `| head`): nothing more to do
+        }
+    }
+    out.flush().ok();
+    Ok(())
+}
+
+/// Answers for JSON lines `{"question", "context"}` (an `"id"` is echoed): one JSON line each,
+/// with the question, the answer, its score and its character offsets in the context.
+fn predict_answers(
+    c: &Classifier,
+    lines: &[String],
+    batch_size: usize,
+    with_logits: bool,
+) -> Result<()> {
+    let mut ids = Vec::with_capacity(lines.len());
+    let mut questions = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(line).with_context(|| {
+            format!(
+                "input line {}: not JSON {{\"question\": ..., \"context\": ...}}",
+                i + 1
+            )
+        })?;
+        ids.push(v.as_object_mut().and_then(|o| o.remove("id")));
+        questions.push(v.to_string());
+    }
+    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
+    let answers = Task::of(&c.model.config)
+        .predict(c, &refs, batch_size)
+        .context("cannot answer the questions")?;
+    let logits = match with_logits {
+        true => {
+            let inputs = refs
+                .iter()
+                .map(|q| retort::task::parse_question(q))
+                .collect::<retort::Result<Vec<_>>>()?;
+            let inputs: Vec<&Input> = inputs.iter().collect();
+            Some(retort::task::window_logits(c, &inputs, batch_size)?)
+        }
+        false => None,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (i, ((id, q), answer)) in ids.into_iter().zip(&questions).zip(answers).enumerate() {
+        let q: serde_json::Value = serde_json::from_str(q)?;
+        let mut line = json!({"question": q["question"]});
+        if let Some(id) = id {
+            line["id"] = id;
+        }
+        if let serde_json::Value::Object(fields) = answer {
+            line.as_object_mut().expect("an object").extend(fields);
+        }
+        if let Some(l) = &logits {
+            line["logits"] = json!(l[i]);
+        }
+        if writeln!(out, "{line}").is_err() {
+            return Ok(()); // the reader went away
         }
     }
     out.flush().ok();
@@ -396,6 +460,25 @@ fn eval(args: EvalArgs) -> Result<()> {
     print_line(&text)
 }
 
+/// A reader's answers as the official SQuAD script reads them: one JSON object
+/// `{id: answer text}` (each answer cut from its context by its character offsets).
+fn write_answers(
+    path: &Path,
+    data: &retort::task::Corpus,
+    predictions: &[Vec<usize>],
+) -> Result<()> {
+    let mut answers = serde_json::Map::new();
+    for (item, pred) in data.items.iter().zip(predictions) {
+        let (Input::Question { context, .. }, [start, end]) = (&item.input, pred.as_slice()) else {
+            anyhow::bail!("a reader's prediction is a question's answer span");
+        };
+        let text: String = context.chars().skip(*start).take(end - start).collect();
+        answers.insert(item.id.clone().unwrap_or_default(), json!(text));
+    }
+    let text = serde_json::to_string(&answers)?;
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// One JSON line per example: its input, gold and predicted labels (by name).
 fn write_predictions(
     path: &Path,
@@ -403,6 +486,9 @@ fn write_predictions(
     data: &retort::task::Corpus,
     predictions: &[Vec<usize>],
 ) -> Result<()> {
+    if Task::of(&c.model.config).reads_questions() {
+        return write_answers(path, data, predictions);
+    }
     let labels = &c.model.config.labels;
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -412,6 +498,7 @@ fn write_predictions(
             Input::Text(t) => json!({"text": t}),
             Input::Pair(a, b) => json!({"sentence1": a, "sentence2": b}),
             Input::Words(w) => json!({"words": w}),
+            Input::Question { .. } => unreachable!("questions are written by write_answers"),
         };
         line["gold"] = json!(item.gold);
         line["pred"] = json!(pred.iter().map(|&p| &labels[p]).collect::<Vec<_>>());

@@ -167,6 +167,44 @@ fn a_tagger_answers_on_the_entities_route() {
 }
 
 #[test]
+fn a_reader_answers_questions_on_the_answer_route() {
+    let server = Server::start_model(&fixture("tiny-bert-qa"), &[]);
+    let context = "Élan — the actor was in paris at night";
+    let body = json!({"questions": [
+        {"question": "where was the actor ?", "context": context},
+        {"question": "when ?", "context": "the film was good"}
+    ]})
+    .to_string();
+    let r = request(server.addr, "POST", "/v1/answer", body.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let results = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 2);
+    // The (untrained) fixture's answer is still cut from the context by its offsets.
+    let (start, end) = (
+        results[0]["start"].as_u64().unwrap() as usize,
+        results[0]["end"].as_u64().unwrap() as usize,
+    );
+    let cut: String = context.chars().skip(start).take(end - start).collect();
+    assert_eq!(results[0]["answer"], cut.as_str());
+    assert!(results[0]["score"].as_f64().unwrap() <= 1.0);
+    let health = server.get("/health").json();
+    assert_eq!(health["model"]["task"], "question-answering");
+    assert_eq!(health["model"]["route"], "/v1/answer");
+    // Texts are not questions; the error says what the route takes.
+    let r = request(server.addr, "POST", "/v1/answer", br#"{"texts": ["a"]}"#).unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("questions"));
+    let r = request(
+        server.addr,
+        "POST",
+        "/v1/answer",
+        br#"{"questions": [{"question": "a", "context": ""}]}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 422);
+}
+
+#[test]
 fn bad_requests_get_json_errors_and_the_server_stays_up() {
     let limits = [
         "--max-texts",

@@ -128,7 +128,7 @@ fn words_cut_by_truncation_are_counted_and_predicted_outside() {
     // The cut word is predicted "O": a gold LOC entity is missed, never dropped.
     let predicted = task.decode(&labels, &data.rows, &[2], &[vec![5.0, 0.0, 0.0]]);
     assert_eq!(predicted, vec![vec![0, 0]]);
-    let scores = task.score(&labels, &predicted, &data.gold).unwrap();
+    let scores = task.score(&labels, &[], &predicted, &data.gold).unwrap();
     assert_eq!(scores.entities.as_ref().unwrap().overall.support, 1);
     assert_eq!(scores.get("entity_recall"), Some(0.0));
 }

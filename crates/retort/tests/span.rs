@@ -59,6 +59,7 @@ fn windows() -> TaskData {
         examples,
         rows,
         gold,
+        spans: None,
     }
 }
 

@@ -24,13 +24,14 @@ pub struct EvalReport {
 pub fn evaluate(classifier: &Classifier, data: &Corpus, batch_size: usize) -> Result<EvalReport> {
     let task = Task::of(&classifier.model.config);
     let labels = &classifier.model.config.labels;
-    let gold = data.gold_ids(labels)?;
+    let gold = task.gold(data, labels)?;
     let start = Instant::now();
-    let predictions = predict_units(classifier, &data.inputs(), batch_size)?;
+    let inputs = data.inputs();
+    let predictions = predict_units(classifier, &inputs, batch_size)?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(EvalReport {
         task,
-        scores: task.score(labels, &predictions, &gold)?,
+        scores: task.score(labels, &inputs, &predictions, &gold)?,
         count: data.len(),
         sequences_per_second: data.len() as f64 / seconds.max(1e-9),
         seconds,

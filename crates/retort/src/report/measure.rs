@@ -88,7 +88,7 @@ pub fn measure(
     let latency_ms = Stats::of(&times).expect("at least one example");
     let task = Task::of(&c.model.config);
     Ok(Measured {
-        scores: task.score(&c.model.config.labels, &predictions, gold)?,
+        scores: task.score(&c.model.config.labels, inputs, &predictions, gold)?,
         predictions,
         latency_ms,
         throughput: inputs.len() as f64 / seconds,

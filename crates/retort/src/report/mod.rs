@@ -110,7 +110,7 @@ pub fn compare(
     }
     let task = Task::of(&teacher.model.config);
     let labels = &teacher.model.config.labels;
-    let gold = data.gold_ids(labels)?;
+    let gold = task.gold(data, labels)?;
     let inputs = data.inputs();
     let t = measure::measure(teacher, &inputs, &gold, opts)?;
     let teacher_summary = ModelSummary::of(teacher)?;
@@ -124,7 +124,7 @@ pub fn compare(
     )];
     for s in students {
         let m = measure::measure(s, &inputs, &gold, opts)?;
-        let agreement = task.agreement(labels, &m.predictions, &t.predictions)?;
+        let agreement = task.agreement(labels, &inputs, &m.predictions, &t.predictions)?;
         models.push(row(
             "student",
             ModelSummary::of(s)?,

@@ -97,8 +97,13 @@ async fn run(
         "int8": classifier.model.is_int8(),
     });
     let route = Task::of(&classifier.model.config).route();
+    let body = match Task::of(&classifier.model.config).reads_questions() {
+        true => request::BodyKind::Questions,
+        false => request::BodyKind::Texts,
+    };
     let state = Arc::new(routes::AppState {
         route,
+        body,
         batcher: batcher::Batcher::spawn(classifier, options.batch, metrics.clone()),
         metrics,
         limits: options.limits,

@@ -1,5 +1,5 @@
 //! The HTTP routes: the task's prediction route (`POST /v1/classify` for a sequence
-//! classifier, `POST /v1/entities` for a tagger), `GET /health`, `GET /metrics`. Every error is
+//! classifier, `POST /v1/entities` for a tagger, `POST /v1/answer` for a reader), `GET /health`, `GET /metrics`. Every error is
 //! `{"error": "..."}` with its status, unknown routes and methods included.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::batcher::Batcher;
 use super::conn::Shutdown;
 use super::metrics::Metrics;
-use super::request::{parse_texts, read_body, ApiError, Limits};
+use super::request::{parse_inputs, read_body, ApiError, BodyKind, Limits};
 
 /// What every route shares.
 pub struct AppState {
@@ -25,8 +25,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Shown by `/health`: the model directory, its labels, whether it runs in int8.
     pub model_info: Value,
-    /// The prediction route of the model's task.
+    /// The prediction route of the model's task, and what its bodies hold.
     pub route: &'static str,
+    pub body: BodyKind,
     /// A request body must arrive within this (else 408).
     pub read_timeout: Duration,
     /// Given when the shutdown grace period is over: requests still waiting get 503.
@@ -63,7 +64,7 @@ async fn predict(State(state): State<Arc<AppState>>, body: Body) -> Response {
     let mut count = 0;
     let result = async {
         let body = read_body(body, state.limits.max_body_bytes, state.read_timeout).await?;
-        let texts = parse_texts(&body, &state.limits)?;
+        let texts = parse_inputs(&body, &state.limits, state.body)?;
         count = texts.len();
         tokio::select! {
             answer = state.batcher.predict(texts) => answer,

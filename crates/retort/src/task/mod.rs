@@ -15,13 +15,16 @@
 pub mod conll;
 pub mod entities;
 pub mod metrics;
+mod qa;
 mod sequence;
 pub mod squad;
 pub mod squad_metric;
 mod token;
 pub mod view;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::model::{HeadKind, ModelConfig};
 use crate::text::{Encoded, TextTokenizer};
 pub use entities::EntityScores;
+pub use qa::{parse_question, question, window_logits, window_params, SpanIndex};
 
 /// The task families Retort trains and distils.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,17 +44,9 @@ pub enum Task {
     SequenceClassification,
     /// One label per word (named entities): CoNLL column files with IOB2 tags.
     TokenClassification,
-    /// The answer's span in a context (SQuAD). Its model (`*ForQuestionAnswering`), span rows
-    /// and their distillation work; reading, windows, decoding and metrics are being built
-    /// (issue 14), and until then each of them says so.
+    /// The answer's span in a context (SQuAD v1.1 JSON): question–context windows, a start
+    /// and an end row per window, exact match and F1.
     QuestionAnswering,
-}
-
-/// What a question-answering step that is not built yet answers.
-fn question_answering_not_built(what: &str) -> Error {
-    Error::Invalid(format!(
-        "question answering: {what} is not built yet (the span head, its rows and their distillation are; SQuAD reading, windows, decoding and metrics come next)"
-    ))
 }
 
 /// The input of one example, as the data file gives it.
@@ -62,15 +58,27 @@ pub enum Input {
     Pair(String, String),
     /// A sentence already split into words.
     Words(Vec<String>),
+    /// A question about a context (shared by the questions of one paragraph).
+    Question { question: String, context: Arc<str> },
 }
 
 /// One example of a corpus: its input, the gold label of each unit as written in the file
-/// (`None`: unlabelled), and its 1-based line for error messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (`None`: unlabelled) or, for a question, the character spans of its gold answers, and its
+/// 1-based line and id (where the format has them) for messages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Item {
     pub input: Input,
     pub gold: Vec<Option<String>>,
+    /// Gold answers as character ranges of the context (question answering only).
+    pub spans: Vec<Range<usize>>,
     pub line: usize,
+    pub id: Option<String>,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input::Text(String::new())
+    }
 }
 
 /// A data file read by a task.
@@ -103,16 +111,16 @@ impl Corpus {
             .iter()
             .map(|i| match &i.input {
                 Input::Text(t) => Some(t.as_str()),
-                Input::Pair(..) | Input::Words(_) => None,
+                Input::Pair(..) | Input::Words(_) | Input::Question { .. } => None,
             })
             .collect()
     }
 
-    /// True when some example is a sentence pair.
+    /// True when some example is a sentence pair (or a question with its context).
     pub fn has_pairs(&self) -> bool {
         self.items
             .iter()
-            .any(|i| matches!(i.input, Input::Pair(..)))
+            .any(|i| matches!(i.input, Input::Pair(..) | Input::Question { .. }))
     }
 
     /// Keeps the first `n` examples (0: all).
@@ -180,8 +188,11 @@ impl Rows {
 pub struct TaskData {
     pub examples: Vec<Encoded>,
     pub rows: Vec<Rows>,
-    /// Per example, per unit: the gold label, `None` when unlabelled.
+    /// Per example, per unit: the gold label, `None` when unlabelled (a window's gold start
+    /// and end positions for question answering).
     pub gold: Vec<Vec<Option<usize>>>,
+    /// Question answering: which question each window reads, and what decoding it needs.
+    pub spans: Option<SpanIndex>,
 }
 
 impl TaskData {
@@ -317,7 +328,7 @@ impl Task {
         match self {
             Task::SequenceClassification => sequence::PRIMARY,
             Task::TokenClassification => token::PRIMARY,
-            Task::QuestionAnswering => "f1",
+            Task::QuestionAnswering => qa::PRIMARY,
         }
     }
 
@@ -330,12 +341,18 @@ impl Task {
         }
     }
 
+    /// True when the task's raw inputs are questions about contexts (`predict` and `serve`
+    /// take `{"question", "context"}` JSON objects), not texts.
+    pub fn reads_questions(self) -> bool {
+        self == Task::QuestionAnswering
+    }
+
     /// Reads a data file in this task's format.
     pub fn read(self, path: &Path) -> Result<Corpus> {
         match self {
             Task::SequenceClassification => sequence::read(path),
             Task::TokenClassification => token::read(path),
-            Task::QuestionAnswering => Err(question_answering_not_built("reading SQuAD data")),
+            Task::QuestionAnswering => qa::read(path),
         }
     }
 
@@ -358,7 +375,10 @@ impl Task {
         match self {
             Task::SequenceClassification => sequence::encode(tokenizer, inputs),
             Task::TokenClassification => token::encode(tokenizer, inputs),
-            Task::QuestionAnswering => Err(question_answering_not_built("question windows")),
+            // One question gives several windows: only `data` and `predict_units` read them.
+            Task::QuestionAnswering => Err(Error::Invalid(
+                "question answering reads labelled SQuAD data or {\"question\", \"context\"} objects, not unlabelled text".into(),
+            )),
         }
     }
 
@@ -369,6 +389,9 @@ impl Task {
         corpus: &Corpus,
         labels: &[String],
     ) -> Result<TaskData> {
+        if self == Task::QuestionAnswering {
+            return qa::data(tokenizer, corpus);
+        }
         let gold = corpus.gold_ids(labels)?;
         let (examples, rows) = self
             .encode(tokenizer, &corpus.inputs())?
@@ -378,7 +401,36 @@ impl Task {
             examples,
             rows,
             gold,
+            spans: None,
         })
+    }
+
+    /// The gold units of a labelled corpus: label indices, or a question's answer spans.
+    pub fn gold(self, corpus: &Corpus, labels: &[String]) -> Result<Vec<Vec<Option<usize>>>> {
+        match self {
+            Task::QuestionAnswering => Ok(qa::gold(corpus)),
+            _ => corpus.gold_ids(labels),
+        }
+    }
+
+    /// Scores `data` (tokenised by [`Task::data`]) from its rows' logits.
+    pub fn score_rows(
+        self,
+        labels: &[String],
+        data: &TaskData,
+        logits: &[Vec<f32>],
+    ) -> Result<Scores> {
+        match (self, &data.spans) {
+            (Task::QuestionAnswering, Some(index)) => qa::score_windows(index, logits),
+            (Task::QuestionAnswering, None) => Err(Error::Invalid(
+                "question-answering data without its windows' index".into(),
+            )),
+            _ => {
+                let units: Vec<usize> = data.gold.iter().map(Vec::len).collect();
+                let predicted = self.decode(labels, &data.rows, &units, logits);
+                self.score(labels, &[], &predicted, &data.gold)
+            }
+        }
     }
 
     /// The label a unit without a row is predicted as ("O" for a tagger).
@@ -414,32 +466,43 @@ impl Task {
             .collect()
     }
 
-    /// Scores predicted unit labels against gold ones (units without gold are skipped).
+    /// Scores predicted units against gold ones (units without gold are skipped). `inputs`
+    /// are the examples scored (question answering cuts answers from their contexts; the
+    /// other tasks do not read them).
     pub fn score(
         self,
         labels: &[String],
+        inputs: &[&Input],
         predicted: &[Vec<usize>],
         gold: &[Vec<Option<usize>>],
     ) -> Result<Scores> {
         match self {
             Task::SequenceClassification => sequence::score(labels, predicted, gold),
             Task::TokenClassification => token::score(labels, predicted, gold),
-            Task::QuestionAnswering => Err(question_answering_not_built("the SQuAD metric")),
+            Task::QuestionAnswering => qa::score(inputs, predicted, gold),
         }
     }
 
     /// How far two models' predictions agree, as a fraction: the share of equal labels for
-    /// sentences; the entity F1 of one against the other for a tagger.
-    pub fn agreement(self, labels: &[String], a: &[Vec<usize>], b: &[Vec<usize>]) -> Result<f64> {
+    /// sentences; the entity F1 of one against the other for a tagger; the answer F1 of one
+    /// against the other for question answering.
+    pub fn agreement(
+        self,
+        labels: &[String],
+        inputs: &[&Input],
+        a: &[Vec<usize>],
+        b: &[Vec<usize>],
+    ) -> Result<f64> {
         let as_gold: Vec<Vec<Option<usize>>> = b
             .iter()
             .map(|u| u.iter().map(|&l| Some(l)).collect())
             .collect();
-        Ok(self.score(labels, a, &as_gold)?.primary_value())
+        Ok(self.score(labels, inputs, a, &as_gold)?.primary_value())
     }
 
     /// Predictions for raw texts, shaped for people and for `serve`: a label with its
-    /// probabilities, or the entities with their character offsets.
+    /// probabilities, the entities with their character offsets, or (each text a
+    /// `{"question", "context"}` JSON object) the answer with its score and offsets.
     pub fn predict(
         self,
         classifier: &crate::infer::Classifier,
@@ -449,7 +512,7 @@ impl Task {
         match self {
             Task::SequenceClassification => sequence::predict(classifier, texts, batch_size),
             Task::TokenClassification => token::predict(classifier, texts, batch_size),
-            Task::QuestionAnswering => Err(question_answering_not_built("answer decoding")),
+            Task::QuestionAnswering => qa::predict(classifier, texts, batch_size),
         }
     }
 }
@@ -461,6 +524,9 @@ pub fn predict_units(
     batch_size: usize,
 ) -> Result<Vec<Vec<usize>>> {
     let task = Task::of(&classifier.model.config);
+    if task == Task::QuestionAnswering {
+        return qa::predict_units(classifier, inputs, batch_size);
+    }
     let (examples, rows): (Vec<Encoded>, Vec<Rows>) = task
         .encode(&classifier.tokenizer, inputs)?
         .into_iter()
@@ -485,11 +551,12 @@ fn decode_examples(
     Ok(task.decode(&classifier.model.config.labels, rows, units, &logits))
 }
 
-/// How many units an input has: one text (or pair), or its words.
+/// How many units an input has: one text (or pair), its words, or an answer's start and end.
 pub fn units_of(input: &Input) -> usize {
     match input {
         Input::Text(_) | Input::Pair(..) => 1,
         Input::Words(w) => w.len(),
+        Input::Question { .. } => 2,
     }
 }
 

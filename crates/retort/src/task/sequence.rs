@@ -28,6 +28,7 @@ pub fn read(path: &Path) -> Result<Corpus> {
                 },
                 gold: vec![e.label],
                 line: e.line,
+                ..Default::default()
             })
             .collect(),
     })
@@ -41,9 +42,9 @@ pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encod
         match input {
             Input::Text(t) => texts.push(t.as_str()),
             Input::Pair(a, b) => pairs.push((a.as_str(), b.as_str())),
-            Input::Words(_) => {
+            Input::Words(_) | Input::Question { .. } => {
                 return Err(Error::Invalid(
-                    "a sequence classifier reads texts, not word-split (CoNLL) data".into(),
+                    "a sequence classifier reads texts or sentence pairs, not word-split (CoNLL) data or questions".into(),
                 ))
             }
         }

@@ -29,6 +29,7 @@ pub fn read(path: &Path) -> Result<Corpus> {
                 gold: s.tags.into_iter().map(Some).collect(),
                 input: Input::Words(s.words),
                 line: s.line,
+                ..Default::default()
             })
             .collect(),
     })
@@ -58,7 +59,7 @@ pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encod
         .iter()
         .map(|i| match i {
             Input::Words(w) => Some(w.clone()),
-            Input::Text(_) | Input::Pair(..) => None,
+            Input::Text(_) | Input::Pair(..) | Input::Question { .. } => None,
         })
         .collect();
     match words {
@@ -69,8 +70,8 @@ pub fn encode(tokenizer: &TextTokenizer, inputs: &[&Input]) -> Result<Vec<(Encod
             .map(|i| match i {
                 Input::Text(t) => Ok(raw_text_rows(tokenizer.encode_with_offsets(t)?.0)),
                 Input::Words(w) => Ok(encode_words(tokenizer, std::slice::from_ref(w))?.remove(0)),
-                Input::Pair(..) => Err(Error::Invalid(
-                    "a token classifier tags the words of one text, not sentence pairs".into(),
+                Input::Pair(..) | Input::Question { .. } => Err(Error::Invalid(
+                    "a token classifier tags the words of one text, not sentence pairs or questions".into(),
                 )),
             })
             .collect(),

@@ -91,11 +91,7 @@ fn install_interrupt_handler() {
 /// The task's scores of `model` on `dev`.
 pub fn dev_metrics(model: &dyn Model, dev: &TaskData, batch_size: usize) -> Result<Scores> {
     let logits = row_logits(model, &dev.examples, &dev.positions(), batch_size, &|_| {})?;
-    let task = Task::of(model.config());
-    let labels = &model.config().labels;
-    let units: Vec<usize> = dev.gold.iter().map(Vec::len).collect();
-    let predicted = task.decode(labels, &dev.rows, &units, &logits);
-    task.score(labels, &predicted, &dev.gold)
+    Task::of(model.config()).score_rows(&model.config().labels, dev, &logits)
 }
 
 /// Where each example's rows start among all the rows of `data` (the teacher cache's order).

@@ -82,7 +82,10 @@ pub fn f1(prediction: &str, gold: &str) -> f64 {
 
 /// Exact match and F1 of `prediction`, each the maximum over the gold answers (the script's
 /// `metric_max_over_ground_truths`), normalising each text once.
-fn best_scores<'g>(prediction: &str, golds: impl Iterator<Item = &'g str>) -> (bool, f64) {
+pub(crate) fn best_scores<'g>(
+    prediction: &str,
+    golds: impl Iterator<Item = &'g str>,
+) -> (bool, f64) {
     let prediction = normalize_answer(prediction);
     golds.fold((false, 0.0), |(em, f1), gold| {
         let gold = normalize_answer(gold);
