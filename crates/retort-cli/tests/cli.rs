@@ -77,6 +77,73 @@ fn eval_scores_labelled_data() {
 }
 
 #[test]
+fn a_reader_answers_json_questions_and_writes_official_predictions() {
+    let model = fixture("tiny-bert-qa");
+    let context = "Élan: the film was good in paris";
+    let line = serde_json::json!({"id": "q1", "question": "where ?", "context": context});
+    let run = retort(
+        &["predict", "--model", s(&model), "--logits"],
+        &format!("{line}\n"),
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let lines = json_lines(&run.stdout);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], "q1");
+    assert_eq!(lines[0]["question"], "where ?");
+    let (start, end) = (
+        lines[0]["start"].as_u64().unwrap() as usize,
+        lines[0]["end"].as_u64().unwrap() as usize,
+    );
+    let cut: String = context.chars().skip(start).take(end - start).collect();
+    assert_eq!(lines[0]["answer"], cut.as_str());
+    // One window: a start row and an end row as long as it.
+    let windows = lines[0]["logits"].as_array().unwrap();
+    assert_eq!(windows.len(), 1);
+    assert_eq!(
+        windows[0][0].as_array().unwrap().len(),
+        windows[0][1].as_array().unwrap().len()
+    );
+    // A line that is not a question is named by its number.
+    let err = fails(
+        &["predict", "--model", s(&model)],
+        &format!("{line}\nwhere?\n"),
+    );
+    assert!(err.contains("input line 2"), "{err}");
+
+    // eval: F1 and exact match; --predictions writes {id: answer}, the official script's input.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev.json");
+    let squad = serde_json::json!({"data": [{"title": "t", "paragraphs": [{"context": context,
+        "qas": [{"id": "q1", "question": "where ?", "answers": [{"text": "paris", "answer_start": 27}]},
+                {"id": "q2", "question": "what ?", "answers": [{"text": "the film", "answer_start": 6}]}]}]}]});
+    std::fs::write(&data, squad.to_string()).unwrap();
+    let preds = dir.path().join("predictions.json");
+    let run = retort(
+        &[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "--json",
+            "--predictions",
+            s(&preds),
+        ],
+        "",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["count"], 2);
+    assert_eq!(v["scores"]["primary"], "f1");
+    let written: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&preds).unwrap()).unwrap();
+    assert_eq!(written.keys().collect::<Vec<_>>(), ["q1", "q2"]);
+    for answer in written.values() {
+        assert!(context.contains(answer.as_str().unwrap()));
+    }
+}
+
+#[test]
 fn missing_files_are_named() {
     let err = fails(&["inspect", "--model", "/no/such/model"], "");
     assert!(
