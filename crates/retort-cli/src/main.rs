@@ -384,44 +384,28 @@ fn predict_answers(
     with_logits: bool,
 ) -> Result<()> {
     let mut ids = Vec::with_capacity(lines.len());
-    let mut questions = Vec::with_capacity(lines.len());
+    let mut inputs = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
-        let mut v: serde_json::Value = serde_json::from_str(line).with_context(|| {
-            format!(
-                "input line {}: not JSON {{\"question\": ..., \"context\": ...}}",
-                i + 1
-            )
-        })?;
-        ids.push(v.as_object_mut().and_then(|o| o.remove("id")));
-        questions.push(v.to_string());
+        let question =
+            retort::task::parse_question(line).with_context(|| format!("input line {}", i + 1))?;
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        ids.push(v.get("id").cloned());
+        inputs.push(question);
     }
-    let refs: Vec<&str> = questions.iter().map(String::as_str).collect();
-    let answers = Task::of(&c.model.config)
-        .predict(c, &refs, batch_size)
+    let refs: Vec<&Input> = inputs.iter().collect();
+    let answers = retort::task::answers(c, &refs, batch_size, with_logits)
         .context("cannot answer the questions")?;
-    let logits = match with_logits {
-        true => {
-            let inputs = refs
-                .iter()
-                .map(|q| retort::task::parse_question(q))
-                .collect::<retort::Result<Vec<_>>>()?;
-            let inputs: Vec<&Input> = inputs.iter().collect();
-            Some(retort::task::window_logits(c, &inputs, batch_size)?)
-        }
-        false => None,
-    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for (i, ((id, q), answer)) in ids.into_iter().zip(&questions).zip(answers).enumerate() {
-        let q: serde_json::Value = serde_json::from_str(q)?;
-        let mut line = json!({"question": q["question"]});
+    for ((id, input), answer) in ids.into_iter().zip(&inputs).zip(answers) {
+        let Input::Question { question, .. } = input else {
+            unreachable!("parse_question gives questions");
+        };
+        let mut line = json!({ "question": question });
         if let Some(id) = id {
             line["id"] = id;
         }
         if let serde_json::Value::Object(fields) = answer {
             line.as_object_mut().expect("an object").extend(fields);
-        }
-        if let Some(l) = &logits {
-            line["logits"] = json!(l[i]);
         }
         if writeln!(out, "{line}").is_err() {
             return Ok(()); // the reader went away

@@ -10,7 +10,7 @@ use common::fixture;
 use retort::distill::run::distill;
 use retort::eval::evaluate;
 use retort::model::HeadKind;
-use retort::task::{predict_units, question, Task};
+use retort::task::{predict_units, Task};
 use retort::train::config::{DistillConfig, StudentSection, TeacherLayersStudent, TrainConfig};
 use retort::train::finetune::fine_tune;
 use retort::Classifier;
@@ -209,7 +209,6 @@ fn a_reader_trains_distils_evaluates_exports_and_answers() {
             .unwrap(),
         1.0
     );
-    let _ = question("q", "c");
 }
 
 #[test]

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::model::{HeadKind, ModelConfig};
 use crate::text::{Encoded, TextTokenizer};
 pub use entities::EntityScores;
-pub use qa::{parse_question, question, window_logits, window_params, SpanIndex};
+pub use qa::{answers, parse_question, window_params, SpanIndex};
 
 /// The task families Retort trains and distils.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -17,7 +17,6 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde_json::json;
 
@@ -361,30 +360,16 @@ fn run_windows(
     Ok((index, logits))
 }
 
-/// The start and end logits of each window of each question (`[question][window][start or
-/// end][position]`, special tokens and the question included): what `retort predict
-/// --logits` prints, to compare with another implementation.
-pub fn window_logits(
-    classifier: &Classifier,
-    inputs: &[&Input],
-    batch_size: usize,
-) -> Result<Vec<Vec<[Vec<f32>; 2]>>> {
-    let (index, logits) = run_windows(classifier, inputs, batch_size)?;
-    let mut out = vec![Vec::new(); inputs.len()];
-    for ((&q, offsets), l) in index.question_of.iter().zip(&index.offsets).zip(logits) {
-        let (starts, ends) = l.split_at(offsets.len());
-        out[q].push([starts.to_vec(), ends.to_vec()]);
-    }
-    Ok(out)
-}
-
-/// Reads one `{"question": ..., "context": ...}` JSON object (what `predict` and `serve` take).
+/// Reads one `{"question": ..., "context": ...}` JSON object (what `predict` and `serve` take;
+/// an `"id"` is allowed and ignored, so that `retort predict` can echo it).
 pub fn parse_question(text: &str) -> Result<Input> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Raw {
         question: String,
         context: String,
+        #[serde(default, rename = "id")]
+        _id: Option<serde_json::Value>,
     }
     let raw: Raw = serde_json::from_str(text).map_err(|e| {
         Error::Invalid(format!(
@@ -417,36 +402,59 @@ pub fn predict(
         })
         .collect::<Result<Vec<_>>>()?;
     let refs: Vec<&Input> = inputs.iter().collect();
-    let spans = answer_spans(classifier, &refs, batch_size)?;
-    Ok(inputs
+    answers(classifier, &refs, batch_size, false)
+}
+
+/// The answer of each question (`Input::Question`): the text cut from its context, its score
+/// and its character offsets; with `with_logits`, also every window's start and end logits
+/// (`"logits": [window][start or end][position]`, special tokens and the question included),
+/// to compare with another implementation. The windows run once for both.
+pub fn answers(
+    classifier: &Classifier,
+    inputs: &[&Input],
+    batch_size: usize,
+    with_logits: bool,
+) -> Result<Vec<serde_json::Value>> {
+    let (index, logits) = run_windows(classifier, inputs, batch_size)?;
+    let spans = decode(&index, &logits);
+    let mut out = inputs
         .iter()
         .zip(spans)
         .map(|(input, s)| {
-            let context: &str = match input {
-                Input::Question { context, .. } => context,
-                _ => unreachable!("parse_question gives questions"),
-            };
-            json!({
+            let (_, context) = question_of(input)?;
+            Ok(json!({
                 "answer": chars(context, s.start, s.end),
                 "score": s.score,
                 "start": s.start,
                 "end": s.end,
-            })
+            }))
         })
-        .collect())
-}
-
-/// A question with an `Arc` context, for tests and callers building inputs by hand.
-pub fn question(question: &str, context: &str) -> Input {
-    Input::Question {
-        question: question.to_string(),
-        context: Arc::from(context),
+        .collect::<Result<Vec<_>>>()?;
+    if with_logits {
+        for o in &mut out {
+            o["logits"] = json!([]);
+        }
+        for ((&q, offsets), l) in index.question_of.iter().zip(&index.offsets).zip(&logits) {
+            let (starts, ends) = l.split_at(offsets.len());
+            if let Some(windows) = out[q]["logits"].as_array_mut() {
+                windows.push(json!([starts, ends]));
+            }
+        }
     }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn question(question: &str, context: &str) -> Input {
+        Input::Question {
+            question: question.to_string(),
+            context: Arc::from(context),
+        }
+    }
 
     fn index(offsets: Vec<Vec<Option<(usize, usize)>>>, question_of: Vec<usize>) -> SpanIndex {
         let n = question_of.iter().max().map_or(0, |m| m + 1);
