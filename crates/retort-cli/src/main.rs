@@ -348,7 +348,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     let c = load(&args.model)?;
     let texts = read_texts(args.input.as_deref())?;
     anyhow::ensure!(!texts.is_empty(), "no input texts (the input is empty)");
-    let task = Task::of(&c.model.config);
+    let task = Task::of(c.model.config());
     if task.reads_questions() {
         return predict_answers(&c, &texts, args.batch_size, args.logits);
     }
@@ -417,7 +417,7 @@ fn predict_answers(
 
 fn eval(args: EvalArgs) -> Result<()> {
     let c = load(&args.model)?;
-    let data = Task::of(&c.model.config).read(&args.data)?;
+    let data = Task::of(c.model.config()).read(&args.data)?;
     let r = evaluate(&c, &data, args.batch_size)?;
     if let Some(path) = &args.predictions {
         write_predictions(path, &c, &data, &r.predictions)?;
@@ -470,10 +470,10 @@ fn write_predictions(
     data: &retort::task::Corpus,
     predictions: &[Vec<usize>],
 ) -> Result<()> {
-    if Task::of(&c.model.config).reads_questions() {
+    if Task::of(c.model.config()).reads_questions() {
         return write_answers(path, data, predictions);
     }
-    let labels = &c.model.config.labels;
+    let labels = &c.model.config().labels;
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
     );
@@ -599,7 +599,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         .iter()
         .map(|d| load_as("student", d))
         .collect::<Result<Vec<_>>>()?;
-    let data = Task::of(&teacher.model.config).read(&args.data)?;
+    let data = Task::of(teacher.model.config()).read(&args.data)?;
     let logs = args
         .logs
         .iter()
@@ -638,7 +638,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         latency: !matches!(args.only, Some(BenchPart::Throughput)),
         throughput: !matches!(args.only, Some(BenchPart::Latency)),
     };
-    let r = bench_model(&c.model, &args.model.display().to_string(), &cfg)?;
+    let r = bench_model(c.model.as_ref(), &args.model.display().to_string(), &cfg)?;
     if args.json {
         print_line(&serde_json::to_string(&r)?)
     } else {

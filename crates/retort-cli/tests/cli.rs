@@ -31,6 +31,50 @@ fn inspect_reports_architecture_and_parameters() {
 }
 
 #[test]
+fn bilstm_and_cnn_students_work_through_every_model_command() {
+    for (name, words) in [
+        ("tiny-bilstm", "BiLSTM 8 + 8 units"),
+        ("tiny-cnn", "widths 2, 3 × 6 filters"),
+    ] {
+        let model = fixture(name);
+        let run = retort(&["inspect", "--model", s(&model)], "");
+        assert!(run.ok, "{}", run.stderr);
+        assert!(run.stdout.contains(words), "{}", run.stdout);
+        let run = retort(&["predict", "--model", s(&model)], "good film\nbad .\n");
+        assert!(run.ok, "{}", run.stderr);
+        assert_eq!(json_lines(&run.stdout).len(), 2);
+        let run = retort(
+            &[
+                "bench",
+                "--model",
+                s(&model),
+                "--reps",
+                "2",
+                "--warmup",
+                "1",
+            ],
+            "",
+        );
+        assert!(run.ok, "{}", run.stderr);
+        let out = tempfile::tempdir().unwrap();
+        let int8 = out.path().join("int8");
+        let err = fails(
+            &[
+                "export",
+                "--model",
+                s(&model),
+                "--out",
+                s(&int8),
+                "--quantize",
+                "int8",
+            ],
+            "",
+        );
+        assert!(err.contains("int8") && err.contains("f32"), "{err}");
+    }
+}
+
+#[test]
 fn predict_prints_one_json_line_per_input_line() {
     let run = retort(
         &["predict", "--model", s(&fixture("tiny-distilbert"))],

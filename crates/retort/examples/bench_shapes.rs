@@ -118,7 +118,9 @@ fn report(o: &Options, part: &str, model: &str, s: &Stats, extra: serde_json::Va
 fn load(dir: &std::path::Path) -> Transformer {
     retort::Classifier::load(dir, 512)
         .unwrap_or_else(|e| panic!("cannot load {}: {e}", dir.display()))
-        .model
+        .transformer("bench_shapes")
+        .unwrap()
+        .clone()
 }
 
 fn main() {
@@ -304,7 +306,7 @@ fn distill_step(
         ..LossWeights::default()
     };
     let online = Teacher {
-        model: Some(Box::new(teacher.clone())),
+        model: Some(std::sync::Arc::new(teacher.clone())),
         cached_logits: None,
     };
     let hidden = student.config.hidden_size;

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{EncoderInput, Outputs, Pass, Transformer};
+use crate::model::{EncoderInput, Model, Outputs, Pass};
 
 /// How to time: iterations thrown away first, then timed repetitions.
 #[derive(Debug, Clone, Copy)]
@@ -154,13 +154,13 @@ pub fn set_threads(n: usize) {
 }
 
 /// Times the model's inference forward pass on synthetic input.
-pub fn bench_model(model: &Transformer, name: &str, cfg: &BenchConfig) -> Result<BenchReport> {
+pub fn bench_model(model: &dyn Model, name: &str, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.batch_size == 0 || cfg.seq_len == 0 {
         return Err(Error::Invalid(
             "batch size and sequence length must be at least 1".into(),
         ));
     }
-    let max = model.config.max_position_embeddings;
+    let max = model.config().max_position_embeddings;
     if cfg.seq_len > max {
         return Err(Error::Invalid(format!(
             "sequence length {} exceeds the model's {max} positions",
@@ -171,7 +171,7 @@ pub fn bench_model(model: &Transformer, name: &str, cfg: &BenchConfig) -> Result
         model.forward(input, Pass::INFERENCE, Outputs::default())?;
         Ok(())
     };
-    let vocab = model.config.vocab_size;
+    let vocab = model.config().vocab_size;
     let latency = if cfg.latency {
         let input = synthetic_input(1, cfg.seq_len, vocab)?;
         let s = time(cfg.reps, || forward(&input))?;

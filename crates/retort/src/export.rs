@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::model::checkpoint::{copy_tokenizer_files, save_classifier};
-use crate::model::Architecture;
+use crate::model::{Architecture, Transformer};
 
 /// How the weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,45 @@ pub fn export_to(
     force: bool,
 ) -> Result<()> {
     check_target(&classifier.dir, out, force)?;
-    let mut model = classifier.model.clone();
+    let config = classifier.model.config();
+    match classifier.model.as_transformer() {
+        Some(transformer) => save_transformer(transformer, out, precision)?,
+        // A BiLSTM or CNN: Retort's own `config.json`, PyTorch-named f32 weights.
+        None if precision == Precision::Int8 => {
+            return Err(Error::Invalid(format!(
+                "int8 export quantises a transformer's linear maps; {} holds a {} model: export it as f32",
+                classifier.dir.display(),
+                config.architecture.model_type()
+            )))
+        }
+        None => classifier.model.save(out)?,
+    }
+    copy_tokenizer_files(&classifier.dir, out)?;
+    // transformers' AutoTokenizer needs tokenizer.json (a source with only vocab.txt has none).
+    if !out.join("tokenizer.json").exists() {
+        classifier.tokenizer.save(out)?;
+    }
+    let tokenizer_config = out.join("tokenizer_config.json");
+    if !tokenizer_config.exists() {
+        let class = match config.architecture {
+            // A BiLSTM or CNN student reads its teacher's WordPiece vocabulary.
+            Architecture::Bert | Architecture::BiLstm | Architecture::Cnn => "BertTokenizer",
+            Architecture::DistilBert => "DistilBertTokenizer",
+        };
+        let config = json!({
+            "tokenizer_class": class,
+            "model_max_length": config.max_position_embeddings,
+        });
+        let text = serde_json::to_string_pretty(&config).expect("JSON value serialises");
+        std::fs::write(&tokenizer_config, text + "\n")
+            .map_err(|e| Error::create(&tokenizer_config, e, "tokenizer config"))?;
+    }
+    Ok(())
+}
+
+/// Writes a transformer in Hugging Face's layout, quantised to int8 if asked.
+fn save_transformer(model: &Transformer, out: &Path, precision: Precision) -> Result<()> {
+    let mut model = model.clone();
     if precision == Precision::Int8 && !model.is_int8() {
         model.quantize_int8()?;
     }
@@ -49,27 +87,7 @@ pub fn export_to(
     if !model.is_int8() && !model.config.pruned_heads.is_empty() {
         model = crate::compress::student::with_all_heads(&model)?;
     }
-    save_classifier(&model, out)?;
-    copy_tokenizer_files(&classifier.dir, out)?;
-    // transformers' AutoTokenizer needs tokenizer.json (a source with only vocab.txt has none).
-    if !out.join("tokenizer.json").exists() {
-        classifier.tokenizer.save(out)?;
-    }
-    let tokenizer_config = out.join("tokenizer_config.json");
-    if !tokenizer_config.exists() {
-        let class = match model.config.architecture {
-            Architecture::Bert => "BertTokenizer",
-            Architecture::DistilBert => "DistilBertTokenizer",
-        };
-        let config = json!({
-            "tokenizer_class": class,
-            "model_max_length": model.config.max_position_embeddings,
-        });
-        let text = serde_json::to_string_pretty(&config).expect("JSON value serialises");
-        std::fs::write(&tokenizer_config, text + "\n")
-            .map_err(|e| Error::create(&tokenizer_config, e, "tokenizer config"))?;
-    }
-    Ok(())
+    save_classifier(&model, out)
 }
 
 /// Checks that an export of the model in `source` may go into `out`: never the model's own

@@ -1,10 +1,10 @@
 //! A ready-to-use classifier: model + tokenizer loaded from one directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::model::checkpoint::load_classifier;
-use crate::model::{LoadReport, Model, Outputs, Pass, RowAxis, Transformer};
+use crate::model::{load_model, LoadReport, Model, Outputs, Pass, RowAxis, Transformer};
 use crate::text::batch::{length_sorted_batches, pad_batch};
 use crate::text::{Encoded, TextTokenizer};
 
@@ -18,7 +18,8 @@ const VOCAB_SLACK: usize = 128;
 /// A model and the tokenizer it was trained with.
 #[derive(Debug, Clone)]
 pub struct Classifier {
-    pub model: Transformer,
+    /// A transformer, or a BiLSTM or CNN student.
+    pub model: Arc<dyn Model>,
     pub tokenizer: TextTokenizer,
     pub report: LoadReport,
     pub dir: PathBuf,
@@ -27,15 +28,27 @@ pub struct Classifier {
 impl Classifier {
     /// Loads `config.json`, `model.safetensors` and the tokenizer from `dir`.
     pub fn load(dir: &Path, max_len: usize) -> Result<Self> {
-        let (model, report) = load_classifier(dir)?;
-        let tokenizer =
-            TextTokenizer::from_dir(dir, max_len.min(model.config.max_position_embeddings))?;
-        check_vocabulary(&tokenizer, model.config.vocab_size)?;
+        let (model, report) = load_model(dir)?;
+        let config = model.config();
+        let tokenizer = TextTokenizer::from_dir(dir, max_len.min(config.max_position_embeddings))?;
+        check_vocabulary(&tokenizer, config.vocab_size)?;
         Ok(Self {
             model,
             tokenizer,
             report,
             dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The transformer, for what only a transformer supports (`what`, in the error that
+    /// names this model's kind otherwise).
+    pub fn transformer(&self, what: &str) -> Result<&Transformer> {
+        self.model.as_transformer().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{what} needs a transformer (BERT, DistilBERT), but {} holds a {} model",
+                self.dir.display(),
+                self.model.config().architecture.model_type()
+            ))
         })
     }
 
@@ -51,7 +64,7 @@ impl Classifier {
             return Err(Error::Invalid("no input texts".into()));
         }
         let encoded = self.tokenizer.encode_batch(texts)?;
-        logits(&self.model, &encoded, batch_size, &|_| {})
+        logits(self.model.as_ref(), &encoded, batch_size, &|_| {})
     }
 }
 
@@ -62,15 +75,21 @@ impl Classifier {
     /// comparing with another implementation.
     pub fn raw_logits(&self, texts: &[&str], batch_size: usize) -> Result<Vec<serde_json::Value>> {
         let encoded = self.tokenizer.encode_batch(texts)?;
-        let per_token = self.model.config.head != crate::model::HeadKind::SequenceClassification;
+        let per_token = self.model.config().head != crate::model::HeadKind::SequenceClassification;
         let mut out = vec![serde_json::Value::Null; encoded.len()];
-        each_text_logits(&self.model, &encoded, batch_size, &|_| {}, |i, rows| {
-            out[i] = match per_token {
-                true => serde_json::json!(rows[..encoded[i].ids.len()]),
-                false => serde_json::json!(rows[0]),
-            };
-            Ok(())
-        })?;
+        each_text_logits(
+            self.model.as_ref(),
+            &encoded,
+            batch_size,
+            &|_| {},
+            |i, rows| {
+                out[i] = match per_token {
+                    true => serde_json::json!(rows[..encoded[i].ids.len()]),
+                    false => serde_json::json!(rows[0]),
+                };
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 }
@@ -209,7 +228,7 @@ impl Classifier {
 
     /// The label and probabilities that one text's logits stand for.
     pub fn prediction(&self, logits: &[f32]) -> Prediction {
-        let labels = &self.model.config.labels;
+        let labels = &self.model.config().labels;
         let p = softmax(logits);
         Prediction {
             label: labels[argmax(&p)].clone(),

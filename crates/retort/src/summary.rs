@@ -12,6 +12,11 @@ pub struct ModelSummary {
     pub model: String,
     pub model_type: &'static str,
     pub class: String,
+    /// A BiLSTM's or CNN's layers in words; `None` for a transformer (whose shape the
+    /// layer, width and head fields give).
+    pub shape: Option<String>,
+    /// Its layers in a table cell (see `ModelConfig::short_shape`).
+    pub short_shape: String,
     pub layers: usize,
     pub hidden_size: usize,
     pub heads: usize,
@@ -36,12 +41,14 @@ pub struct ModelSummary {
 impl ModelSummary {
     /// Summarises a loaded classifier.
     pub fn of(c: &Classifier) -> Result<Self> {
-        let cfg = &c.model.config;
+        let cfg = c.model.config();
         let (parameters, parameters_without_embeddings) = c.model.parameter_counts();
         Ok(Self {
             model: c.dir.display().to_string(),
             model_type: cfg.architecture.model_type(),
             class: cfg.architecture.class(cfg.head),
+            shape: cfg.compact.is_some().then(|| cfg.describe()),
+            short_shape: cfg.short_shape(),
             layers: cfg.num_layers,
             hidden_size: cfg.hidden_size,
             heads: cfg.num_heads,
@@ -76,7 +83,21 @@ impl ModelSummary {
         } else {
             ""
         };
-        [
+        let shape = match &self.shape {
+            Some(shape) => vec![format!("layers           {shape}")],
+            None => vec![
+                format!("layers           {}", self.layers),
+                format!("hidden size      {}", self.hidden_size),
+                format!(
+                    "attention heads  {} (head size {}){}",
+                    self.heads,
+                    self.head_size,
+                    self.pruned_heads_note()
+                ),
+                format!("feed-forward     {}", self.intermediate_size),
+            ],
+        };
+        let lines = [
             format!("model            {}", self.model),
             format!(
                 "architecture     {} ({}){}",
@@ -88,15 +109,8 @@ impl ModelSummary {
                     ""
                 }
             ),
-            format!("layers           {}", self.layers),
-            format!("hidden size      {}", self.hidden_size),
-            format!(
-                "attention heads  {} (head size {}){}",
-                self.heads,
-                self.head_size,
-                self.pruned_heads_note()
-            ),
-            format!("feed-forward     {}", self.intermediate_size),
+        ];
+        let rest = [
             format!("max positions    {}", self.max_positions),
             format!(
                 "vocabulary       {} (tokenizer: {})",
@@ -117,8 +131,13 @@ impl ModelSummary {
                 "size on disk     {:.1} MB",
                 self.size_on_disk_bytes as f64 / 1e6
             ),
-        ]
-        .join("\n")
+        ];
+        lines
+            .into_iter()
+            .chain(shape)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

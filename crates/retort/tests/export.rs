@@ -54,7 +54,7 @@ fn f32_export_is_a_complete_hf_directory_with_identical_logits() {
         }
         let config = read_json(out.path().join("config.json"));
         assert_eq!(config["architectures"], serde_json::json!([class]));
-        let labels = &original.model.config.labels;
+        let labels = &original.model.config().labels;
         for (i, label) in labels.iter().enumerate() {
             assert_eq!(config["id2label"][i.to_string()], *label);
             assert_eq!(config["label2id"][label], i);
@@ -83,10 +83,10 @@ fn int8_export_reloads_as_int8_with_identical_logits() {
         let reloaded = Classifier::load(out.path(), 64).unwrap();
         assert!(reloaded.model.is_int8() && !original.model.is_int8());
 
-        let mut in_memory = original.model.clone();
+        let mut in_memory = original.transformer("test").unwrap().clone();
         in_memory.quantize_int8().unwrap();
         let quantized = Classifier {
-            model: in_memory,
+            model: std::sync::Arc::new(in_memory),
             ..original.clone()
         };
         assert_eq!(logits(&quantized), logits(&reloaded), "{name}");

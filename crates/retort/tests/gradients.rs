@@ -6,7 +6,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use common::fixture;
 use retort::model::{EncoderInput, HeadKind, Outputs, Pass, RowAxis};
@@ -26,7 +26,7 @@ fn setup(name: &str) -> (Classifier, EncoderInput, Tensor) {
     let enc = c.tokenizer.encode_batch(&TEXTS).unwrap();
     let items: Vec<_> = enc.iter().collect();
     let input = pad_batch(&items, 0).unwrap();
-    let n = c.model.config.num_labels() as u32;
+    let n = c.model.config().num_labels() as u32;
     let labels = Tensor::new(&[0u32, 1 % n, 2 % n, 1 % n], &Device::Cpu).unwrap();
     (c, input, labels)
 }
@@ -105,13 +105,13 @@ fn every_tensor_trains(name: &str) {
 fn tensors_train(name: &str, c: Classifier, loss: impl Fn(&Classifier) -> Tensor) {
     let before: Vec<(String, Tensor)> = c
         .model
-        .params
+        .params()
         .iter()
         .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
         .collect();
     let grads = loss(&c).backward().unwrap();
     let mut without = Vec::new();
-    for (n, v) in c.model.params.iter() {
+    for (n, v) in c.model.params().iter() {
         let nonzero = grads
             .get(v.as_tensor())
             .map(|g| {
@@ -137,12 +137,12 @@ fn tensors_train(name: &str, c: Classifier, loss: impl Fn(&Classifier) -> Tensor
         lr: 1e-3,
         ..Default::default()
     };
-    let mut opt = AdamW::new(c.model.params.vars(), params).unwrap();
+    let mut opt = AdamW::new(c.model.params().vars(), params).unwrap();
     opt.step(&grads).unwrap();
     let unchanged: Vec<&str> = before
         .iter()
         .filter(|(n, t)| {
-            let now = c.model.params.get(n).unwrap().as_tensor();
+            let now = c.model.params().get(n).unwrap().as_tensor();
             common::max_abs_diff(now, t) == 0.0
         })
         .map(|(n, _)| n.as_str())
@@ -151,7 +151,7 @@ fn tensors_train(name: &str, c: Classifier, loss: impl Fn(&Classifier) -> Tensor
         unchanged.is_empty(),
         "{name}: one AdamW step left {unchanged:?} unchanged"
     );
-    assert_eq!(before.len(), c.model.params.iter().count());
+    assert_eq!(before.len(), c.model.params().iter().count());
 }
 
 #[test]
@@ -171,10 +171,13 @@ fn every_tensor_of_a_tagger_trains() {
         let (c, input, _) = setup(name);
         let tags = ["O", "B-PER", "I-PER"].map(String::from);
         let mut c = c;
-        c.model = c
-            .model
-            .with_head(HeadKind::TokenClassification, &tags, 3)
-            .unwrap();
+        c.model = std::sync::Arc::new(
+            c.transformer("test")
+                .unwrap()
+                .clone()
+                .with_head(HeadKind::TokenClassification, &tags, 3)
+                .unwrap(),
+        );
         let mask = input.attention_mask.to_vec2::<f32>().unwrap();
         let rows: Vec<(u32, u32)> = mask
             .iter()
@@ -204,10 +207,13 @@ fn every_tensor_of_a_span_head_model_trains() {
         let (c, input, _) = setup(name);
         let mut c = c;
         let outputs = ["start", "end"].map(String::from);
-        c.model = c
-            .model
-            .with_head(HeadKind::QuestionAnswering, &outputs, 3)
-            .unwrap();
+        c.model = std::sync::Arc::new(
+            c.transformer("test")
+                .unwrap()
+                .clone()
+                .with_head(HeadKind::QuestionAnswering, &outputs, 3)
+                .unwrap(),
+        );
         // The start and the end row of every example, each pointing at a real token.
         let batch = input.attention_mask.dim(0).unwrap() as u32;
         let rows: Vec<(u32, u32)> = (0..batch).flat_map(|b| [(b, 0), (b, 1)]).collect();
@@ -225,22 +231,6 @@ fn every_tensor_of_a_span_head_model_trains() {
             candle_nn::loss::cross_entropy(&rows, &labels).unwrap()
         });
     }
-}
-
-/// Central difference of the loss w.r.t. one scalar of `var`.
-fn finite_difference(var: &Var, index: usize, eps: f32, f: impl Fn() -> f64) -> f64 {
-    let original = var.as_tensor().copy().unwrap();
-    let values = original.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let at = |delta: f32| {
-        let mut v = values.clone();
-        v[index] += delta;
-        var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).unwrap())
-            .unwrap();
-        f()
-    };
-    let (plus, minus) = (at(eps), at(-eps));
-    var.set(&original).unwrap();
-    (plus - minus) / (2.0 * eps as f64)
 }
 
 #[test]
@@ -264,7 +254,7 @@ fn autograd_agrees_with_finite_differences() {
         "classifier.weight",
     ];
     for name in names {
-        let var = c.model.params.get(name).unwrap();
+        let var = c.model.params().get(name).unwrap();
         let g = grads
             .get(var.as_tensor())
             .unwrap()
@@ -278,7 +268,7 @@ fn autograd_agrees_with_finite_differences() {
             .enumerate()
             .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
             .unwrap();
-        let numeric = finite_difference(var, index, 1e-3, f);
+        let numeric = common::finite_difference(var, index, 1e-3, f);
         let err = (numeric - analytic as f64).abs();
         assert!(
             err <= 2e-3 + 2e-2 * analytic.abs() as f64,

@@ -35,7 +35,7 @@ fn minilm_has_22_7m_parameters_and_a_fresh_head() {
     );
     let base = c
         .model
-        .params
+        .params()
         .count_where(|n| !n.starts_with("classifier."));
     assert_eq!(base, 22_713_216); // what transformers reports for BertModel
     assert_eq!(c.report.unused, vec!["embeddings.position_ids"]);

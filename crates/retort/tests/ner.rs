@@ -184,9 +184,9 @@ fn a_tagger_trains_distils_evaluates_exports_and_predicts_entities() {
     assert_eq!(s.metric, "entity_f1");
     let teacher_dir = c.output.dir.join("best");
     let teacher = Classifier::load(&teacher_dir, 32).unwrap();
-    assert_eq!(teacher.model.config.head, HeadKind::TokenClassification);
+    assert_eq!(teacher.model.config().head, HeadKind::TokenClassification);
     assert_eq!(
-        teacher.model.config.labels,
+        teacher.model.config().labels,
         ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
     );
     let dev = Task::TokenClassification.read(&c.data.dev).unwrap();
@@ -215,8 +215,8 @@ fn a_tagger_trains_distils_evaluates_exports_and_predicts_entities() {
     assert!(ds.teacher_score > 0.8);
     assert_eq!(ds.teacher_cache_hit, Some(false));
     let student = Classifier::load(&d.output.dir.join("best"), 32).unwrap();
-    assert_eq!(student.model.config.num_layers, 1);
-    assert_eq!(student.model.config.head, HeadKind::TokenClassification);
+    assert_eq!(student.model.config().num_layers, 1);
+    assert_eq!(student.model.config().head, HeadKind::TokenClassification);
 
     // The teacher cache holds one row per word of the training set.
     let cache = ds.teacher_cache_path.unwrap();

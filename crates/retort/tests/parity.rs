@@ -27,7 +27,7 @@ fn ids_of(t: &Tensor) -> Vec<Vec<u32>> {
 fn check_fixture(name: &str, pass: Pass) {
     let exp = expected(name);
     let c = Classifier::load(&fixture(name), 64).unwrap();
-    let layers = c.model.config.num_layers;
+    let layers = c.model.config().num_layers;
     let texts = sentences(name);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let encoded = c.tokenizer.encode_batch(&refs).unwrap();

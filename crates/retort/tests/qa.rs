@@ -94,8 +94,8 @@ fn a_reader_trains_distils_evaluates_exports_and_answers() {
     assert_eq!(s.metric, "f1");
     let teacher_dir = c.output.dir.join("best");
     let teacher = Classifier::load(&teacher_dir, MAX_LEN).unwrap();
-    assert_eq!(teacher.model.config.head, HeadKind::QuestionAnswering);
-    assert_eq!(teacher.model.config.labels, ["start", "end"]);
+    assert_eq!(teacher.model.config().head, HeadKind::QuestionAnswering);
+    assert_eq!(teacher.model.config().labels, ["start", "end"]);
 
     // The dev set scored by `eval` (windows built from the raw questions) agrees with the
     // trainer's own dev evaluation, and the reader has learned to point at the place, also in
@@ -135,7 +135,7 @@ fn a_reader_trains_distils_evaluates_exports_and_answers() {
     assert_eq!(ds.run.metric, "f1");
     assert!((ds.teacher_score - r.scores.primary_value()).abs() < 1e-12);
     let student = Classifier::load(&d.output.dir.join("best"), MAX_LEN).unwrap();
-    assert_eq!(student.model.config.num_layers, 1);
+    assert_eq!(student.model.config().num_layers, 1);
     assert!(ds.run.best_score > 0.5, "{:?}", ds.run);
     let student_eval = evaluate(&student, &dev, 8).unwrap();
     assert!((student_eval.scores.primary_value() - ds.run.best_score).abs() < 1e-12);

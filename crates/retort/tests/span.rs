@@ -22,7 +22,9 @@ use retort::Classifier;
 fn span_model(seed: u64) -> Transformer {
     let c = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
     let outputs = ["start", "end"].map(String::from);
-    c.model
+    c.transformer("test")
+        .unwrap()
+        .clone()
         .with_head(HeadKind::QuestionAnswering, &outputs, seed)
         .unwrap()
 }
@@ -168,7 +170,7 @@ fn cached_span_rows_equal_the_teacher_run_online() {
     ];
     let objective = |cached_logits: Option<Tensor>| {
         let teacher = Teacher {
-            model: Some(Box::new(span_model(7))),
+            model: Some(std::sync::Arc::new(span_model(7))),
             cached_logits,
         };
         Objective::distill(&terms, &LayerMap::Uniform, 2.0, teacher, 3, 32, 1).unwrap()
@@ -203,7 +205,7 @@ fn the_span_head_reads_its_own_tensors_back() {
         std::fs::copy(fixture("tiny-bert").join(name), tmp.path().join(name)).unwrap();
     }
     let back = Classifier::load(tmp.path(), 32).unwrap();
-    assert_eq!(back.model.config.head, HeadKind::QuestionAnswering);
+    assert_eq!(back.model.config().head, HeadKind::QuestionAnswering);
     assert!(!back.report.fresh_head, "{:?}", back.report);
     let b = batch(&windows(), &[0, 1]);
     let run = |m: &Transformer| {
@@ -211,7 +213,7 @@ fn the_span_head_reads_its_own_tensors_back() {
             .unwrap()
             .logits
     };
-    let (a, c) = (run(&model), run(&back.model));
+    let (a, c) = (run(&model), run(back.transformer("test").unwrap()));
     assert_eq!(a.dims(), [2, 9, 2]);
     assert_eq!(common::max_abs_diff(&a, &c), 0.0);
 }
@@ -221,7 +223,7 @@ fn a_transformers_question_answering_checkpoint_gives_its_start_and_end_logits()
     // tests/fixtures/tiny-bert-qa: BertForQuestionAnswering saved by transformers, with the
     // start and end logits it computes (scripts/make_span_fixture.py).
     let c = Classifier::load(&fixture("tiny-bert-qa"), 64).unwrap();
-    assert_eq!(c.model.config.head, HeadKind::QuestionAnswering);
+    assert_eq!(c.model.config().head, HeadKind::QuestionAnswering);
     assert!(!c.report.fresh_head, "{:?}", c.report);
     let exp = common::expected("tiny-bert-qa");
     let ids = |k: &str| exp[k].to_dtype(candle_core::DType::U32).unwrap();

@@ -127,7 +127,7 @@ fn a_paused_and_resumed_run_ends_where_an_uninterrupted_one_does() {
     // The fixture has dropout 0.1: its masks come from the seeded stream, so runs repeat.
     c.train.epochs = 2; // 24 steps
     let base = Classifier::load(&c.model.init, 32).unwrap();
-    let labels = base.model.config.labels.clone();
+    let labels = base.model.config().labels.clone();
     let task = Task::SequenceClassification;
     let (train_data, dev_data) = read_data(task, &c.data).unwrap();
     let train = task_data(task, &base.tokenizer, &train_data, &labels).unwrap();
@@ -149,8 +149,11 @@ fn a_paused_and_resumed_run_ends_where_an_uninterrupted_one_does() {
     let (whole, a) = run("whole", None);
     assert_eq!(whole.steps, 24);
     let (_, again) = run("again", None);
-    for (name, va) in a.params.iter() {
-        let d = common::max_abs_diff(va.as_tensor(), again.params.get(name).unwrap().as_tensor());
+    for (name, va) in a.params().iter() {
+        let d = common::max_abs_diff(
+            va.as_tensor(),
+            again.params().get(name).unwrap().as_tensor(),
+        );
         assert!(d < 1e-6, "{name}: two runs with one seed differ by {d}");
     }
     let (paused, _) = run("paused", Some(13)); // mid-epoch
@@ -158,8 +161,8 @@ fn a_paused_and_resumed_run_ends_where_an_uninterrupted_one_does() {
     assert_eq!(paused.steps, 13);
     let (resumed, b) = run("paused", None);
     assert_eq!(resumed.steps, 24);
-    for (name, va) in a.params.iter() {
-        let d = common::max_abs_diff(va.as_tensor(), b.params.get(name).unwrap().as_tensor());
+    for (name, va) in a.params().iter() {
+        let d = common::max_abs_diff(va.as_tensor(), b.params().get(name).unwrap().as_tensor());
         assert!(d < 1e-6, "{name} differs by {d} after resuming");
     }
 }
@@ -224,7 +227,7 @@ fn distillation_gradients_reach_every_student_tensor_and_projection() {
     // The teacher is never trained.
     let t = teacher
         .model
-        .params
+        .params()
         .get("classifier.weight")
         .unwrap()
         .as_tensor();
@@ -234,7 +237,7 @@ fn distillation_gradients_reach_every_student_tensor_and_projection() {
             t,
             fresh
                 .model
-                .params
+                .params()
                 .get("classifier.weight")
                 .unwrap()
                 .as_tensor()
@@ -262,11 +265,11 @@ fn every_student_tensor_learns(
         &LayerMap::Uniform,
         2.0,
         Teacher {
-            model: Some(Box::new(teacher.model.clone())),
+            model: Some(teacher.model.clone()),
             cached_logits: None,
         },
         student_layers,
-        student.config.hidden_size,
+        student.config().hidden_size,
         0,
     )
     .unwrap();
@@ -283,7 +286,7 @@ fn every_student_tensor_learns(
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0].terms.len(), 8, "{:?}", parts[0].terms);
     assert!(parts[0].word_rows.is_some());
-    let params = retort::model::Params::merged(&student.params, &objective.params);
+    let params = retort::model::Params::merged(student.params(), &objective.params);
     let before: Vec<Tensor> = params
         .iter()
         .map(|(_, v)| v.as_tensor().copy().unwrap())
@@ -316,7 +319,7 @@ fn word_rows_give_the_word_table_the_gradient_of_the_whole_pass() {
     let enc = c.tokenizer.encode_batch(&texts).unwrap();
     let input = pad_batch(&enc.iter().collect::<Vec<_>>(), 0).unwrap();
     let labels = Tensor::new(&[0u32, 1, 2], &Device::Cpu).unwrap();
-    let vars = c.model.params.vars();
+    let vars = c.model.params().vars();
     let gradients = |word_rows: bool| {
         let pass = Pass {
             word_rows,
@@ -338,7 +341,7 @@ fn word_rows_give_the_word_table_the_gradient_of_the_whole_pass() {
     let (dense, rows) = (gradients(false), gradients(true));
     for (((name, _), a), b) in c
         .model
-        .params
+        .params()
         .iter()
         .zip(dense.tensors())
         .zip(rows.tensors())
@@ -399,9 +402,9 @@ fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
     assert_eq!(second.teacher_cache_hit, Some(true));
     assert_eq!(first.teacher_cache_path, second.teacher_cache_path);
     let student = Classifier::load(&dir.join("b/best"), 32).unwrap();
-    assert_eq!(student.model.config.num_layers, 2);
+    assert_eq!(student.model.config().num_layers, 2);
     assert_eq!(
-        student.model.config.labels,
+        student.model.config().labels,
         vec!["negative", "neutral", "positive"]
     );
 
@@ -442,7 +445,7 @@ fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_th
     let summary = distill(&c, false, false).unwrap();
     let best = dir.join("pruned/best");
     let student = Classifier::load(&best, 32).unwrap();
-    let cfg = &student.model.config;
+    let cfg = student.model.config();
     assert_eq!((cfg.vocab_size, cfg.intermediate_size), (12, 16));
     assert!((0..cfg.num_layers).all(|l| cfg.heads_in_layer(l) == 3));
     let text = retort::summary::ModelSummary::of(&student)
@@ -453,7 +456,7 @@ fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_th
         "{text}"
     );
     assert_eq!(student.tokenizer.vocab_size(), 12);
-    assert_eq!(summary.student_parameters, student.model.params.count());
+    assert_eq!(summary.student_parameters, student.model.params().count());
     let vocab = std::fs::read_to_string(best.join("vocab.txt")).unwrap();
     assert_eq!(vocab.lines().count(), 12);
     assert_eq!(vocab.lines().next(), Some("[PAD]"));
@@ -467,7 +470,7 @@ fn a_pruned_student_keeps_its_own_vocabulary_heads_and_neurons_and_loads_with_th
     let out = dir.join("exported");
     retort::export::export(&student, &out, retort::export::Precision::AsLoaded).unwrap();
     let exported = Classifier::load(&out, 32).unwrap();
-    assert!(exported.model.config.pruned_heads.is_empty());
+    assert!(exported.model.config().pruned_heads.is_empty());
     let (a, b) = (
         student.logits(&texts, 8).unwrap(),
         exported.logits(&texts, 8).unwrap(),
@@ -549,17 +552,17 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
         hidden_dropout: 0.0,
         attention_dropout: 0.0,
         classifier_dropout: 0.0,
-        ..loaded.model.config.clone()
+        ..loaded.model.config().clone()
     };
-    let tensors = |m: &retort::model::Transformer| {
-        m.params
-            .iter()
+    let tensors = |m: &retort::model::Params| {
+        m.iter()
             .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
             .collect()
     };
     let build = || {
         let cfg = config.clone();
-        retort::model::Transformer::from_tensors(cfg, tensors(&loaded.model), "t", 0).unwrap()
+        retort::model::Transformer::from_tensors(cfg, tensors(loaded.model.params()), "t", 0)
+            .unwrap()
     };
     let (student, teacher) = (build(), build());
     let weights = LossWeights {
@@ -568,7 +571,7 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
         ..LossWeights::default()
     };
     let online = Teacher {
-        model: Some(Box::new(teacher)),
+        model: Some(std::sync::Arc::new(teacher)),
         cached_logits: None,
     };
     let hidden = config.hidden_size;

@@ -1,5 +1,7 @@
 //! Compression: how a student is made from a teacher (chosen layers, pruned heads, neurons and
-//! vocabulary, or a fresh shape). Model definitions stay in `model`; this module only builds.
+//! vocabulary, or a fresh shape; or a BiLSTM or CNN over its vocabulary). Model definitions
+//! stay in `model`; this module only builds.
 
+pub mod compact;
 pub mod student;
 pub mod vocab;

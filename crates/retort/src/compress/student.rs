@@ -471,7 +471,7 @@ fn not_a_param() -> Error {
 
 /// The top-`k` principal directions of the rows of `x` (`[n, d]` → `[d, k]`, orthonormal
 /// columns), by orthogonal iteration on the covariance: a few dozen d×d×k products.
-fn principal_directions(x: &Tensor, k: usize, seed: u64) -> Result<Tensor> {
+pub(crate) fn principal_directions(x: &Tensor, k: usize, seed: u64) -> Result<Tensor> {
     let centered = x.broadcast_sub(&x.mean_keepdim(0)?)?;
     let cov = (centered.t()?.matmul(&centered)? / x.dim(0)? as f64)?;
     let d = cov.dim(0)?;

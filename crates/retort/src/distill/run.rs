@@ -6,12 +6,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::teacher_cache::teacher_logits;
+use crate::compress::compact::{compact_student, CompactStudent};
 use crate::compress::student::{self, Keep, StudentShape};
 use crate::compress::vocab::{pruned_vocabulary, tokens_of};
 use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::model::checkpoint::copy_tokenizer_files;
-use crate::model::{EncoderInput, Model, Transformer};
+use crate::model::{Architecture, EncoderInput, Model, Transformer};
 use crate::objective::terms::Needs;
 use crate::objective::{Objective, Teacher};
 use crate::task::{read_unlabelled, Corpus, Input, Rows, Task, TaskData};
@@ -45,7 +46,8 @@ pub struct DistillSummary {
 
 /// A student and, when it keeps only part of the teacher's vocabulary, its own tokenizer.
 pub struct Student {
-    pub model: Transformer,
+    /// A transformer, or a BiLSTM or CNN.
+    pub model: Box<dyn Model>,
     /// `None`: the student reads the teacher's tokenizer.
     pub tokenizer: Option<StudentTokenizer>,
 }
@@ -66,6 +68,7 @@ pub fn build_student(
     teacher: &Classifier,
     examples: &[Encoded],
 ) -> Result<Student> {
+    let transformer = teacher.transformer("distilling a student")?;
     match &config.student {
         StudentSection::TeacherLayers(s) => {
             if s.keep_tokens > 0 && Needs::of(&config.distill.terms()?).teacher_online() {
@@ -83,20 +86,20 @@ pub fn build_student(
             }
             if s.keep_heads > 0 || s.keep_ffn > 0 {
                 // One pass of the teacher over the sample serves both choices.
-                let batches = activity_sample(examples, teacher.model.config.pad_token_id)?;
-                let activity = student::measure_activity(&teacher.model, &batches)?;
+                let batches = activity_sample(examples, transformer.config.pad_token_id)?;
+                let activity = student::measure_activity(transformer, &batches)?;
                 if s.keep_heads > 0 {
                     keep.heads = Some(student::heads_to_keep(
-                        &teacher.model,
+                        transformer,
                         &activity,
                         s.keep_heads,
                     )?);
                 }
                 if s.keep_ffn > 0 {
-                    keep.ffn = Some(student::ffn_to_keep(&teacher.model, &activity, s.keep_ffn)?);
+                    keep.ffn = Some(student::ffn_to_keep(transformer, &activity, s.keep_ffn)?);
                 }
             }
-            let model = student::from_teacher_layers(&teacher.model, &s.teacher_layers, &keep)?;
+            let model = student::from_teacher_layers(transformer, &s.teacher_layers, &keep)?;
             let tokenizer = match &keep.tokens {
                 None => None,
                 Some(ids) => {
@@ -105,7 +108,10 @@ pub fn build_student(
                     Some(StudentTokenizer { tokenizer, tokens })
                 }
             };
-            Ok(Student { model, tokenizer })
+            Ok(Student {
+                model: Box::new(model),
+                tokenizer,
+            })
         }
         StudentSection::Fresh(s) => {
             let shape = StudentShape {
@@ -114,16 +120,57 @@ pub fn build_student(
                 heads: s.heads,
                 intermediate_size: s.intermediate_size,
             };
-            let fresh = student::fresh(&teacher.model.config, shape, config.train.seed)?;
+            let fresh = student::fresh(&transformer.config, shape, config.train.seed)?;
             if s.embeddings == EmbeddingInit::TeacherPca {
-                student::init_embeddings_from_teacher(&fresh, &teacher.model)?;
+                student::init_embeddings_from_teacher(&fresh, transformer)?;
             }
             Ok(Student {
-                model: fresh,
+                model: Box::new(fresh),
                 tokenizer: None,
             })
         }
+        StudentSection::Bilstm(s) => {
+            let shape = CompactStudent {
+                architecture: Architecture::BiLstm,
+                units: s.hidden_size,
+                kernel_sizes: Vec::new(),
+                mlp_size: s.mlp_size,
+                embedding_size: s.embedding_size,
+                dropout: s.dropout as f32,
+            };
+            compact(config, transformer, &shape)
+        }
+        StudentSection::Cnn(s) => {
+            let shape = CompactStudent {
+                architecture: Architecture::Cnn,
+                units: s.filters,
+                kernel_sizes: s.kernel_sizes.clone(),
+                mlp_size: s.mlp_size,
+                embedding_size: s.embedding_size,
+                dropout: s.dropout as f32,
+            };
+            compact(config, transformer, &shape)
+        }
     }
+}
+
+/// A BiLSTM or CNN student. It has no layers to match the teacher's, so the run's terms must
+/// compare outputs only.
+fn compact(
+    config: &DistillConfig,
+    teacher: &Transformer,
+    shape: &CompactStudent,
+) -> Result<Student> {
+    if Needs::of(&config.distill.terms()?).teacher_online() {
+        return Err(Error::Invalid(format!(
+            "a {} student has no hidden states or attention maps to match with the teacher's: remove the intermediate terms (hidden_mse, attention_mse, attention_kl, cosine) and keep hard_ce, soft_kl, soft_ce or logit_mse",
+            shape.architecture.model_type()
+        )));
+    }
+    Ok(Student {
+        model: compact_student(teacher, shape, config.train.seed)?,
+        tokenizer: None,
+    })
 }
 
 /// Up to [`ACTIVITY_SAMPLE`] examples spread over the set, in batches of 64.
@@ -160,8 +207,8 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
             config.teacher.dir.display()
         )));
     }
-    let task = Task::of(&teacher.model.config);
-    let labels = teacher.model.config.labels.clone();
+    let task = Task::of(teacher.model.config());
+    let labels = teacher.model.config().labels.clone();
     let (train_data, dev_data) = read_data(task, &config.data)?;
     check_pair_transfer_set(config, &train_data)?;
     let unlabelled = match &config.augment.unlabelled {
@@ -170,7 +217,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     };
     let mut train = task_data(task, &teacher.tokenizer, &train_data, &labels)?;
     let dev = task_data(task, &teacher.tokenizer, &dev_data, &labels)?;
-    let teacher_score = dev_metrics(&teacher.model, &dev, 64)?.primary_value();
+    let teacher_score = dev_metrics(teacher.model.as_ref(), &dev, 64)?.primary_value();
 
     let augmented = augment_transfer_set(config, &teacher, &train_data)?;
     // Augmented sentences, then the unlabelled text: both labelled by the teacher only.
@@ -195,15 +242,13 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         tokenizer: student_tokenizer,
     } = build_student(config, &teacher, &train.examples)?;
     eprintln!(
-        "teacher {}: {} parameters, dev {} {teacher_score:.4}; student: {} layers × {} hidden, {} feed-forward, {} tokens, {} parameters",
+        "teacher {}: {} parameters, dev {} {teacher_score:.4}; student: {}, {} tokens, {} parameters",
         config.teacher.dir.display(),
-        teacher.model.params.count(),
+        teacher.model.params().count(),
         task.primary_metric(),
-        student.config.num_layers,
-        student.config.hidden_size,
-        student.config.intermediate_size,
-        student.config.vocab_size,
-        student.params.count()
+        student.config().describe(),
+        student.config().vocab_size,
+        student.params().count()
     );
     let terms = config.distill.terms()?;
     let needs = Needs::of(&terms);
@@ -216,7 +261,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
             "[{elapsed_precise}] {wide_bar} {pos}/{len} teacher logits · {per_sec} · ETA {eta}",
         );
         let c = teacher_logits(
-            &teacher.model,
+            teacher.model.as_ref(),
             &config.teacher.dir,
             &train,
             &config.distill.cache_dir,
@@ -245,13 +290,11 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         &config.distill.layer_map,
         config.distill.temperature,
         Teacher {
-            model: needs
-                .teacher_online()
-                .then(|| Box::new(teacher.model.clone()) as Box<dyn Model>),
+            model: needs.teacher_online().then(|| teacher.model.clone()),
             cached_logits: cache.as_ref().map(|c| c.logits.clone()),
         },
-        student.config.num_layers,
-        student.config.hidden_size,
+        student.config().num_layers,
+        student.config().hidden_size,
         config.train.seed,
     )?;
     // A student with its own tokens reads the transfer set and dev set in them; the teacher's
@@ -279,12 +322,12 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         progress,
         stop_after: None,
     };
-    let run = trainer::run(&student, &objective, &train, &dev, &options)?;
+    let run = trainer::run(student.as_ref(), &objective, &train, &dev, &options)?;
     Ok(DistillSummary {
         run,
         teacher_score,
-        teacher_parameters: teacher.model.params.count(),
-        student_parameters: student.params.count(),
+        teacher_parameters: teacher.model.params().count(),
+        student_parameters: student.params().count(),
         transfer_examples: train.examples.len(),
         augmented_examples: augmented.len(),
         unlabelled_examples,
@@ -357,7 +400,11 @@ fn augment_transfer_set(
     let neighbours = if aug.p_replace > 0.0 {
         let words = texts.iter().flat_map(|t| t.split_whitespace());
         Some(WordNeighbours::build(
-            &teacher.model.encoder.embeddings.word,
+            &teacher
+                .transformer("augmentation by nearest words")?
+                .encoder
+                .embeddings
+                .word,
             &teacher.tokenizer,
             words,
             aug.neighbours,

@@ -22,8 +22,8 @@ pub struct EvalReport {
 
 /// Runs `classifier` over `data` and scores its predictions against the gold labels.
 pub fn evaluate(classifier: &Classifier, data: &Corpus, batch_size: usize) -> Result<EvalReport> {
-    let task = Task::of(&classifier.model.config);
-    let labels = &classifier.model.config.labels;
+    let task = Task::of(classifier.model.config());
+    let labels = &classifier.model.config().labels;
     let gold = task.gold(data, labels)?;
     let start = Instant::now();
     let inputs = data.inputs();

@@ -1,19 +1,46 @@
 //! Hugging Face checkpoint directories: `config.json` + `model.safetensors` (+ tokenizer).
 
 use std::path::Path;
+use std::sync::Arc;
 
-use super::config::ModelConfig;
+use super::config::{Architecture, ModelConfig};
 use super::params::{ParamBuilder, TensorSource};
 use super::quantized;
 use super::transformer::{LoadReport, Transformer};
+use super::{BiLstm, Cnn, Model};
 use crate::error::{Error, Result};
 
 /// File names of a checkpoint directory.
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
-/// Loads the classifier stored in `dir`. A base model (no head) gets a fresh head,
-/// reported in the [`LoadReport`].
+/// Loads the model stored in `dir`, whatever its kind: a transformer (see
+/// [`load_classifier`]), or a BiLSTM or CNN student.
+pub fn load_model(dir: &Path) -> Result<(Arc<dyn Model>, LoadReport)> {
+    let config_path = dir.join(CONFIG_FILE);
+    if dir.is_dir() && config_path.is_file() {
+        let config = ModelConfig::from_file(&config_path)?;
+        if !config.architecture.is_transformer() {
+            let source = TensorSource::load(&dir.join(WEIGHTS_FILE))?;
+            let builder = ParamBuilder::from_source(source, 0);
+            return match config.architecture {
+                Architecture::Cnn => {
+                    let (m, r) = Cnn::from_builder(config, builder)?;
+                    Ok((Arc::new(m), r))
+                }
+                _ => {
+                    let (m, r) = BiLstm::from_builder(config, builder)?;
+                    Ok((Arc::new(m), r))
+                }
+            };
+        }
+    }
+    let (model, report) = load_classifier(dir)?;
+    Ok((Arc::new(model), report))
+}
+
+/// Loads the transformer classifier stored in `dir`. A base model (no head) gets a fresh
+/// head, reported in the [`LoadReport`].
 pub fn load_classifier(dir: &Path) -> Result<(Transformer, LoadReport)> {
     if !dir.is_dir() {
         return Err(Error::MissingFile {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 
 /// The checkpoint families Retort implements, by their `model_type`.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "distilbert"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "distilbert", "retort-bilstm", "retort-cnn"];
 
 /// Which weight layout (and head) a checkpoint uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,12 @@ pub enum Architecture {
     Bert,
     /// DistilBERT: no token types, no pooler, `pre_classifier` head.
     DistilBert,
+    /// Retort's BiLSTM student (Tang et al. 2019): embeddings, one bidirectional LSTM
+    /// layer, max-pooling over time, a ReLU layer and the classifier (`model/bilstm.rs`).
+    BiLstm,
+    /// Retort's CNN student (Kim 2014): embeddings, convolutions of several widths,
+    /// max-pooling over time, a ReLU layer and the classifier (`model/cnn.rs`).
+    Cnn,
 }
 
 impl Architecture {
@@ -28,7 +34,15 @@ impl Architecture {
         match self {
             Architecture::Bert => "bert",
             Architecture::DistilBert => "distilbert",
+            Architecture::BiLstm => "retort-bilstm",
+            Architecture::Cnn => "retort-cnn",
         }
+    }
+
+    /// Whether this is a transformer encoder (BERT, DistilBERT), which Retort exports in
+    /// Hugging Face's layout, prunes, quantises and matches layer by layer.
+    pub fn is_transformer(self) -> bool {
+        matches!(self, Architecture::Bert | Architecture::DistilBert)
     }
 
     /// The Hugging Face class name of this family with a `head`
@@ -37,6 +51,8 @@ impl Architecture {
         let family = match self {
             Architecture::Bert => "Bert",
             Architecture::DistilBert => "DistilBert",
+            Architecture::BiLstm => "RetortBiLstm",
+            Architecture::Cnn => "RetortCnn",
         };
         format!("{family}For{}", head.class_suffix())
     }
@@ -156,6 +172,34 @@ pub struct ModelConfig {
     /// transformers 4 records them in `pruned_heads`: those layers' query, key and value maps
     /// have rows only for the other heads, and the output map columns only for them.
     pub pruned_heads: BTreeMap<usize, Vec<usize>>,
+    /// The shape of a BiLSTM or CNN student; `None` for a transformer. For those,
+    /// `hidden_size` is the width of the pooled features (2 × LSTM units, or filters × kernel
+    /// widths), `intermediate_size` the ReLU layer's, `num_layers` and `num_heads` 1,
+    /// `hidden_dropout` the dropout on embeddings and features, `classifier_dropout` the one
+    /// before the classifier.
+    pub compact: Option<CompactShape>,
+}
+
+/// The shape of a small non-transformer student (see [`Architecture::BiLstm`],
+/// [`Architecture::Cnn`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactShape {
+    /// Width of the word embeddings.
+    pub embedding_size: usize,
+    /// BiLSTM: hidden units per direction. CNN: filters per kernel width.
+    pub units: usize,
+    /// CNN: the kernel widths, in tokens; empty for a BiLSTM.
+    pub kernel_sizes: Vec<usize>,
+}
+
+impl CompactShape {
+    /// Width of the pooled features the ReLU layer reads.
+    pub fn features(&self, architecture: Architecture) -> usize {
+        match architecture {
+            Architecture::Cnn => self.units * self.kernel_sizes.len(),
+            _ => 2 * self.units,
+        }
+    }
 }
 
 impl ModelConfig {
@@ -212,6 +256,7 @@ impl ModelConfig {
                     pad_token_id: fields.usize_or("pad_token_id", 0)? as u32,
                     labels: fields.labels()?,
                     pruned_heads: fields.pruned_heads()?,
+                    compact: None,
                 }
             }
             "distilbert" => ModelConfig {
@@ -236,7 +281,10 @@ impl ModelConfig {
                 pad_token_id: fields.usize_or("pad_token_id", 0)? as u32,
                 labels: fields.labels()?,
                 pruned_heads: fields.pruned_heads()?,
+                compact: None,
             },
+            "retort-bilstm" => fields.compact(Architecture::BiLstm)?,
+            "retort-cnn" => fields.compact(Architecture::Cnn)?,
             other => return Err(ConfigError::Unsupported(other.to_string())),
         };
         cfg.validate().map_err(ConfigError::Field)?;
@@ -245,6 +293,7 @@ impl ModelConfig {
 
     /// Checks the relations between sizes that the encoder relies on.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        self.validate_compact()?;
         let positive = [
             ("vocab_size", self.vocab_size),
             ("hidden size", self.hidden_size),
@@ -298,6 +347,73 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// The checks of a BiLSTM or CNN config's own fields.
+    fn validate_compact(&self) -> std::result::Result<(), String> {
+        let Some(shape) = &self.compact else {
+            return Ok(());
+        };
+        let name = self.architecture.model_type();
+        if self.head != HeadKind::SequenceClassification {
+            return Err(format!(
+                "a {name} model classifies whole sequences; {:?} heads are not supported",
+                self.head.class_suffix()
+            ));
+        }
+        if shape.embedding_size == 0 || shape.units == 0 {
+            return Err(format!(
+                "{name}: embedding_size and the hidden size / filters must be positive"
+            ));
+        }
+        if self.architecture == Architecture::Cnn
+            && (shape.kernel_sizes.is_empty() || shape.kernel_sizes.contains(&0))
+        {
+            return Err("retort-cnn: kernel_sizes must list at least one positive width".into());
+        }
+        Ok(())
+    }
+
+    /// The layers in a table cell: `3 × 384` (layers × hidden) for a transformer, `BiLSTM 300`
+    /// (units per direction), `CNN 3/4/5 × 100` (kernel widths × filters).
+    pub fn short_shape(&self) -> String {
+        match (&self.compact, self.architecture) {
+            (None, _) => format!("{} × {}", self.num_layers, self.hidden_size),
+            (Some(s), Architecture::Cnn) => {
+                let widths: Vec<String> = s.kernel_sizes.iter().map(usize::to_string).collect();
+                format!("CNN {} × {}", widths.join("/"), s.units)
+            }
+            (Some(s), _) => format!("BiLSTM {}", s.units),
+        }
+    }
+
+    /// The layers in words: `3 layers × 384 hidden, 1536 feed-forward` for a transformer,
+    /// `embeddings 384 → BiLSTM 300 + 300 units → max-pool → ReLU 400 → 2 labels` for a
+    /// BiLSTM (a CNN names its kernel widths and filters).
+    pub fn describe(&self) -> String {
+        let Some(shape) = &self.compact else {
+            return format!(
+                "{} layers × {} hidden, {} feed-forward",
+                self.num_layers, self.hidden_size, self.intermediate_size
+            );
+        };
+        let body = match self.architecture {
+            Architecture::Cnn => {
+                let widths: Vec<String> = shape.kernel_sizes.iter().map(usize::to_string).collect();
+                format!(
+                    "convolutions of widths {} × {} filters",
+                    widths.join(", "),
+                    shape.units
+                )
+            }
+            _ => format!("BiLSTM {} + {} units", shape.units, shape.units),
+        };
+        format!(
+            "embeddings {} → {body} → max-pool → ReLU {} → {} labels",
+            shape.embedding_size,
+            self.intermediate_size,
+            self.num_labels()
+        )
     }
 
     /// Width of one attention head.
@@ -361,6 +477,7 @@ impl ModelConfig {
                 "seq_classif_dropout": self.classifier_dropout,
                 "pad_token_id": self.pad_token_id,
             }),
+            Architecture::BiLstm | Architecture::Cnn => self.compact_json(),
         };
         if !self.pruned_heads.is_empty() {
             let pruned: BTreeMap<String, &Vec<usize>> = self
@@ -377,6 +494,34 @@ impl ModelConfig {
         v["architectures"] = json!([self.architecture.class(self.head)]);
         v["id2label"] = json!(id2label);
         v["label2id"] = json!(label2id);
+        v
+    }
+}
+
+impl ModelConfig {
+    /// The `config.json` fields of a BiLSTM or CNN student (see [`Fields::compact`]).
+    fn compact_json(&self) -> Value {
+        let shape = self
+            .compact
+            .as_ref()
+            .expect("BiLSTM and CNN configs have a shape");
+        let mut v = json!({
+            "model_type": self.architecture.model_type(),
+            "vocab_size": self.vocab_size,
+            "embedding_size": shape.embedding_size,
+            "mlp_size": self.intermediate_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "dropout": self.hidden_dropout,
+            "classifier_dropout": self.classifier_dropout,
+            "pad_token_id": self.pad_token_id,
+        });
+        match self.architecture {
+            Architecture::Cnn => {
+                v["filters"] = json!(shape.units);
+                v["kernel_sizes"] = json!(shape.kernel_sizes);
+            }
+            _ => v["hidden_size"] = json!(shape.units),
+        }
         v
     }
 }
@@ -442,6 +587,51 @@ impl Fields<'_> {
                 "{key} {name:?} is not supported (gelu, gelu_new, relu)"
             ))
         })
+    }
+
+    /// A BiLSTM or CNN student's config (see [`ModelConfig::compact`]).
+    fn compact(&self, architecture: Architecture) -> std::result::Result<ModelConfig, ConfigError> {
+        let shape = CompactShape {
+            embedding_size: self.usize("embedding_size")?,
+            units: match architecture {
+                Architecture::Cnn => self.usize("filters")?,
+                _ => self.usize("hidden_size")?,
+            },
+            kernel_sizes: match architecture {
+                Architecture::Cnn => self.usize_list("kernel_sizes")?,
+                _ => Vec::new(),
+            },
+        };
+        let dropout = self.f64_or("dropout", 0.1)? as f32;
+        Ok(ModelConfig {
+            architecture,
+            head: self.head()?,
+            vocab_size: self.usize("vocab_size")?,
+            hidden_size: shape.features(architecture),
+            num_layers: 1,
+            num_heads: 1,
+            intermediate_size: self.usize("mlp_size")?,
+            max_position_embeddings: self.usize_or("max_position_embeddings", 512)?,
+            type_vocab_size: 0,
+            layer_norm_eps: 1e-12,
+            activation: Activation::Relu,
+            hidden_dropout: dropout,
+            attention_dropout: 0.0,
+            classifier_dropout: self.f64_or("classifier_dropout", dropout as f64)? as f32,
+            pad_token_id: self.usize_or("pad_token_id", 0)? as u32,
+            labels: self.labels()?,
+            pruned_heads: BTreeMap::new(),
+            compact: Some(shape),
+        })
+    }
+
+    fn usize_list(&self, key: &str) -> std::result::Result<Vec<usize>, ConfigError> {
+        let v = self
+            .get(key)
+            .ok_or_else(|| ConfigError::Field(format!("missing field {key:?}")))?;
+        v.as_array()
+            .and_then(|a| a.iter().map(|n| n.as_u64().map(|n| n as usize)).collect())
+            .ok_or_else(|| field_error(key, "a list of non-negative integers", v))
     }
 
     /// The head named by the first `architectures` entry (sequence classification when there

@@ -100,6 +100,34 @@ pub struct WordRows {
     pub rows: Var,
 }
 
+/// The rows of `table` (`[vocab, width]`) for `ids` (`[batch, seq]`): `[batch, seq, width]`.
+fn look_up(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    let (batch, seq) = ids.dims2()?;
+    let flat = table.index_select(&ids.flatten_all()?, 0)?;
+    Ok(flat.reshape((batch, seq, table.dim(1)?))?)
+}
+
+/// The word embeddings of `ids` (`[batch, seq]` → `[batch, seq, width]`); with
+/// `pass.grad && pass.word_rows`, the rows as a variable of their own (see [`Pass::word_rows`]).
+/// Every model with a word table embeds through this.
+pub fn look_up_words(
+    table: &Tensor,
+    ids: &Tensor,
+    pass: Pass,
+) -> Result<(Tensor, Option<WordRows>)> {
+    if pass.grad && pass.word_rows {
+        let rows = Var::from_tensor(&look_up(&table.detach(), ids)?)?;
+        let word_rows = WordRows {
+            table: table.id(),
+            ids: ids.flatten_all()?.to_vec1::<u32>()?,
+            rows: rows.clone(),
+        };
+        Ok((rows.as_tensor().clone(), Some(word_rows)))
+    } else {
+        Ok((look_up(table, ids)?, None))
+    }
+}
+
 /// Which intermediate outputs to keep.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outputs {
@@ -138,6 +166,9 @@ impl Embeddings {
                 Init::Normal(INIT_STD),
             )?),
             Architecture::DistilBert => None,
+            Architecture::BiLstm | Architecture::Cnn => {
+                unreachable!("not a transformer: Transformer::build refuses it")
+            }
         };
         let norm = layer_norm(b, &format!("{p}.LayerNorm"), h, cfg.layer_norm_eps)?;
         Ok(Self {
@@ -161,27 +192,13 @@ impl Embeddings {
 
     /// The embedded batch, and the word rows as their own variable when `pass.word_rows`.
     fn forward(&self, input: &EncoderInput, pass: Pass) -> Result<(Tensor, Option<WordRows>)> {
-        let (batch, seq) = input.input_ids.dims2()?;
-        let lookup = |table: &Tensor, ids: &Tensor| -> Result<Tensor> {
-            let flat = table.index_select(&ids.flatten_all()?, 0)?;
-            Ok(flat.reshape((batch, seq, table.dim(1)?))?)
-        };
-        let (words, word_rows) = if pass.grad && pass.word_rows {
-            let rows = Var::from_tensor(&lookup(&self.word.detach(), &input.input_ids)?)?;
-            let word_rows = WordRows {
-                table: self.word.id(),
-                ids: input.input_ids.flatten_all()?.to_vec1::<u32>()?,
-                rows: rows.clone(),
-            };
-            (rows.as_tensor().clone(), Some(word_rows))
-        } else {
-            (lookup(&self.word, &input.input_ids)?, None)
-        };
+        let seq = input.input_ids.dim(1)?;
+        let (words, word_rows) = look_up_words(&self.word, &input.input_ids, pass)?;
         let x = words.broadcast_add(&self.position.narrow(0, 0, seq)?)?;
         // BERT's token-type embeddings are added inside the fused LayerNorm.
         let normed = match &self.token_type {
             Some(tt) => {
-                let types = lookup(tt, &input.token_type_ids)?;
+                let types = look_up(tt, &input.token_type_ids)?;
                 self.norm.forward_residual(&x, &types)?
             }
             None => self.norm.forward(&x)?,
@@ -195,6 +212,9 @@ pub fn layer_prefix(arch: Architecture, i: usize) -> String {
     match arch {
         Architecture::Bert => format!("bert.encoder.layer.{i}."),
         Architecture::DistilBert => format!("distilbert.transformer.layer.{i}."),
+        Architecture::BiLstm | Architecture::Cnn => {
+            unreachable!("not a transformer: Transformer::build refuses it")
+        }
     }
 }
 
@@ -252,6 +272,9 @@ impl LayerNames {
                     ffn_out: n(&b, "ffn.lin2"),
                     ffn_norm: n(&b, "output_layer_norm"),
                 }
+            }
+            Architecture::BiLstm | Architecture::Cnn => {
+                unreachable!("not a transformer: Transformer::build refuses it")
             }
         }
     }
@@ -448,6 +471,9 @@ impl Encoder {
         let prefix = match cfg.architecture {
             Architecture::Bert => "bert.",
             Architecture::DistilBert => "distilbert.",
+            Architecture::BiLstm | Architecture::Cnn => {
+                unreachable!("not a transformer: Transformer::build refuses it")
+            }
         };
         let embeddings = Embeddings::new(b, cfg, prefix)?;
         let layers = (0..cfg.num_layers)

@@ -24,6 +24,10 @@ pub fn head_prefixes(arch: Architecture, head: HeadKind) -> &'static [&'static s
         (HeadKind::SequenceClassification, Architecture::DistilBert) => {
             &["pre_classifier.", "classifier."]
         }
+        // Their own models name their heads (`model/bilstm.rs`, `model/cnn.rs`).
+        (HeadKind::SequenceClassification, Architecture::BiLstm | Architecture::Cnn) => {
+            &["mlp.", "classifier."]
+        }
         (HeadKind::TokenClassification, _) => &["classifier."],
         (HeadKind::QuestionAnswering, _) => &["qa_outputs."],
     }
@@ -82,6 +86,9 @@ impl SpanHead {
             dropout: match cfg.architecture {
                 Architecture::Bert => 0.0,
                 Architecture::DistilBert => cfg.classifier_dropout,
+                Architecture::BiLstm | Architecture::Cnn => {
+                    unreachable!("not a transformer: Transformer::build refuses it")
+                }
             },
         })
     }
@@ -147,6 +154,9 @@ impl ClassifierHead {
         let pre_name = match cfg.architecture {
             Architecture::Bert => "bert.pooler.dense",
             Architecture::DistilBert => "pre_classifier",
+            Architecture::BiLstm | Architecture::Cnn => {
+                unreachable!("not a transformer: Transformer::build refuses it")
+            }
         };
         Ok(Self {
             architecture: cfg.architecture,
@@ -172,6 +182,9 @@ impl ClassifierHead {
         let pooled = match self.architecture {
             Architecture::Bert => pre.tanh()?,
             Architecture::DistilBert => pre.relu()?,
+            Architecture::BiLstm | Architecture::Cnn => {
+                unreachable!("not a transformer: Transformer::build refuses it")
+            }
         };
         self.classifier
             .forward(&dropout(&pooled, self.dropout, pass)?)

@@ -30,7 +30,7 @@ pub struct ModelOutput {
 
 impl ModelOutput {
     /// Joins the outputs of consecutive parts of a batch along the batch dimension.
-    fn concat(parts: Vec<ModelOutput>) -> Result<Self> {
+    pub(super) fn concat(parts: Vec<ModelOutput>) -> Result<Self> {
         let cat = |pick: &dyn Fn(&ModelOutput) -> &Tensor| -> Result<Tensor> {
             let ts: Vec<&Tensor> = parts.iter().map(pick).collect();
             Ok(Tensor::cat(&ts, 0)?)
@@ -54,7 +54,7 @@ impl ModelOutput {
 
 /// Splits an inference batch into up to `threads` consecutive parts of at least
 /// [`MIN_SPLIT_TOKENS`] tokens each (one part when that is not possible).
-fn split_batch(input: &EncoderInput, threads: usize) -> Result<Vec<EncoderInput>> {
+pub(super) fn split_batch(input: &EncoderInput, threads: usize) -> Result<Vec<EncoderInput>> {
     let (batch, seq) = input.input_ids.dims2()?;
     let parts = threads
         .min(batch)
@@ -125,6 +125,12 @@ impl Transformer {
     }
 
     fn build(config: ModelConfig, b: &mut ParamBuilder) -> Result<Self> {
+        if !config.architecture.is_transformer() {
+            return Err(Error::Invalid(format!(
+                "a {} model is not a transformer: load it with model::load_model",
+                config.architecture.model_type()
+            )));
+        }
         let encoder = Encoder::new(b, &config)?;
         let head = Head::new(b, &config)?;
         let params = b.take_params();
@@ -263,13 +269,6 @@ impl Transformer {
         let linears = self.encoder.layers.iter_mut().flat_map(|l| l.linears_mut());
         names.into_iter().zip(linears).collect()
     }
-
-    /// Parameters in total and without the embedding tables.
-    pub fn parameter_counts(&self) -> (usize, usize) {
-        let total = self.params.count();
-        let embeddings = self.params.count_where(|n| n.contains("embeddings."));
-        (total, total - embeddings)
-    }
 }
 
 impl super::Model for Transformer {
@@ -287,6 +286,14 @@ impl super::Model for Transformer {
 
     fn save(&self, dir: &std::path::Path) -> Result<()> {
         super::checkpoint::save_classifier(self, dir)
+    }
+
+    fn is_int8(&self) -> bool {
+        Transformer::is_int8(self)
+    }
+
+    fn as_transformer(&self) -> Option<&Transformer> {
+        Some(self)
     }
 }
 

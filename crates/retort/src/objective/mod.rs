@@ -64,7 +64,7 @@ impl TrainBatch {
 pub struct Teacher {
     /// The teacher model, run without gradients when intermediate terms need it (or when no
     /// logits are cached).
-    pub model: Option<Box<dyn Model>>,
+    pub model: Option<std::sync::Arc<dyn Model>>,
     /// `[rows, labels]` logits over the training set's rows, in example order.
     pub cached_logits: Option<Tensor>,
 }
@@ -132,7 +132,7 @@ impl Objective {
         let needs = Needs::of(terms);
         let needs_model =
             needs.teacher_online() || (needs.teacher_logits && teacher.cached_logits.is_none());
-        let (teacher_layers, teacher_hidden) = match (&teacher.model, needs_model) {
+        let (teacher_layers, teacher_hidden) = match (teacher.model.as_ref(), needs_model) {
             (Some(m), _) => (m.config().num_layers, m.config().hidden_size),
             (None, true) => {
                 return Err(Error::Invalid(

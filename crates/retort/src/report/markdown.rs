@@ -7,9 +7,7 @@ use crate::summary::{group_digits, short};
 /// the teacher and retention of the primary metric.
 pub fn quality_table(r: &Report) -> (Vec<String>, Vec<Vec<String>>) {
     let names: Vec<&str> = r.models[0].scores.values.iter().map(|(n, _)| *n).collect();
-    let mut head: Vec<String> = ["model", "role", "layers × hidden"]
-        .map(String::from)
-        .to_vec();
+    let mut head: Vec<String> = ["model", "role", "shape"].map(String::from).to_vec();
     head.extend(names.iter().map(|n| n.replace('_', " ")));
     head.push("agreement with teacher".into());
     head.push(format!("{} retention", r.metric.replace('_', " ")));
@@ -17,11 +15,7 @@ pub fn quality_table(r: &Report) -> (Vec<String>, Vec<Vec<String>>) {
         .models
         .iter()
         .map(|m| {
-            let mut cells = vec![
-                m.name.clone(),
-                m.role.to_string(),
-                format!("{} × {}", m.layers, m.hidden_size),
-            ];
+            let mut cells = vec![m.name.clone(), m.role.to_string(), m.shape.clone()];
             cells.extend(m.scores.values.iter().map(|(_, v)| format!("{v:.4}")));
             cells.push(format!("{:.1}%", 100.0 * m.agreement));
             cells.push(format!("{:.1}%", m.retention_pct));

@@ -86,9 +86,9 @@ pub fn measure(
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let latency_ms = Stats::of(&times).expect("at least one example");
-    let task = Task::of(&c.model.config);
+    let task = Task::of(c.model.config());
     Ok(Measured {
-        scores: task.score(&c.model.config.labels, inputs, &predictions, gold)?,
+        scores: task.score(&c.model.config().labels, inputs, &predictions, gold)?,
         predictions,
         latency_ms,
         throughput: inputs.len() as f64 / seconds,

@@ -34,6 +34,8 @@ pub struct ModelRow {
     pub path: String,
     pub layers: usize,
     pub hidden_size: usize,
+    /// Its layers in a table cell (`3 × 384`, `BiLSTM 300`; see `ModelConfig::short_shape`).
+    pub shape: String,
     /// The task's primary metric (the report's `metric`).
     pub score: f64,
     /// Every metric of the task, the primary first; entity scores per type for a tagger.
@@ -77,7 +79,7 @@ pub struct Report {
 /// order, predictions would not mean the same class). A student may have its own tokenizer
 /// (a pruned vocabulary): every model reads the same texts with its own.
 pub fn check_comparable(teacher: &Classifier, student: &Classifier) -> Result<()> {
-    let (t, s) = (&teacher.model.config, &student.model.config);
+    let (t, s) = (teacher.model.config(), student.model.config());
     if Task::of(t) != Task::of(s) {
         return Err(Error::Invalid(format!(
             "student {} is a {} model but the teacher is a {} model",
@@ -108,8 +110,8 @@ pub fn compare(
     for s in students {
         check_comparable(teacher, s)?;
     }
-    let task = Task::of(&teacher.model.config);
-    let labels = &teacher.model.config.labels;
+    let task = Task::of(teacher.model.config());
+    let labels = &teacher.model.config().labels;
     let gold = task.gold(data, labels)?;
     let inputs = data.inputs();
     let t = measure::measure(teacher, &inputs, &gold, opts)?;
@@ -162,6 +164,7 @@ fn row(
         path: s.model,
         layers: s.layers,
         hidden_size: s.hidden_size,
+        shape: s.short_shape.clone(),
         score,
         scores: m.scores.clone(),
         agreement,

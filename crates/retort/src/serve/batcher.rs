@@ -110,7 +110,7 @@ fn run_batch(jobs: Vec<Job>, classifier: &Classifier, batch_size: usize, metrics
     metrics.record_batch(texts.len());
     // A panic in the model must not take the server down with it: answer 500 and go on.
     let result = catch_unwind(AssertUnwindSafe(|| {
-        Task::of(&classifier.model.config).predict(classifier, &texts, batch_size.max(1))
+        Task::of(classifier.model.config()).predict(classifier, &texts, batch_size.max(1))
     }));
     let mut predictions = match result {
         Ok(Ok(p)) => p.into_iter(),

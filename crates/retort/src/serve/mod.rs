@@ -90,14 +90,14 @@ async fn run(
     let metrics = Arc::new(metrics::Metrics::default());
     let model_info = json!({
         "dir": classifier.dir.display().to_string(),
-        "architecture": classifier.model.config.architecture.class(classifier.model.config.head),
-        "task": Task::of(&classifier.model.config).name(),
-        "route": Task::of(&classifier.model.config).route(),
-        "labels": classifier.model.config.labels,
+        "architecture": classifier.model.config().architecture.class(classifier.model.config().head),
+        "task": Task::of(classifier.model.config()).name(),
+        "route": Task::of(classifier.model.config()).route(),
+        "labels": classifier.model.config().labels,
         "int8": classifier.model.is_int8(),
     });
-    let route = Task::of(&classifier.model.config).route();
-    let body = match Task::of(&classifier.model.config).reads_questions() {
+    let route = Task::of(classifier.model.config()).route();
+    let body = match Task::of(classifier.model.config()).reads_questions() {
         true => request::BodyKind::Questions,
         false => request::BodyKind::Texts,
     };

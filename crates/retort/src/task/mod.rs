@@ -523,7 +523,7 @@ pub fn predict_units(
     inputs: &[&Input],
     batch_size: usize,
 ) -> Result<Vec<Vec<usize>>> {
-    let task = Task::of(&classifier.model.config);
+    let task = Task::of(classifier.model.config());
     if task == Task::QuestionAnswering {
         return qa::predict_units(classifier, inputs, batch_size);
     }
@@ -545,10 +545,15 @@ fn decode_examples(
     batch_size: usize,
 ) -> Result<Vec<Vec<usize>>> {
     let positions: Vec<Vec<u32>> = rows.iter().map(|r| r.positions.clone()).collect();
-    let logits =
-        crate::infer::row_logits(&classifier.model, examples, &positions, batch_size, &|_| {})?;
-    let task = Task::of(&classifier.model.config);
-    Ok(task.decode(&classifier.model.config.labels, rows, units, &logits))
+    let logits = crate::infer::row_logits(
+        classifier.model.as_ref(),
+        examples,
+        &positions,
+        batch_size,
+        &|_| {},
+    )?;
+    let task = Task::of(classifier.model.config());
+    Ok(task.decode(&classifier.model.config().labels, rows, units, &logits))
 }
 
 /// How many units an input has: one text (or pair), its words, or an answer's start and end.

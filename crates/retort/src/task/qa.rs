@@ -356,7 +356,13 @@ fn run_windows(
 ) -> Result<(SpanIndex, Vec<Vec<f32>>)> {
     let (examples, index) = windows_of(&classifier.tokenizer, inputs)?;
     let rows = vec![window_rows().positions; examples.len()];
-    let logits = row_logits(&classifier.model, &examples, &rows, batch_size, &|_| {})?;
+    let logits = row_logits(
+        classifier.model.as_ref(),
+        &examples,
+        &rows,
+        batch_size,
+        &|_| {},
+    )?;
     Ok((index, logits))
 }
 

@@ -151,7 +151,7 @@ pub fn predict(
     texts: &[&str],
     batch_size: usize,
 ) -> Result<Vec<serde_json::Value>> {
-    let labels = &classifier.model.config.labels;
+    let labels = &classifier.model.config().labels;
     let encoded = texts
         .iter()
         .map(|t| classifier.tokenizer.encode_with_offsets(t))

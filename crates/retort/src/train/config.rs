@@ -104,6 +104,70 @@ pub enum StudentSection {
     TeacherLayers(TeacherLayersStudent),
     /// A fresh model of a given shape, sharing the teacher's tokenizer and labels.
     Fresh(FreshStudent),
+    /// A BiLSTM over the teacher's word pieces (Tang et al. 2019).
+    Bilstm(BiLstmStudent),
+    /// A CNN over the teacher's word pieces (Kim 2014).
+    Cnn(CnnStudent),
+}
+
+/// `init = "bilstm"`: embeddings, one bidirectional LSTM layer, max-pooling over time, a
+/// ReLU layer and the classifier (Tang et al. 2019). It reads the teacher's tokenizer; its
+/// word embeddings start as the teacher's.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BiLstmStudent {
+    /// LSTM units per direction.
+    pub hidden_size: usize,
+    /// Width of the ReLU layer before the classifier.
+    pub mlp_size: usize,
+    /// Width of the word embeddings (0: the teacher's hidden size, its word embeddings as
+    /// they are; narrower: projected onto their top principal directions).
+    pub embedding_size: usize,
+    /// Dropout on the embeddings and the pooled features, and before the classifier.
+    pub dropout: f64,
+}
+
+impl Default for BiLstmStudent {
+    fn default() -> Self {
+        // Tang et al.'s sizes: 300 units per direction, a 400-unit ReLU layer.
+        Self {
+            hidden_size: 300,
+            mlp_size: 400,
+            embedding_size: 0,
+            dropout: 0.1,
+        }
+    }
+}
+
+/// `init = "cnn"`: embeddings, convolutions of several widths, max-pooling over time, a ReLU
+/// layer and the classifier (Kim 2014). It reads the teacher's tokenizer; its word embeddings
+/// start as the teacher's.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CnnStudent {
+    /// Feature maps per kernel width.
+    pub filters: usize,
+    /// Kernel widths, in tokens.
+    pub kernel_sizes: Vec<usize>,
+    /// Width of the ReLU layer before the classifier.
+    pub mlp_size: usize,
+    /// Width of the word embeddings (0: the teacher's; see `init = "bilstm"`).
+    pub embedding_size: usize,
+    /// Dropout on the embeddings and the pooled features, and before the classifier.
+    pub dropout: f64,
+}
+
+impl Default for CnnStudent {
+    fn default() -> Self {
+        // Kim's sizes: 100 maps of widths 3, 4 and 5.
+        Self {
+            filters: 100,
+            kernel_sizes: vec![3, 4, 5],
+            mlp_size: 256,
+            embedding_size: 0,
+            dropout: 0.1,
+        }
+    }
 }
 
 /// `init = "teacher-layers"`: a student made of the teacher's own layers.
@@ -493,7 +557,34 @@ impl StudentSection {
                 }
                 Ok(())
             }
+            StudentSection::Bilstm(s) => {
+                at_least_one("student.hidden_size", s.hidden_size)?;
+                at_least_one("student.mlp_size", s.mlp_size)?;
+                probability_below_one("student.dropout", s.dropout)
+            }
+            StudentSection::Cnn(s) => {
+                at_least_one("student.filters", s.filters)?;
+                at_least_one("student.mlp_size", s.mlp_size)?;
+                if s.kernel_sizes.is_empty() || s.kernel_sizes.contains(&0) {
+                    return Err(InvalidValue::new(
+                        "student.kernel_sizes",
+                        "must list at least one width, each at least 1",
+                    ));
+                }
+                probability_below_one("student.dropout", s.dropout)
+            }
         }
+    }
+}
+
+/// A dropout rate: in [0, 1).
+fn probability_below_one(key: &str, value: f64) -> std::result::Result<(), InvalidValue> {
+    match (0.0..1.0).contains(&value) {
+        true => Ok(()),
+        false => Err(InvalidValue::new(
+            key,
+            format!("must be in [0, 1), got {value}"),
+        )),
     }
 }
 

@@ -56,10 +56,10 @@ pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<R
         )));
     }
     let (train_data, dev_data) = read_data(task, &config.data)?;
-    let trained_head = !base.report.fresh_head && Task::of(&base.model.config) == task;
+    let trained_head = !base.report.fresh_head && Task::of(base.model.config()) == task;
     let labels = match (config.model.labels.is_empty(), trained_head) {
         (false, _) => config.model.labels.clone(),
-        (true, true) => base.model.config.labels.clone(),
+        (true, true) => base.model.config().labels.clone(),
         (true, false) => task.labels_in(&train_data).ok_or_else(|| {
             Error::Invalid(format!(
                 "{} has no {} head: set model.labels (e.g. [\"negative\", \"positive\"])",
@@ -68,9 +68,11 @@ pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<R
             ))
         })?,
     };
-    let model = base
-        .model
-        .with_head(task.head(), &labels, config.train.seed)?;
+    let model = base.transformer("retort train")?.clone().with_head(
+        task.head(),
+        &labels,
+        config.train.seed,
+    )?;
     eprintln!(
         "fine-tuning {} ({} layers, hidden {}) for {} on {} examples, labels {labels:?}; dev: {} examples",
         init.display(),

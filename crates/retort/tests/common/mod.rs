@@ -82,3 +82,25 @@ pub fn assert_finite_difference(
     let numeric = (b - a) / eps;
     assert!((numeric - grad).abs() < 2e-3, "{at:?}: {numeric} vs {grad}");
 }
+
+/// Central difference of `f` w.r.t. one scalar of `var` (set back afterwards): what the
+/// autograd checks compare each gradient with.
+pub fn finite_difference(
+    var: &candle_core::Var,
+    index: usize,
+    eps: f32,
+    f: impl Fn() -> f64,
+) -> f64 {
+    let original = var.as_tensor().copy().unwrap();
+    let values = original.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let at = |delta: f32| {
+        let mut v = values.clone();
+        v[index] += delta;
+        var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+        f()
+    };
+    let (plus, minus) = (at(eps), at(-eps));
+    var.set(&original).unwrap();
+    (plus - minus) / (2.0 * eps as f64)
+}
