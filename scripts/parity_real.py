@@ -24,6 +24,8 @@ Usage (from the repo root):
   python scripts/parity_real.py --model models/all-MiniLM-L6-v2 \
       --data ../shared/data/sst2/dev.tsv --n 64 \
       --out target/parity/minilm-dev64.safetensors
+  python scripts/parity_real.py --model models/all-mpnet-base-v2 --json '' \
+      --out target/parity/mpnet-dev64.safetensors      (MPNetModel; tests/mpnet.rs reads it)
 """
 
 from __future__ import annotations
@@ -87,8 +89,8 @@ def main() -> int:
     with torch.no_grad():
         enc = tok(sentences, padding=True, truncation=True, max_length=args.max_length,
                   return_tensors="pt", return_token_type_ids=True)
-        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                    token_type_ids=enc["token_type_ids"])
+        # Only what the model takes (MPNet has no token types).
+        out = model(**{k: enc[k] for k in tok.model_input_names})
     tensors = {
         "input_ids": enc["input_ids"].to(torch.int64).contiguous(),
         "attention_mask": enc["attention_mask"].to(torch.int64).contiguous(),
@@ -113,7 +115,7 @@ def main() -> int:
             for i, s in enumerate(sentences[:3]):
                 e = tok(s, truncation=True, max_length=args.max_length,
                         return_tensors="pt", return_token_type_ids=True)
-                h = model(**e).last_hidden_state[0]
+                h = model(**{k: e[k] for k in tok.model_input_names}).last_hidden_state[0]
                 # Single run must agree with the padded batch on real tokens.
                 li = h.shape[0]
                 assert torch.equal(e["input_ids"][0], tensors["input_ids"][i, :li])

@@ -160,7 +160,7 @@ pub fn bench_model(model: &dyn Model, name: &str, cfg: &BenchConfig) -> Result<B
             "batch size and sequence length must be at least 1".into(),
         ));
     }
-    let max = model.config().max_position_embeddings;
+    let max = model.config().max_tokens();
     if cfg.seq_len > max {
         return Err(Error::Invalid(format!(
             "sequence length {} exceeds the model's {max} positions",

@@ -64,10 +64,11 @@ pub fn export_to(
             // A BiLSTM or CNN student reads its teacher's WordPiece vocabulary.
             Architecture::Bert | Architecture::BiLstm | Architecture::Cnn => "BertTokenizer",
             Architecture::DistilBert => "DistilBertTokenizer",
+            Architecture::MpNet => "MPNetTokenizer",
         };
         let config = json!({
             "tokenizer_class": class,
-            "model_max_length": config.max_position_embeddings,
+            "model_max_length": config.max_tokens(),
         });
         let text = serde_json::to_string_pretty(&config).expect("JSON value serialises");
         std::fs::write(&tokenizer_config, text + "\n")

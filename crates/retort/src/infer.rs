@@ -30,7 +30,7 @@ impl Classifier {
     pub fn load(dir: &Path, max_len: usize) -> Result<Self> {
         let (model, report) = load_model(dir)?;
         let config = model.config();
-        let tokenizer = TextTokenizer::from_dir(dir, max_len.min(config.max_position_embeddings))?;
+        let tokenizer = TextTokenizer::from_dir(dir, max_len.min(config.max_tokens()))?;
         check_vocabulary(&tokenizer, config.vocab_size)?;
         Ok(Self {
             model,

@@ -40,6 +40,7 @@ fn f32_export_is_a_complete_hf_directory_with_identical_logits() {
     for (name, class) in [
         ("tiny-bert", "BertForSequenceClassification"),
         ("tiny-distilbert", "DistilBertForSequenceClassification"),
+        ("tiny-mpnet", "MPNetForSequenceClassification"),
     ] {
         let original = Classifier::load(&fixture(name), 64).unwrap();
         let out = tempfile::tempdir().unwrap();
@@ -74,7 +75,7 @@ fn f32_export_is_a_complete_hf_directory_with_identical_logits() {
 
 #[test]
 fn int8_export_reloads_as_int8_with_identical_logits() {
-    for name in ["tiny-bert", "tiny-distilbert"] {
+    for name in ["tiny-bert", "tiny-distilbert", "tiny-mpnet"] {
         let original = Classifier::load(&fixture(name), 64).unwrap();
         let out = tempfile::tempdir().unwrap();
         export(&original, out.path(), Precision::Int8).unwrap();

@@ -164,6 +164,13 @@ fn every_distilbert_tensor_trains() {
     every_tensor_trains("tiny-distilbert");
 }
 
+#[test]
+fn every_mpnet_tensor_trains() {
+    // The relative-position bias table included: its gradient comes through the attention
+    // kernel's whole-bias backward pass.
+    every_tensor_trains("tiny-mpnet");
+}
+
 /// The token-classification head: cross-entropy over every real token's row.
 #[test]
 fn every_tensor_of_a_tagger_trains() {

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use retort::model::{Outputs, Pass};
 use retort::text::batch::pad_batch;
 use retort::Classifier;
@@ -91,14 +91,7 @@ fn minilm_matches_transformers_on_64_dev_sentences() {
         .forward(&input, Pass::INFERENCE, Outputs::default())
         .unwrap()
         .last_hidden_state;
-    let mask = input.attention_mask.unsqueeze(D::Minus1).unwrap();
-    let diff = (h - &exp["last_hidden_state"])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .broadcast_mul(&mask)
-        .unwrap();
-    let max = diff.max_all().unwrap().to_scalar::<f32>().unwrap();
+    let max = common::max_diff_at_real_tokens(&h, &exp["last_hidden_state"], &input.attention_mask);
     let (n, l, hdim) = exp["last_hidden_state"].dims3().unwrap();
     println!("all-MiniLM-L6-v2, {n} SST-2 dev sentences padded to {l} tokens, hidden {hdim}: max abs diff {max:.3e}");
     assert!(max <= 1e-4, "max abs diff {max}");

@@ -1,8 +1,10 @@
 //! Parity with Hugging Face transformers on tiny random checkpoints.
 //!
 //! `scripts/make_fixtures.py` saved a BERT (with tokenizer.json) and a DistilBERT (vocab.txt
-//! only) with classification heads, and transformers' logits, hidden states and attention
-//! probabilities for a few sentences, alone and padded together. Retort must reproduce
+//! only) with classification heads, `scripts/make_mpnet_fixture.py` an MPNet (relative
+//! position bias, positions counted from the padding id, a 94-token sentence reaching the
+//! wide buckets), and transformers' logits, hidden states and attention probabilities for a
+//! few sentences, alone and padded together. Retort must reproduce
 //! every one of them within 1e-4, through both the inference and the differentiable path.
 
 mod common;
@@ -26,8 +28,9 @@ fn ids_of(t: &Tensor) -> Vec<Vec<u32>> {
 /// Tokenises like transformers, then checks logits, every hidden state and attention map.
 fn check_fixture(name: &str, pass: Pass) {
     let exp = expected(name);
-    let c = Classifier::load(&fixture(name), 64).unwrap();
+    let c = Classifier::load(&fixture(name), 128).unwrap();
     let layers = c.model.config().num_layers;
+    let pad = c.model.config().pad_token_id;
     let texts = sentences(name);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let encoded = c.tokenizer.encode_batch(&refs).unwrap();
@@ -40,7 +43,7 @@ fn check_fixture(name: &str, pass: Pass) {
             want_ids,
             "{name}: token ids of sentence {i}"
         );
-        let input = pad_batch(&[enc], 0).unwrap();
+        let input = pad_batch(&[enc], pad).unwrap();
         let out = c.model.forward(&input, pass, ALL).unwrap();
         let d = max_abs_diff(&out.logits, &exp[&format!("single.{i}.logits")]);
         assert!(d <= TOL, "{name}: sentence {i} logits differ by {d}");
@@ -58,7 +61,7 @@ fn check_fixture(name: &str, pass: Pass) {
 
     // All sentences padded together: real tokens must be unaffected by padding.
     let items: Vec<_> = encoded.iter().collect();
-    let input = pad_batch(&items, 0).unwrap();
+    let input = pad_batch(&items, pad).unwrap();
     assert_eq!(ids_of(&input.input_ids), ids_of(&exp["padded.input_ids"]));
     let mask = exp["padded.attention_mask"].to_dtype(DType::F32).unwrap();
     assert_eq!(max_abs_diff(&input.attention_mask, &mask), 0.0);
@@ -99,9 +102,15 @@ fn distilbert_matches_transformers() {
 }
 
 #[test]
+fn mpnet_matches_transformers() {
+    check_fixture("tiny-mpnet", Pass::INFERENCE);
+}
+
+#[test]
 fn differentiable_path_matches_transformers_too() {
     check_fixture("tiny-bert", Pass::GRAD_NO_DROPOUT);
     check_fixture("tiny-distilbert", Pass::GRAD_NO_DROPOUT);
+    check_fixture("tiny-mpnet", Pass::GRAD_NO_DROPOUT);
 }
 
 #[test]

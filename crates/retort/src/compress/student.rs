@@ -58,6 +58,12 @@ pub fn from_teacher_layers(
             "the teacher's attention heads are already pruned: keep all of them".into(),
         ));
     }
+    if keep.heads.is_some() && teacher.config.relative_attention_buckets > 0 {
+        // The relative-position bias has a row per head, shared by every layer.
+        return Err(Error::Invalid(
+            "student.keep_heads is not supported for a teacher with a relative-position bias (MPNet): keep all heads".into(),
+        ));
+    }
     let head_dim = teacher.config.head_dim();
     let word = param_name(teacher, &teacher.encoder.embeddings.word)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();

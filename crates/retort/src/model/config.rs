@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 
 /// The checkpoint families Retort implements, by their `model_type`.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "distilbert", "retort-bilstm", "retort-cnn"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] =
+    &["bert", "distilbert", "mpnet", "retort-bilstm", "retort-cnn"];
 
 /// Which weight layout (and head) a checkpoint uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,10 @@ pub enum Architecture {
     Bert,
     /// DistilBERT: no token types, no pooler, `pre_classifier` head.
     DistilBert,
+    /// MPNet (e.g. all-mpnet-base-v2): BERT's layers under other names, no token types,
+    /// positions counted from `pad_token_id + 1`, and a relative-position bias on every
+    /// attention score (T5's buckets, one table shared by all layers).
+    MpNet,
     /// Retort's BiLSTM student (Tang et al. 2019): embeddings, one bidirectional LSTM
     /// layer, max-pooling over time, a ReLU layer and the classifier (`model/bilstm.rs`).
     BiLstm,
@@ -34,6 +39,7 @@ impl Architecture {
         match self {
             Architecture::Bert => "bert",
             Architecture::DistilBert => "distilbert",
+            Architecture::MpNet => "mpnet",
             Architecture::BiLstm => "retort-bilstm",
             Architecture::Cnn => "retort-cnn",
         }
@@ -42,7 +48,10 @@ impl Architecture {
     /// Whether this is a transformer encoder (BERT, DistilBERT), which Retort exports in
     /// Hugging Face's layout, prunes, quantises and matches layer by layer.
     pub fn is_transformer(self) -> bool {
-        matches!(self, Architecture::Bert | Architecture::DistilBert)
+        matches!(
+            self,
+            Architecture::Bert | Architecture::DistilBert | Architecture::MpNet
+        )
     }
 
     /// The Hugging Face class name of this family with a `head`
@@ -51,6 +60,7 @@ impl Architecture {
         let family = match self {
             Architecture::Bert => "Bert",
             Architecture::DistilBert => "DistilBert",
+            Architecture::MpNet => "MPNet",
             Architecture::BiLstm => "RetortBiLstm",
             Architecture::Cnn => "RetortCnn",
         };
@@ -178,6 +188,13 @@ pub struct ModelConfig {
     /// `hidden_dropout` the dropout on embeddings and features, `classifier_dropout` the one
     /// before the classifier.
     pub compact: Option<CompactShape>,
+    /// The position embedding row of the first token: 0, or `pad_token_id + 1` for MPNet
+    /// (transformers counts positions from there). Sequences may hold
+    /// `max_position_embeddings - position_offset` tokens.
+    pub position_offset: usize,
+    /// Buckets of MPNet's relative-position attention bias (`relative_attention_num_buckets`);
+    /// 0: none.
+    pub relative_attention_buckets: usize,
 }
 
 /// The shape of a small non-transformer student (see [`Architecture::BiLstm`],
@@ -235,29 +252,7 @@ impl ModelConfig {
                         "position_embedding_type {position:?} is not supported (only \"absolute\")"
                     )));
                 }
-                let hidden_dropout = fields.f64_or("hidden_dropout_prob", 0.1)? as f32;
-                ModelConfig {
-                    architecture: Architecture::Bert,
-                    head: fields.head()?,
-                    vocab_size: fields.usize("vocab_size")?,
-                    hidden_size: fields.usize("hidden_size")?,
-                    num_layers: fields.usize("num_hidden_layers")?,
-                    num_heads: fields.usize("num_attention_heads")?,
-                    intermediate_size: fields.usize("intermediate_size")?,
-                    max_position_embeddings: fields.usize_or("max_position_embeddings", 512)?,
-                    type_vocab_size: fields.usize_or("type_vocab_size", 2)?,
-                    layer_norm_eps: fields.f64_or("layer_norm_eps", 1e-12)?,
-                    activation: fields.activation("hidden_act", "gelu")?,
-                    hidden_dropout,
-                    attention_dropout: fields.f64_or("attention_probs_dropout_prob", 0.1)? as f32,
-                    classifier_dropout: fields
-                        .f64_or("classifier_dropout", hidden_dropout as f64)?
-                        as f32,
-                    pad_token_id: fields.usize_or("pad_token_id", 0)? as u32,
-                    labels: fields.labels()?,
-                    pruned_heads: fields.pruned_heads()?,
-                    compact: None,
-                }
+                fields.bert_style()?
             }
             "distilbert" => ModelConfig {
                 architecture: Architecture::DistilBert,
@@ -282,7 +277,27 @@ impl ModelConfig {
                 labels: fields.labels()?,
                 pruned_heads: fields.pruned_heads()?,
                 compact: None,
+                position_offset: 0,
+                relative_attention_buckets: 0,
             },
+            "mpnet" => {
+                // BERT's field names, with MPNet's defaults, offsets and bias on top.
+                let pad = fields.usize_or("pad_token_id", 1)?;
+                let bert = fields.bert_style()?;
+                ModelConfig {
+                    architecture: Architecture::MpNet,
+                    max_position_embeddings: fields.usize_or("max_position_embeddings", 514)?,
+                    type_vocab_size: 0,
+                    layer_norm_eps: fields.f64_or("layer_norm_eps", 1e-5)?,
+                    // MPNet's heads reuse the hidden dropout.
+                    classifier_dropout: bert.hidden_dropout,
+                    pad_token_id: pad as u32,
+                    position_offset: pad + 1,
+                    relative_attention_buckets: fields
+                        .usize_or("relative_attention_num_buckets", 32)?,
+                    ..bert
+                }
+            }
             "retort-bilstm" => fields.compact(Architecture::BiLstm)?,
             "retort-cnn" => fields.compact(Architecture::Cnn)?,
             other => return Err(ConfigError::Unsupported(other.to_string())),
@@ -294,6 +309,17 @@ impl ModelConfig {
     /// Checks the relations between sizes that the encoder relies on.
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.validate_compact()?;
+        if self.relative_attention_buckets > 0 && !self.pruned_heads.is_empty() {
+            return Err(
+                "pruned_heads with a relative-position bias (MPNet) is not supported".into(),
+            );
+        }
+        if self.position_offset >= self.max_position_embeddings {
+            return Err(format!(
+                "max_position_embeddings {} leaves no position past the offset {}",
+                self.max_position_embeddings, self.position_offset
+            ));
+        }
         let positive = [
             ("vocab_size", self.vocab_size),
             ("hidden size", self.hidden_size),
@@ -416,6 +442,12 @@ impl ModelConfig {
         )
     }
 
+    /// The most tokens a sequence may hold (its position embeddings' rows past the offset).
+    pub fn max_tokens(&self) -> usize {
+        self.max_position_embeddings
+            .saturating_sub(self.position_offset)
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads
@@ -476,6 +508,23 @@ impl ModelConfig {
                 "attention_dropout": self.attention_dropout,
                 "seq_classif_dropout": self.classifier_dropout,
                 "pad_token_id": self.pad_token_id,
+            }),
+            Architecture::MpNet => json!({
+                "model_type": "mpnet",
+                "vocab_size": self.vocab_size,
+                "hidden_size": self.hidden_size,
+                "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads,
+                "intermediate_size": self.intermediate_size,
+                "max_position_embeddings": self.max_position_embeddings,
+                "layer_norm_eps": self.layer_norm_eps,
+                "hidden_act": self.activation.name(),
+                "hidden_dropout_prob": self.hidden_dropout,
+                "attention_probs_dropout_prob": self.attention_dropout,
+                "relative_attention_num_buckets": self.relative_attention_buckets,
+                "pad_token_id": self.pad_token_id,
+                "bos_token_id": 0,
+                "eos_token_id": 2,
             }),
             Architecture::BiLstm | Architecture::Cnn => self.compact_json(),
         };
@@ -589,6 +638,34 @@ impl Fields<'_> {
         })
     }
 
+    /// A config from BERT's field names (`hidden_size`, `num_hidden_layers`, ...), with BERT's
+    /// defaults; MPNet's configs use the same names.
+    fn bert_style(&self) -> std::result::Result<ModelConfig, ConfigError> {
+        let hidden_dropout = self.f64_or("hidden_dropout_prob", 0.1)? as f32;
+        Ok(ModelConfig {
+            architecture: Architecture::Bert,
+            head: self.head()?,
+            vocab_size: self.usize("vocab_size")?,
+            hidden_size: self.usize("hidden_size")?,
+            num_layers: self.usize("num_hidden_layers")?,
+            num_heads: self.usize("num_attention_heads")?,
+            intermediate_size: self.usize("intermediate_size")?,
+            max_position_embeddings: self.usize_or("max_position_embeddings", 512)?,
+            type_vocab_size: self.usize_or("type_vocab_size", 2)?,
+            layer_norm_eps: self.f64_or("layer_norm_eps", 1e-12)?,
+            activation: self.activation("hidden_act", "gelu")?,
+            hidden_dropout,
+            attention_dropout: self.f64_or("attention_probs_dropout_prob", 0.1)? as f32,
+            classifier_dropout: self.f64_or("classifier_dropout", hidden_dropout as f64)? as f32,
+            pad_token_id: self.usize_or("pad_token_id", 0)? as u32,
+            labels: self.labels()?,
+            pruned_heads: self.pruned_heads()?,
+            compact: None,
+            position_offset: 0,
+            relative_attention_buckets: 0,
+        })
+    }
+
     /// A BiLSTM or CNN student's config (see [`ModelConfig::compact`]).
     fn compact(&self, architecture: Architecture) -> std::result::Result<ModelConfig, ConfigError> {
         let shape = CompactShape {
@@ -622,6 +699,8 @@ impl Fields<'_> {
             labels: self.labels()?,
             pruned_heads: BTreeMap::new(),
             compact: Some(shape),
+            position_offset: 0,
+            relative_attention_buckets: 0,
         })
     }
 

@@ -140,6 +140,8 @@ pub struct Outputs {
 pub struct Embeddings {
     pub word: Tensor,
     pub position: Tensor,
+    /// The position row of the first token (MPNet counts from `pad_token_id + 1`).
+    pub position_offset: usize,
     pub token_type: Option<Tensor>,
     pub norm: LayerNorm,
     pub dropout: f32,
@@ -165,7 +167,7 @@ impl Embeddings {
                 &[cfg.type_vocab_size, h],
                 Init::Normal(INIT_STD),
             )?),
-            Architecture::DistilBert => None,
+            Architecture::DistilBert | Architecture::MpNet => None,
             Architecture::BiLstm | Architecture::Cnn => {
                 unreachable!("not a transformer: Transformer::build refuses it")
             }
@@ -177,6 +179,7 @@ impl Embeddings {
             token_type,
             norm,
             dropout: cfg.hidden_dropout,
+            position_offset: cfg.position_offset,
         })
     }
 
@@ -184,6 +187,7 @@ impl Embeddings {
         Self {
             word: self.word.detach(),
             position: self.position.detach(),
+            position_offset: self.position_offset,
             token_type: self.token_type.as_ref().map(Tensor::detach),
             norm: self.norm.detached(),
             dropout: self.dropout,
@@ -194,7 +198,7 @@ impl Embeddings {
     fn forward(&self, input: &EncoderInput, pass: Pass) -> Result<(Tensor, Option<WordRows>)> {
         let seq = input.input_ids.dim(1)?;
         let (words, word_rows) = look_up_words(&self.word, &input.input_ids, pass)?;
-        let x = words.broadcast_add(&self.position.narrow(0, 0, seq)?)?;
+        let x = words.broadcast_add(&self.position.narrow(0, self.position_offset, seq)?)?;
         // BERT's token-type embeddings are added inside the fused LayerNorm.
         let normed = match &self.token_type {
             Some(tt) => {
@@ -212,6 +216,7 @@ pub fn layer_prefix(arch: Architecture, i: usize) -> String {
     match arch {
         Architecture::Bert => format!("bert.encoder.layer.{i}."),
         Architecture::DistilBert => format!("distilbert.transformer.layer.{i}."),
+        Architecture::MpNet => format!("mpnet.encoder.layer.{i}."),
         Architecture::BiLstm | Architecture::Cnn => {
             unreachable!("not a transformer: Transformer::build refuses it")
         }
@@ -271,6 +276,19 @@ impl LayerNames {
                     ffn_in: n(&b, "ffn.lin1"),
                     ffn_out: n(&b, "ffn.lin2"),
                     ffn_norm: n(&b, "output_layer_norm"),
+                }
+            }
+            Architecture::MpNet => {
+                let b = layer_prefix(arch, i);
+                LayerNames {
+                    query: n(&b, "attention.attn.q"),
+                    key: n(&b, "attention.attn.k"),
+                    value: n(&b, "attention.attn.v"),
+                    attn_out: n(&b, "attention.attn.o"),
+                    attn_norm: n(&b, "attention.LayerNorm"),
+                    ffn_in: n(&b, "intermediate.dense"),
+                    ffn_out: n(&b, "output.dense"),
+                    ffn_norm: n(&b, "output.LayerNorm"),
                 }
             }
             Architecture::BiLstm | Architecture::Cnn => {
@@ -463,6 +481,8 @@ impl Layer {
 pub struct Encoder {
     pub embeddings: Embeddings,
     pub layers: Vec<Layer>,
+    /// MPNet's relative-position bias table, `[buckets, heads]`, shared by every layer.
+    pub relative_bias: Option<Tensor>,
 }
 
 impl Encoder {
@@ -471,6 +491,7 @@ impl Encoder {
         let prefix = match cfg.architecture {
             Architecture::Bert => "bert.",
             Architecture::DistilBert => "distilbert.",
+            Architecture::MpNet => "mpnet.",
             Architecture::BiLstm | Architecture::Cnn => {
                 unreachable!("not a transformer: Transformer::build refuses it")
             }
@@ -479,7 +500,19 @@ impl Encoder {
         let layers = (0..cfg.num_layers)
             .map(|i| Layer::new(b, cfg, i))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { embeddings, layers })
+        let relative_bias = match cfg.relative_attention_buckets {
+            0 => None,
+            buckets => Some(b.get(
+                &format!("{prefix}encoder.relative_attention_bias.weight"),
+                &[buckets, cfg.num_heads],
+                Init::Normal(INIT_STD),
+            )?),
+        };
+        Ok(Self {
+            embeddings,
+            layers,
+            relative_bias,
+        })
     }
 
     /// The same encoder on detached parameters: a forward pass through it records no
@@ -488,6 +521,7 @@ impl Encoder {
         Self {
             embeddings: self.embeddings.detached(),
             layers: self.layers.iter().map(Layer::detached).collect(),
+            relative_bias: self.relative_bias.as_ref().map(Tensor::detach),
         }
     }
 
@@ -498,7 +532,7 @@ impl Encoder {
         pass: Pass,
         outputs: Outputs,
     ) -> Result<EncoderOutput> {
-        let mask_bias = mask_bias(input)?;
+        let mask_bias = self.attention_bias(input)?;
         let (mut x, word_rows) = self.embeddings.forward(input, pass)?;
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
@@ -523,13 +557,27 @@ impl Encoder {
         })
     }
 
+    /// What every layer adds to its attention scores: the padding mask over the keys, plus,
+    /// for MPNet, the relative-position bias of each head (`[batch, heads, seq, seq]`).
+    fn attention_bias(&self, input: &EncoderInput) -> Result<Tensor> {
+        let mask = mask_bias(input)?;
+        let Some(table) = &self.relative_bias else {
+            return Ok(mask);
+        };
+        let seq = input.input_ids.dim(1)?;
+        Ok(position_bias(table, seq)?
+            .unsqueeze(0)?
+            .broadcast_add(&mask)?
+            .contiguous()?)
+    }
+
     /// For each layer, how much each attention head and feed-forward neuron contributes over
     /// the real tokens of `input`, and the number of real tokens: to choose which heads and
     /// neurons a pruned student keeps and to fold the mean output of the others into a bias.
     /// Inference only.
     pub fn activity(&self, input: &EncoderInput) -> Result<(Vec<LayerActivity>, usize)> {
         let encoder = self.detached();
-        let mask_bias = mask_bias(input)?;
+        let mask_bias = encoder.attention_bias(input)?;
         let mask = input.attention_mask.to_dtype(DType::F32)?;
         let tokens = mask.sum_all()?.to_scalar::<f32>()? as usize;
         let flat_mask = mask.reshape(((), 1))?;
@@ -593,6 +641,53 @@ pub struct FfnActivity {
 }
 
 /// The attention bias of a batch, `[batch, 1, 1, seq]`: 0 for real keys, MASKED for padding.
+/// MPNet's relative-position bias for sequences of `seq` tokens: `[heads, seq, seq]`, the
+/// row of `table` (`[buckets, heads]`) for the bucket of each key's offset from each query.
+fn position_bias(table: &Tensor, seq: usize) -> Result<Tensor> {
+    let (buckets, heads) = table.dims2()?;
+    let ids: Vec<u32> = (0..seq)
+        .flat_map(|q| (0..seq).map(move |k| relative_position_bucket(k as i64 - q as i64, buckets)))
+        .map(|b| b as u32)
+        .collect();
+    let ids = Tensor::from_vec(ids, seq * seq, table.device())?;
+    Ok(table
+        .index_select(&ids, 0)?
+        .reshape((seq, seq, heads))?
+        .permute((2, 0, 1))?)
+}
+
+/// Offsets beyond this many tokens share the last bucket (transformers' `max_distance`).
+const MAX_DISTANCE: u64 = 128;
+
+/// T5's bidirectional bucket of a key `relative` tokens after the query (before: negative),
+/// as MPNet computes it: half the buckets for keys before the query, half for keys at or
+/// after it; within a half, one bucket per offset below a quarter of the buckets, then
+/// logarithmically wider ones up to `MAX_DISTANCE`. transformers computes the logarithm in
+/// f32; here it is exact integer arithmetic, which gives the same buckets (checked against
+/// transformers for every offset up to ±1000 with 32 buckets).
+pub fn relative_position_bucket(relative: i64, buckets: usize) -> usize {
+    let half = buckets / 2;
+    let mut bucket = if relative > 0 { half } else { 0 };
+    let n = relative.unsigned_abs();
+    let exact = (half / 2) as u64;
+    if n < exact {
+        return bucket + n as usize;
+    }
+    bucket += exact as usize;
+    // The largest k < half - exact with log(n / exact) / log(MAX / exact) · (half - exact) ≥ k,
+    // i.e. exact^(span - k) · MAX^k ≤ n^span (span = half - exact), in integers.
+    let span = (half as u64 - exact) as u32;
+    let fits = |k: u32| -> bool {
+        let lhs = (exact as u128)
+            .checked_pow(span - k)
+            .and_then(|a| a.checked_mul((MAX_DISTANCE as u128).checked_pow(k)?));
+        let rhs = (n.min(MAX_DISTANCE) as u128).checked_pow(span);
+        matches!((lhs, rhs), (Some(l), Some(r)) if l <= r)
+    };
+    let k = (1..span).take_while(|&k| fits(k)).last().unwrap_or(0);
+    bucket + k as usize
+}
+
 fn mask_bias(input: &EncoderInput) -> Result<Tensor> {
     let (batch, seq) = input.input_ids.dims2()?;
     Ok(
@@ -604,6 +699,51 @@ fn mask_bias(input: &EncoderInput) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_position_buckets_are_transformers_buckets() {
+        // (key offset from the query, bucket) as transformers' MPNetEncoder computes them
+        // with 32 buckets; the exact ones below 8, logarithmic ones up to 128, then the last.
+        let torch = [
+            (-129, 15),
+            (-128, 15),
+            (-127, 15),
+            (-65, 14),
+            (-64, 14),
+            (-63, 13),
+            (-33, 12),
+            (-32, 12),
+            (-31, 11),
+            (-17, 10),
+            (-16, 10),
+            (-15, 9),
+            (-8, 8),
+            (-7, 7),
+            (0, 0),
+            (7, 23),
+            (8, 24),
+            (15, 25),
+            (16, 26),
+            (17, 26),
+            (31, 27),
+            (32, 28),
+            (33, 28),
+            (63, 29),
+            (64, 30),
+            (65, 30),
+            (127, 31),
+            (128, 31),
+            (129, 31),
+            (1000, 31),
+        ];
+        for (offset, bucket) in torch {
+            assert_eq!(
+                relative_position_bucket(offset, 32),
+                bucket,
+                "offset {offset}"
+            );
+        }
+    }
     use crate::model::Transformer;
     use candle_core::Device;
     use serde_json::json;

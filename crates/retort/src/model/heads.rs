@@ -24,6 +24,8 @@ pub fn head_prefixes(arch: Architecture, head: HeadKind) -> &'static [&'static s
         (HeadKind::SequenceClassification, Architecture::DistilBert) => {
             &["pre_classifier.", "classifier."]
         }
+        // `classifier.dense` and `classifier.out_proj` (MPNetClassificationHead).
+        (HeadKind::SequenceClassification, Architecture::MpNet) => &["classifier."],
         // Their own models name their heads (`model/bilstm.rs`, `model/cnn.rs`).
         (HeadKind::SequenceClassification, Architecture::BiLstm | Architecture::Cnn) => {
             &["mlp.", "classifier."]
@@ -84,7 +86,7 @@ impl SpanHead {
         Ok(Self {
             qa_outputs: linear(b, "qa_outputs", cfg.hidden_size, cfg.num_labels())?,
             dropout: match cfg.architecture {
-                Architecture::Bert => 0.0,
+                Architecture::Bert | Architecture::MpNet => 0.0,
                 Architecture::DistilBert => cfg.classifier_dropout,
                 Architecture::BiLstm | Architecture::Cnn => {
                     unreachable!("not a transformer: Transformer::build refuses it")
@@ -142,18 +144,21 @@ impl TokenHead {
 #[derive(Debug, Clone)]
 pub struct ClassifierHead {
     pub architecture: Architecture,
-    /// BERT's pooler or DistilBERT's pre-classifier.
+    /// BERT's pooler, DistilBERT's pre-classifier or MPNet's `classifier.dense`.
     pub pre: Linear,
     pub classifier: Linear,
+    /// Dropout before `pre` (MPNet's head has one; BERT's and DistilBERT's do not).
+    pub input_dropout: f32,
     pub dropout: f32,
 }
 
 impl ClassifierHead {
     pub fn new(b: &mut ParamBuilder, cfg: &ModelConfig) -> Result<Self> {
         let h = cfg.hidden_size;
-        let pre_name = match cfg.architecture {
-            Architecture::Bert => "bert.pooler.dense",
-            Architecture::DistilBert => "pre_classifier",
+        let (pre_name, classifier_name) = match cfg.architecture {
+            Architecture::Bert => ("bert.pooler.dense", "classifier"),
+            Architecture::DistilBert => ("pre_classifier", "classifier"),
+            Architecture::MpNet => ("classifier.dense", "classifier.out_proj"),
             Architecture::BiLstm | Architecture::Cnn => {
                 unreachable!("not a transformer: Transformer::build refuses it")
             }
@@ -161,7 +166,11 @@ impl ClassifierHead {
         Ok(Self {
             architecture: cfg.architecture,
             pre: linear(b, pre_name, h, h)?,
-            classifier: linear(b, "classifier", h, cfg.num_labels())?,
+            classifier: linear(b, classifier_name, h, cfg.num_labels())?,
+            input_dropout: match cfg.architecture {
+                Architecture::MpNet => cfg.classifier_dropout,
+                _ => 0.0,
+            },
             dropout: cfg.classifier_dropout,
         })
     }
@@ -178,9 +187,11 @@ impl ClassifierHead {
     /// `hidden`: `[batch, seq, hidden]` last hidden state; returns `[batch, labels]` logits.
     pub fn forward(&self, hidden: &Tensor, pass: Pass) -> Result<Tensor> {
         let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-        let pre = self.pre.forward(&cls)?;
+        let pre = self
+            .pre
+            .forward(&dropout(&cls, self.input_dropout, pass)?)?;
         let pooled = match self.architecture {
-            Architecture::Bert => pre.tanh()?,
+            Architecture::Bert | Architecture::MpNet => pre.tanh()?,
             Architecture::DistilBert => pre.relu()?,
             Architecture::BiLstm | Architecture::Cnn => {
                 unreachable!("not a transformer: Transformer::build refuses it")

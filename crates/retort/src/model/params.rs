@@ -134,7 +134,7 @@ impl TensorSource {
         self.tensors.keys().map(|s| s.as_str())
     }
 
-    /// Finds `name`, also without its model prefix (`bert.` in a base checkpoint saved by
+    /// Finds `name`, also without its model prefix (`bert.`, `mpnet.` in a base checkpoint saved by
     /// `BertModel`) and with LayerNorm's old `gamma`/`beta` names. Returns the name found too.
     fn find(&self, name: &str) -> Option<(&str, &Tensor)> {
         candidate_names(name)
@@ -167,7 +167,7 @@ fn dtype_name(dtype: DType) -> String {
 
 fn candidate_names(name: &str) -> Vec<String> {
     let mut names = vec![name.to_string()];
-    for prefix in ["bert.", "distilbert."] {
+    for prefix in ["bert.", "distilbert.", "mpnet."] {
         if let Some(rest) = name.strip_prefix(prefix) {
             names.push(rest.to_string());
         }

@@ -104,3 +104,38 @@ pub fn finite_difference(
     var.set(&original).unwrap();
     (plus - minus) / (2.0 * eps as f64)
 }
+
+/// The first `n` sentences of SST-2's dev set (`$RETORT_SST2_DEV`, or
+/// `../shared/data/sst2/dev.tsv` beside the repository), as `scripts/parity_real.py` reads
+/// them: the first column after the header.
+pub fn sst2_dev_sentences(n: usize) -> Vec<String> {
+    let path = std::env::var_os("RETORT_SST2_DEV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/sst2/dev.tsv")
+        });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set RETORT_SST2_DEV)", path.display()));
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .take(n)
+        .map(|l| l.split('\t').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// Max |got − want| over the real tokens (`mask` `[batch, seq]`, 1 for real) of two
+/// `[batch, seq, hidden]` states: what the real-model parity checks report.
+pub fn max_diff_at_real_tokens(got: &Tensor, want: &Tensor, mask: &Tensor) -> f32 {
+    let mask = mask.unsqueeze(candle_core::D::Minus1).unwrap();
+    (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .broadcast_mul(&mask)
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}

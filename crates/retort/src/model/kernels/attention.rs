@@ -1,4 +1,4 @@
-//! Attention: `softmax(q kᵀ / √d + mask)` and the context `probs · v` per head, read in place.
+//! Attention: `softmax(q kᵀ / √d + bias)` and the context `probs · v` per head, read in place.
 
 use super::gemm::gemm;
 use super::softmax::{softmax_bwd_row, softmax_in_place};
@@ -6,10 +6,12 @@ use super::storage::{tensor, values, with_values, Mat};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Attention probabilities `softmax(q kᵀ / sqrt(d) + mask)` per head, `[batch, heads, seq,
+/// Attention probabilities `softmax(q kᵀ / sqrt(d) + bias)` per head, `[batch, heads, seq,
 /// seq]`. `q` and `k` are `[batch, seq, hidden]` projections: heads are read in place, with
-/// no transposes or copies. `mask_bias` holds `batch × seq` additive key biases (0 for real
-/// keys, a large negative number for padding), in any shape.
+/// no transposes or copies. `mask_bias` is either `batch × seq` additive key biases (0 for
+/// real keys, a large negative number for padding: a constant, no gradient) or a whole
+/// `batch × heads × seq × seq` bias on every score (MPNet's relative positions plus the
+/// padding; its gradient is the scores'), in any shape.
 pub fn attention_probs(q: &Tensor, k: &Tensor, mask_bias: &Tensor, heads: usize) -> Result<Tensor> {
     q.contiguous()?.apply_op3(
         &k.contiguous()?,
@@ -76,6 +78,18 @@ impl Heads {
         Mat::rows(&probs[hd * n..(hd + 1) * n], self.seq, self.seq, self.seq)
     }
 
+    /// The bias values per batch element: `seq` for a key mask, `heads × seq × seq` for a
+    /// whole bias; `None` for any other count.
+    fn bias_len(&self, len: usize) -> Option<usize> {
+        if len == self.batch * self.seq {
+            Some(self.seq)
+        } else if len == self.batch * self.probs() {
+            Some(self.probs())
+        } else {
+            None
+        }
+    }
+
     fn scale(&self) -> f32 {
         1.0 / (self.dim as f32).sqrt()
     }
@@ -101,7 +115,8 @@ impl CustomOp3 for AttnProbsOp {
     ) -> Result<(CpuStorage, Shape)> {
         let (q, k, mask) = (values(qs, ql)?, values(ks, kl)?, values(ms, ml)?);
         let hs = Heads::new(ql.shape(), self.heads)?;
-        if kl.shape() != ql.shape() || mask.len() != hs.batch * hs.seq {
+        let bias_len = hs.bias_len(mask.len());
+        if kl.shape() != ql.shape() || bias_len.is_none() {
             bail!(
                 "attention: q {:?}, k {:?}, mask {:?}",
                 ql.shape(),
@@ -110,13 +125,14 @@ impl CustomOp3 for AttnProbsOp {
             )
         }
         let (s, n) = (hs.seq, hs.seq * hs.seq);
+        let bias_len = bias_len.expect("checked above");
         let mut probs = vec![0f32; hs.batch * hs.probs()];
         probs
             .par_chunks_mut(hs.probs())
             .zip(q.par_chunks(hs.proj()))
             .zip(k.par_chunks(hs.proj()))
-            .zip(mask.par_chunks(s))
-            .for_each(|(((probs, q), k), mask)| {
+            .zip(mask.par_chunks(bias_len))
+            .for_each(|(((probs, q), k), bias)| {
                 for hd in 0..hs.heads {
                     let block = &mut probs[hd * n..(hd + 1) * n];
                     gemm(
@@ -128,9 +144,14 @@ impl CustomOp3 for AttnProbsOp {
                         false,
                         false,
                     );
-                    for row in block.chunks_exact_mut(s) {
-                        for (v, m) in row.iter_mut().zip(mask) {
-                            *v += m;
+                    for (i, row) in block.chunks_exact_mut(s).enumerate() {
+                        // The key mask, or this head's and query's row of a whole bias.
+                        let bias = match bias_len == s {
+                            true => bias,
+                            false => &bias[hd * n + i * s..hd * n + (i + 1) * s],
+                        };
+                        for (v, b) in row.iter_mut().zip(bias) {
+                            *v += b;
                         }
                         softmax_in_place(row);
                     }
@@ -139,26 +160,35 @@ impl CustomOp3 for AttnProbsOp {
         Ok((CpuStorage::F32(probs), hs.probs_shape()))
     }
 
-    /// With `ds = softmax-backward(p, dp) · scale`: `dq = ds k`, `dk = dsᵀ q`. The mask is
-    /// an input, not a parameter: no gradient.
+    /// With `ds = softmax-backward(p, dp)`, the gradient of the scores: `dq = scale · ds k`,
+    /// `dk = scale · dsᵀ q`, and a whole bias gets `ds` itself. A key mask is an input, not a
+    /// parameter: no gradient.
     fn bwd(
         &self,
         q: &Tensor,
         k: &Tensor,
-        _mask: &Tensor,
+        bias: &Tensor,
         p: &Tensor,
         dp: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let hs = Heads::new(q.shape(), self.heads)?;
         let (s, n) = (hs.seq, hs.seq * hs.seq);
-        let (dq, dk) = with_values([q, k, p, dp], |[q, k, p, dp]| {
+        let whole_bias = bias.elem_count() == hs.batch * hs.probs();
+        let (dq, dk, dbias) = with_values([q, k, p, dp], |[q, k, p, dp]| {
             let mut dq = vec![0f32; q.len()];
             let mut dk = vec![0f32; k.len()];
+            // The scores' gradient, kept only when the bias takes it.
+            let mut dscores = vec![0f32; if whole_bias { p.len() } else { 0 }];
+            let mut dscores_parts: Vec<&mut [f32]> = match whole_bias {
+                true => dscores.chunks_mut(hs.probs()).collect(),
+                false => (0..hs.batch).map(|_| &mut [][..]).collect(),
+            };
             dq.par_chunks_mut(hs.proj())
                 .zip(dk.par_chunks_mut(hs.proj()))
                 .zip(q.par_chunks(hs.proj()).zip(k.par_chunks(hs.proj())))
                 .zip(p.par_chunks(hs.probs()).zip(dp.par_chunks(hs.probs())))
-                .for_each(|(((dq, dk), (q, k)), (p, dp))| {
+                .zip(dscores_parts.par_iter_mut())
+                .for_each(|((((dq, dk), (q, k)), (p, dp)), dscores)| {
                     let mut ds = vec![0f32; n];
                     for hd in 0..hs.heads {
                         let (p, dp) = (hs.block(p, hd).data, hs.block(dp, hd).data);
@@ -167,7 +197,10 @@ impl CustomOp3 for AttnProbsOp {
                             .zip(p.chunks_exact(s))
                             .zip(dp.chunks_exact(s));
                         for ((ds, p), dp) in rows {
-                            softmax_bwd_row(ds, p, dp, hs.scale());
+                            softmax_bwd_row(ds, p, dp, 1.0);
+                        }
+                        if !dscores.is_empty() {
+                            dscores[hd * n..(hd + 1) * n].copy_from_slice(&ds);
                         }
                         let ds_m = Mat::rows(&ds, s, s, s);
                         let off = hd * hs.dim;
@@ -176,7 +209,7 @@ impl CustomOp3 for AttnProbsOp {
                             hs.hidden,
                             ds_m,
                             hs.head(k, hd),
-                            1.0,
+                            hs.scale(),
                             false,
                             false,
                         );
@@ -185,18 +218,23 @@ impl CustomOp3 for AttnProbsOp {
                             hs.hidden,
                             ds_m.t(),
                             hs.head(q, hd),
-                            1.0,
+                            hs.scale(),
                             false,
                             false,
                         );
                     }
                 });
-            Ok((dq, dk))
+            drop(dscores_parts);
+            Ok((dq, dk, dscores))
         })?;
+        let dbias = match whole_bias {
+            true => Some(tensor(dbias, bias.shape().clone())?),
+            false => None,
+        };
         Ok((
             Some(tensor(dq, q.shape().clone())?),
             Some(tensor(dk, k.shape().clone())?),
-            None,
+            dbias,
         ))
     }
 }
@@ -367,5 +405,52 @@ mod tests {
             &[inputs[0].clone(), inputs[1].clone(), inputs[3].clone()],
             &[0, 1],
         );
+    }
+
+    /// A whole `[batch, heads, seq, seq]` bias (MPNet's relative positions plus the mask).
+    /// The padded key gets -30 rather than the mask's -1e9, so that finite differences on
+    /// it stay finite.
+    fn whole_bias(mask: &Tensor) -> Tensor {
+        let finite = (mask.clamp(-30f32, 0f32)).unwrap();
+        rand_tensor(&[2, 2, 5, 5], 14)
+            .broadcast_add(&finite.reshape((2, 1, 1, 5)).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_whole_bias_adds_to_every_score_and_takes_their_gradient() {
+        let [q, k, v, mask] = attention_inputs();
+        let bias = whole_bias(&mask);
+        // The naive form: the bias added to the scores of each head.
+        let (b, s, h) = q.dims3().unwrap();
+        let split = |t: &Tensor| {
+            t.reshape((b, s, 2, h / 2))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let scores =
+            (split(&q).matmul(&split(&k).t().unwrap()).unwrap() / ((h / 2) as f64).sqrt()).unwrap();
+        let want = candle_nn::ops::softmax(&(scores + &bias).unwrap(), D::Minus1).unwrap();
+        let probs = attention_probs(&q, &k, &bias, 2).unwrap();
+        assert!(max_diff(&probs, &want) < 1e-6);
+        check_grads(
+            |t| {
+                let p = attention_probs(&t[0], &t[1], &t[3], 2).unwrap();
+                attention_context(&p, &t[2], 2).unwrap()
+            },
+            &[q, k, v, bias],
+            &[0, 1, 2, 3],
+        );
+    }
+
+    #[test]
+    fn a_bias_of_another_size_is_refused() {
+        let [q, k, _, _] = attention_inputs();
+        let bias = rand_tensor(&[2, 7], 15);
+        let err = attention_probs(&q, &k, &bias, 2).unwrap_err().to_string();
+        assert!(err.contains("attention"), "{err}");
     }
 }
