@@ -16,8 +16,8 @@ use retort::objective::{Objective, Teacher, TrainBatch};
 use retort::task::Task;
 use retort::text::batch::pad_batch;
 use retort::train::config::{
-    load_config, DistillConfig, FreshStudent, LossWeights, StudentSection, TeacherLayersStudent,
-    TrainConfig,
+    load_config, DistillConfig, FreshStudent, LossWeights, PretrainedStudent, StudentSection,
+    TeacherLayersStudent, TrainConfig,
 };
 use retort::train::finetune::{fine_tune, read_data, task_data};
 use retort::train::optim::{AdamW, Grads};
@@ -644,4 +644,46 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
             "{name}: {diff} (largest gradient {scale})"
         );
     }
+}
+
+#[test]
+fn a_pretrained_student_reads_its_own_tokenizer_and_learns_from_the_teachers_logits() {
+    // Teacher: the tiny MPNet (`<s> … </s>`, its own vocabulary); student: the tiny BERT
+    // (`[CLS] … [SEP]`), as all-MiniLM-L6-v2 would learn from all-mpnet-base-v2.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = tiny_distill_config(dir);
+    c.teacher.dir = fixture("tiny-mpnet");
+    c.student = StudentSection::Pretrained(PretrainedStudent {
+        dir: fixture("tiny-bert"),
+    });
+    c.distill.terms = Some(vec![
+        Term::new(TermKind::HardCe, 0.5),
+        Term::new(TermKind::SoftKl, 0.5),
+    ]);
+    c.output.dir = dir.join("pretrained");
+    let s = distill(&c, false, false).unwrap();
+    assert_eq!(s.run.steps, 3);
+    assert_eq!(s.teacher_cache_hit, Some(false));
+    let best = Classifier::load(&c.output.dir.join("best"), 32).unwrap();
+    assert_eq!(best.model.config().architecture.model_type(), "bert");
+    // Its checkpoints carry its own tokenizer, not the teacher's.
+    let read = |d: &Path| std::fs::read_to_string(d.join("tokenizer.json")).unwrap();
+    assert_eq!(
+        read(&c.output.dir.join("best")),
+        read(&fixture("tiny-bert"))
+    );
+    let ids = best.tokenizer.encode("good music").unwrap().ids;
+    let bert = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
+    assert_eq!(ids, bert.tokenizer.encode("good music").unwrap().ids);
+
+    // Token-by-token terms cannot pair two tokenizers: refused before the teacher labels
+    // the transfer set.
+    c.distill.terms = Some(vec![Term::new(TermKind::HiddenMse, 1.0)]);
+    c.output.dir = dir.join("hidden");
+    let err = distill(&c, false, false).unwrap_err().to_string();
+    assert!(
+        err.contains("own tokenizer") && err.contains("hidden_mse"),
+        "{err}"
+    );
 }

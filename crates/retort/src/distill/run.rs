@@ -44,7 +44,7 @@ pub struct DistillSummary {
     pub teacher_cache_path: Option<PathBuf>,
 }
 
-/// A student and, when it keeps only part of the teacher's vocabulary, its own tokenizer.
+/// A student and, when it does not read the teacher's tokens, its own tokenizer.
 pub struct Student {
     /// A transformer, or a BiLSTM or CNN.
     pub model: Box<dyn Model>,
@@ -52,10 +52,19 @@ pub struct Student {
     pub tokenizer: Option<StudentTokenizer>,
 }
 
-/// The tokenizer of a student with a pruned vocabulary, and that vocabulary.
+/// A student's own tokenizer and where its files come from.
 pub struct StudentTokenizer {
     pub tokenizer: TextTokenizer,
-    pub tokens: Vec<String>,
+    pub files: TokenizerFiles,
+}
+
+/// The files a student's checkpoints carry for its tokenizer.
+pub enum TokenizerFiles {
+    /// A pruned vocabulary: the teacher's tokenizer settings over these tokens, written into
+    /// the run directory.
+    Pruned(Vec<String>),
+    /// A pretrained student's own checkpoint directory.
+    Dir(PathBuf),
 }
 
 /// Examples whose activity chooses the heads and neurons a pruned student keeps.
@@ -105,7 +114,10 @@ pub fn build_student(
                 Some(ids) => {
                     let tokens = tokens_of(&teacher.tokenizer, ids)?;
                     let tokenizer = teacher.tokenizer.with_vocabulary(&tokens)?;
-                    Some(StudentTokenizer { tokenizer, tokens })
+                    Some(StudentTokenizer {
+                        tokenizer,
+                        files: TokenizerFiles::Pruned(tokens),
+                    })
                 }
             };
             Ok(Student {
@@ -129,6 +141,7 @@ pub fn build_student(
                 tokenizer: None,
             })
         }
+        StudentSection::Pretrained(s) => pretrained(config, teacher, &s.dir),
         StudentSection::Bilstm(s) => {
             let shape = CompactStudent {
                 architecture: Architecture::BiLstm,
@@ -152,6 +165,37 @@ pub fn build_student(
             compact(config, transformer, &shape)
         }
     }
+}
+
+/// A pretrained model (e.g. all-MiniLM-L6-v2 for an MPNet teacher) with the teacher's head
+/// kind and labels (a fresh head unless it already has them), reading its own tokenizer: the
+/// teacher's logits stay matched by example, so only output terms compare them.
+fn pretrained(config: &DistillConfig, teacher: &Classifier, dir: &Path) -> Result<Student> {
+    if Needs::of(&config.distill.terms()?).teacher_online() {
+        return Err(Error::Invalid(format!(
+            "a pretrained student ({}) reads its own tokenizer, so it cannot be matched token by token with the teacher: remove the intermediate terms (hidden_mse, attention_mse, attention_kl, cosine)",
+            dir.display()
+        )));
+    }
+    let t = teacher.model.config();
+    if Task::of(t).reads_questions() {
+        return Err(Error::Invalid(
+            "a pretrained student with its own tokenizer cuts other windows than the teacher's: question answering needs the teacher's tokenizer (init = \"teacher-layers\")".into(),
+        ));
+    }
+    let c = Classifier::load(dir, config.teacher.max_len)?;
+    let model = c.transformer("a pretrained student")?.clone().with_head(
+        t.head,
+        &t.labels,
+        config.train.seed,
+    )?;
+    Ok(Student {
+        model: Box::new(model),
+        tokenizer: Some(StudentTokenizer {
+            tokenizer: c.tokenizer,
+            files: TokenizerFiles::Dir(dir.to_path_buf()),
+        }),
+    })
 }
 
 /// A BiLSTM or CNN student. It has no layers to match the teacher's, so the run's terms must
@@ -186,12 +230,17 @@ fn activity_sample(examples: &[Encoded], pad_id: u32) -> Result<Vec<EncoderInput
 
 /// Writes a pruned student's tokenizer files into `dir`, for its checkpoints to carry: the
 /// teacher's tokenizer settings, with `tokenizer.json` and `vocab.txt` replaced by its own.
-fn save_student_tokenizer(st: &StudentTokenizer, teacher_dir: &Path, dir: &Path) -> Result<()> {
+fn save_pruned_tokenizer(
+    tokenizer: &TextTokenizer,
+    tokens: &[String],
+    teacher_dir: &Path,
+    dir: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::create(dir, e, "tokenizer directory"))?;
     copy_tokenizer_files(teacher_dir, dir)?;
-    st.tokenizer.save(dir)?;
+    tokenizer.save(dir)?;
     let vocab = dir.join("vocab.txt");
-    std::fs::write(&vocab, st.tokens.join("\n") + "\n")
+    std::fs::write(&vocab, tokens.join("\n") + "\n")
         .map_err(|e| Error::create(&vocab, e, "vocabulary"))
 }
 
@@ -302,8 +351,14 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let (tokenizer_dir, dev) = match &student_tokenizer {
         None => (config.teacher.dir.clone(), dev),
         Some(st) => {
-            let dir = config.output.dir.join("student-tokenizer");
-            save_student_tokenizer(st, &config.teacher.dir, &dir)?;
+            let dir = match &st.files {
+                TokenizerFiles::Pruned(tokens) => {
+                    let dir = config.output.dir.join("student-tokenizer");
+                    save_pruned_tokenizer(&st.tokenizer, tokens, &config.teacher.dir, &dir)?;
+                    dir
+                }
+                TokenizerFiles::Dir(dir) => dir.clone(),
+            };
             let inputs: Vec<&Input> = train_data
                 .inputs()
                 .into_iter()
@@ -349,7 +404,7 @@ fn retokenize(
         task.encode(tokenizer, inputs)?.into_iter().unzip();
     if let Some(i) = (0..rows.len()).find(|&i| rows[i].units != train.rows[i].units) {
         return Err(Error::Invalid(format!(
-            "training example {i} keeps other words within max_len with the student's pruned vocabulary than with the teacher's; raise teacher.max_len or keep more tokens"
+            "training example {i} keeps other words within max_len with the student's tokenizer than with the teacher's; raise teacher.max_len (or, for a pruned vocabulary, keep more tokens)"
         )));
     }
     train.examples = examples;

@@ -104,10 +104,32 @@ pub enum StudentSection {
     TeacherLayers(TeacherLayersStudent),
     /// A fresh model of a given shape, sharing the teacher's tokenizer and labels.
     Fresh(FreshStudent),
+    /// A pretrained model of another size (e.g. all-MiniLM-L6-v2 for a 110M teacher), with
+    /// its own tokenizer.
+    Pretrained(PretrainedStudent),
     /// A BiLSTM over the teacher's word pieces (Tang et al. 2019).
     Bilstm(BiLstmStudent),
     /// A CNN over the teacher's word pieces (Kim 2014).
     Cnn(CnnStudent),
+}
+
+/// `init = "pretrained"`: a pretrained checkpoint as the student. It reads its own tokenizer
+/// (the teacher's logits are matched by example), keeps its head when it has the teacher's
+/// labels and gets a fresh one otherwise; only output terms (`hard_ce`, `soft_kl`, `soft_ce`,
+/// `logit_mse`) can compare it with the teacher.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainedStudent {
+    /// Its checkpoint directory (config.json, model.safetensors, tokenizer).
+    pub dir: PathBuf,
+}
+
+impl Default for PretrainedStudent {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("models/all-MiniLM-L6-v2"),
+        }
+    }
 }
 
 /// `init = "bilstm"`: embeddings, one bidirectional LSTM layer, max-pooling over time, a
@@ -557,6 +579,13 @@ impl StudentSection {
                 }
                 Ok(())
             }
+            StudentSection::Pretrained(s) if s.dir.as_os_str().is_empty() => {
+                Err(InvalidValue::new(
+                    "student.dir",
+                    "is empty: name the pretrained student's directory",
+                ))
+            }
+            StudentSection::Pretrained(_) => Ok(()),
             StudentSection::Bilstm(s) => {
                 at_least_one("student.hidden_size", s.hidden_size)?;
                 at_least_one("student.mlp_size", s.mlp_size)?;
