@@ -69,11 +69,7 @@ impl LstmDirection {
         let mut h = Tensor::zeros((batch, units), DType::F32, &Device::Cpu)?;
         let mut c = h.clone();
         let mut states = vec![None; seq];
-        let steps: Vec<usize> = match self.reverse {
-            true => (0..seq).rev().collect(),
-            false => (0..seq).collect(),
-        };
-        for t in steps {
+        for t in self.steps(seq) {
             let gates = (from_input.narrow(1, t, 1)?.squeeze(1)? + h.matmul(&recurrent)?)?;
             let gate = |i: usize| gates.narrow(1, i * units, units);
             let (input_gate, forget, cell, output) = (
@@ -92,9 +88,15 @@ impl LstmDirection {
         let states: Vec<Tensor> = states.into_iter().flatten().collect();
         Ok(Tensor::stack(&states, 1)?)
     }
-}
 
-impl LstmDirection {
+    /// The time steps in the order this direction reads them.
+    fn steps(&self, seq: usize) -> Vec<usize> {
+        match self.reverse {
+            true => (0..seq).rev().collect(),
+            false => (0..seq).collect(),
+        }
+    }
+
     /// [`Self::run`] for inference (detached weights, nothing recorded): one product per step
     /// for the recurrent share of the gates, then the cell update in one loop, where the
     /// autograd form takes some twenty small ops per step.
@@ -106,18 +108,13 @@ impl LstmDirection {
             .flatten_all()?
             .to_vec1::<f32>()?;
         let real = mask.to_vec2::<f32>()?;
-        // The products run on the linear kernel (up to 64 rows: blocks reading the weights in
-        // place), with no bias: the input's share already holds both biases.
+        // The recurrent products have no bias: the input's share already holds both.
         let no_bias = Tensor::zeros(4 * units, DType::F32, &Device::Cpu)?;
         let recurrent = self.weight_hh.t()?.contiguous()?;
         let mut h = vec![0f32; batch * units];
         let mut c = vec![0f32; batch * units];
         let mut states = vec![0f32; batch * seq * units];
-        let steps: Vec<usize> = match self.reverse {
-            true => (0..seq).rev().collect(),
-            false => (0..seq).collect(),
-        };
-        for t in steps {
+        for t in self.steps(seq) {
             let h_tensor = Tensor::from_slice(&h, (batch, units), &Device::Cpu)?;
             let gates = match batch <= SMALL_BATCH {
                 true => kernels::linear(&h_tensor, &self.weight_hh, &no_bias)?,
