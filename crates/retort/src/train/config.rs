@@ -712,7 +712,7 @@ fn with_student_hint(message: String) -> String {
     let student_key = message.contains("unknown field") && message.contains("in `student`");
     match student_key {
         true => format!(
-            "{message} ([student] takes only the fields of its init: \"teacher-layers\" takes teacher_layers, keep_tokens, keep_heads, keep_ffn; \"fresh\" takes layers, hidden_size, heads, intermediate_size, embeddings: remove the others)"
+            "{message} ([student] takes only the fields of its init: \"teacher-layers\" takes teacher_layers, keep_tokens, keep_heads, keep_ffn; \"fresh\" takes layers, hidden_size, heads, intermediate_size, embeddings; \"pretrained\" takes dir; \"bilstm\" takes hidden_size, mlp_size, embedding_size, dropout; \"cnn\" takes filters, kernel_sizes, mlp_size, embedding_size, dropout: remove the others)"
         ),
         false => message,
     }
