@@ -8,7 +8,6 @@ mod common;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use common::fixture;
 use retort::distill::run::distill;
 use retort::model::{EncoderInput, Model, ModelConfig, Outputs, Pass};
@@ -120,53 +119,9 @@ fn every_tensor_gets_a_gradient_and_changes_after_one_step() {
     for name in MODELS {
         let c = Classifier::load(&fixture(name), 64).unwrap();
         let (input, _) = expected_batch(name);
-        let before: Vec<(String, Tensor)> = c
-            .model
-            .params()
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
-            .collect();
-        let grads = loss(c.model.as_ref(), &input, Pass::TRAIN)
-            .backward()
-            .unwrap();
-        let without: Vec<&str> = c
-            .model
-            .params()
-            .iter()
-            .filter(|(_, v)| {
-                grads.get(v.as_tensor()).is_none_or(|g| {
-                    g.abs()
-                        .unwrap()
-                        .sum_all()
-                        .unwrap()
-                        .to_scalar::<f32>()
-                        .unwrap()
-                        == 0.0
-                })
-            })
-            .map(|(n, _)| n)
-            .collect();
-        assert!(
-            without.is_empty(),
-            "{name}: no gradient reaches {without:?}"
-        );
-        let params = ParamsAdamW {
-            lr: 1e-3,
-            ..Default::default()
-        };
-        let mut opt = AdamW::new(c.model.params().vars(), params).unwrap();
-        opt.step(&grads).unwrap();
-        let unchanged: Vec<&str> = before
-            .iter()
-            .filter(|(n, t)| {
-                common::max_abs_diff(c.model.params().get(n).unwrap().as_tensor(), t) == 0.0
-            })
-            .map(|(n, _)| n.as_str())
-            .collect();
-        assert!(
-            unchanged.is_empty(),
-            "{name}: one step left {unchanged:?} unchanged"
-        );
+        common::assert_every_tensor_trains(name, c.model.params(), || {
+            loss(c.model.as_ref(), &input, Pass::TRAIN)
+        });
     }
 }
 

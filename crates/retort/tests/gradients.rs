@@ -7,7 +7,6 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use common::fixture;
 use retort::model::{EncoderInput, HeadKind, Outputs, Pass, RowAxis};
 use retort::task::view::select_rows;
@@ -103,55 +102,7 @@ fn every_tensor_trains(name: &str) {
 
 /// One backward pass of `loss` reaches every parameter of `c`, and one AdamW step changes them all.
 fn tensors_train(name: &str, c: Classifier, loss: impl Fn(&Classifier) -> Tensor) {
-    let before: Vec<(String, Tensor)> = c
-        .model
-        .params()
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
-        .collect();
-    let grads = loss(&c).backward().unwrap();
-    let mut without = Vec::new();
-    for (n, v) in c.model.params().iter() {
-        let nonzero = grads
-            .get(v.as_tensor())
-            .map(|g| {
-                g.abs()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    > 0.0
-            })
-            .unwrap_or(false);
-        if !nonzero {
-            without.push(n.to_string());
-        }
-    }
-    assert!(
-        without.is_empty(),
-        "{name}: no gradient reaches {without:?}"
-    );
-
-    let params = ParamsAdamW {
-        lr: 1e-3,
-        ..Default::default()
-    };
-    let mut opt = AdamW::new(c.model.params().vars(), params).unwrap();
-    opt.step(&grads).unwrap();
-    let unchanged: Vec<&str> = before
-        .iter()
-        .filter(|(n, t)| {
-            let now = c.model.params().get(n).unwrap().as_tensor();
-            common::max_abs_diff(now, t) == 0.0
-        })
-        .map(|(n, _)| n.as_str())
-        .collect();
-    assert!(
-        unchanged.is_empty(),
-        "{name}: one AdamW step left {unchanged:?} unchanged"
-    );
-    assert_eq!(before.len(), c.model.params().iter().count());
+    common::assert_every_tensor_trains(name, c.model.params(), || loss(&c));
 }
 
 #[test]

@@ -110,15 +110,19 @@ impl LstmDirection {
         let real = mask.to_vec2::<f32>()?;
         // The recurrent products have no bias: the input's share already holds both.
         let no_bias = Tensor::zeros(4 * units, DType::F32, &Device::Cpu)?;
-        let recurrent = self.weight_hh.t()?.contiguous()?;
+        // The transposed copy only the matrix-product path reads, made once per pass.
+        let recurrent = match batch <= SMALL_BATCH {
+            true => None,
+            false => Some(self.weight_hh.t()?.contiguous()?),
+        };
         let mut h = vec![0f32; batch * units];
         let mut c = vec![0f32; batch * units];
         let mut states = vec![0f32; batch * seq * units];
         for t in self.steps(seq) {
             let h_tensor = Tensor::from_slice(&h, (batch, units), &Device::Cpu)?;
-            let gates = match batch <= SMALL_BATCH {
-                true => kernels::linear(&h_tensor, &self.weight_hh, &no_bias)?,
-                false => h_tensor.matmul(&recurrent)?,
+            let gates = match &recurrent {
+                None => kernels::linear(&h_tensor, &self.weight_hh, &no_bias)?,
+                Some(recurrent) => h_tensor.matmul(recurrent)?,
             };
             let gates = gates.flatten_all()?.to_vec1::<f32>()?;
             for b in 0..batch {

@@ -139,3 +139,52 @@ pub fn max_diff_at_real_tokens(got: &Tensor, want: &Tensor, mask: &Tensor) -> f3
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// One backward pass of `loss` reaches every parameter in `params` (a nonzero gradient), and
+/// one AdamW step changes them all: the gradient-flow check of every model kind.
+pub fn assert_every_tensor_trains(
+    name: &str,
+    params: &retort::model::Params,
+    loss: impl Fn() -> Tensor,
+) {
+    use candle_nn::Optimizer;
+    let before: Vec<(String, Tensor)> = params
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_tensor().copy().unwrap()))
+        .collect();
+    let grads = loss().backward().unwrap();
+    let without: Vec<&str> = params
+        .iter()
+        .filter(|(_, v)| {
+            grads.get(v.as_tensor()).is_none_or(|g| {
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    == 0.0
+            })
+        })
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        without.is_empty(),
+        "{name}: no gradient reaches {without:?}"
+    );
+    let settings = candle_nn::ParamsAdamW {
+        lr: 1e-3,
+        ..Default::default()
+    };
+    let mut opt = candle_nn::AdamW::new(params.vars(), settings).unwrap();
+    opt.step(&grads).unwrap();
+    let unchanged: Vec<&str> = before
+        .iter()
+        .filter(|(n, t)| max_abs_diff(params.get(n).unwrap().as_tensor(), t) == 0.0)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(
+        unchanged.is_empty(),
+        "{name}: one AdamW step left {unchanged:?} unchanged"
+    );
+}
