@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use retort::bench::{bench_model, BenchConfig, Repetitions};
+use retort::distill::general::general_distill;
 use retort::distill::run::distill as run_distill;
 use retort::eval::evaluate;
 use retort::export::Precision;
@@ -16,7 +17,7 @@ use retort::serve::{BatchConfig, Limits, ServeOptions, Timeouts};
 use retort::summary::ModelSummary;
 use retort::task::{Input, Task};
 use retort::text::DEFAULT_MAX_LEN;
-use retort::train::config::{load_config, DistillConfig, TrainConfig};
+use retort::train::config::{load_config, DistillConfig, Stage, TrainConfig};
 use retort::train::finetune::fine_tune;
 use retort::train::trainer::RunSummary;
 use retort::Classifier;
@@ -554,7 +555,21 @@ fn train(args: RunArgs) -> Result<()> {
 
 fn distill(args: RunArgs) -> Result<()> {
     let config: DistillConfig = load_config(&args.config, &args.set)?;
-    let s = run_distill(&config, args.resume, std::io::stderr().is_terminal())?;
+    let progress = std::io::stderr().is_terminal();
+    if config.distill.stage == Stage::General {
+        let s = general_distill(&config, args.resume, progress)?;
+        print_run_summary(&s.run)?;
+        print_line(&format!(
+            "general distillation: student encoder {} parameters ({:.1}% of the teacher's {}), {} training texts; start a task stage from {} with [student] init = \"pretrained\"",
+            s.student_parameters,
+            100.0 * s.student_parameters as f64 / s.teacher_parameters as f64,
+            s.teacher_parameters,
+            s.train_texts,
+            s.run.best_dir.display()
+        ))?;
+        return write_summary(&config.output.dir, serde_json::to_value(&s)?);
+    }
+    let s = run_distill(&config, args.resume, progress)?;
     print_run_summary(&s.run)?;
     print_line(&format!(
         "teacher dev {} {:.4}; student keeps {:.1}% of it with {:.1}% of the parameters ({} vs {})",
@@ -576,10 +591,14 @@ fn distill(args: RunArgs) -> Result<()> {
             s.teacher_phase_seconds
         ))?;
     }
-    let summary_path = config.output.dir.join("summary.json");
-    std::fs::write(&summary_path, serde_json::to_string_pretty(&s)? + "\n")
-        .with_context(|| format!("cannot write {}", summary_path.display()))?;
-    Ok(())
+    write_summary(&config.output.dir, serde_json::to_value(&s)?)
+}
+
+/// `summary.json` in the run directory.
+fn write_summary(dir: &Path, summary: serde_json::Value) -> Result<()> {
+    let path = dir.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn compare(args: CompareArgs) -> Result<()> {

@@ -22,7 +22,7 @@ use retort::train::config::{
 use retort::train::finetune::{fine_tune, read_data, task_data};
 use retort::train::optim::{AdamW, Grads};
 use retort::train::step;
-use retort::train::trainer::{self, RunOptions};
+use retort::train::trainer::{self, RunOptions, Selection};
 use retort::Classifier;
 
 const WORDS: [&str; 12] = [
@@ -117,6 +117,7 @@ fn run_options<'a>(c: &'a TrainConfig, toml: &'a str, stop_after: Option<usize>)
         config_toml: toml,
         progress: false,
         stop_after,
+        selection: Selection::TaskMetric,
     }
 }
 

@@ -1,5 +1,7 @@
 //! Knowledge distillation: `retort distill` (teacher, student, transfer set, objective, then
-//! the trainer) and the teacher's logits cached on disk.
+//! the trainer), general distillation on unlabelled text (TinyBERT's first stage) and the
+//! teacher's logits cached on disk.
 
+pub mod general;
 pub mod run;
 pub mod teacher_cache;

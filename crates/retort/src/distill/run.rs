@@ -19,10 +19,12 @@ use crate::task::{read_unlabelled, Corpus, Input, Rows, Task, TaskData};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
 use crate::text::batch::pad_batch;
 use crate::text::{Encoded, TextTokenizer};
-use crate::train::config::{to_toml, DistillConfig, EmbeddingInit, StudentSection, Validate};
+use crate::train::config::{
+    to_toml, DistillConfig, EmbeddingInit, Stage, StudentSection, Validate,
+};
 use crate::train::finetune::{read_data, task_data};
 use crate::train::trainer::{
-    self, check_output_dir, dev_metrics, progress_bar, RunOptions, RunSummary,
+    self, check_output_dir, dev_metrics, progress_bar, RunOptions, RunSummary, Selection,
 };
 
 /// What a distillation run did.
@@ -167,28 +169,36 @@ pub fn build_student(
     }
 }
 
-/// A pretrained model (e.g. all-MiniLM-L6-v2 for an MPNet teacher) with the teacher's head
-/// kind and labels (a fresh head unless it already has them), reading its own tokenizer: the
+/// A pretrained model (e.g. all-MiniLM-L6-v2 for an MPNet teacher, or a student of general
+/// distillation) with the teacher's head kind and labels (a fresh head unless it already has
+/// them). A student whose tokenizer gives the teacher's ids reads the teacher's tokens, and
+/// every term applies; one with its own tokenizer re-reads the data in its tokens, and the
 /// teacher's logits stay matched by example, so only output terms compare them.
 fn pretrained(config: &DistillConfig, teacher: &Classifier, dir: &Path) -> Result<Student> {
-    if Needs::of(&config.distill.terms()?).teacher_online() {
-        return Err(Error::Invalid(format!(
-            "a pretrained student ({}) reads its own tokenizer, so it cannot be matched token by token with the teacher: remove the intermediate terms (hidden_mse, attention_mse, attention_kl, cosine)",
-            dir.display()
-        )));
-    }
     let t = teacher.model.config();
-    if Task::of(t).reads_questions() {
-        return Err(Error::Invalid(
-            "a pretrained student with its own tokenizer cuts other windows than the teacher's: question answering needs the teacher's tokenizer (init = \"teacher-layers\")".into(),
-        ));
-    }
     let c = Classifier::load(dir, config.teacher.max_len)?;
     let model = c.transformer("a pretrained student")?.clone().with_head(
         t.head,
         &t.labels,
         config.train.seed,
     )?;
+    if c.tokenizer.same_tokens_as(&teacher.tokenizer) {
+        return Ok(Student {
+            model: Box::new(model),
+            tokenizer: None,
+        });
+    }
+    if Needs::of(&config.distill.terms()?).teacher_online() {
+        return Err(Error::Invalid(format!(
+            "a pretrained student ({}) reads its own tokenizer, so it cannot be matched token by token with the teacher: remove the intermediate terms (hidden_mse, attention_mse, attention_kl, cosine)",
+            dir.display()
+        )));
+    }
+    if Task::of(t).reads_questions() {
+        return Err(Error::Invalid(
+            "a pretrained student with its own tokenizer cuts other windows than the teacher's: question answering needs the teacher's tokenizer (init = \"teacher-layers\")".into(),
+        ));
+    }
     Ok(Student {
         model: Box::new(model),
         tokenizer: Some(StudentTokenizer {
@@ -248,6 +258,11 @@ fn save_pruned_tokenizer(
 pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<DistillSummary> {
     // Before the teacher phase and before anything is written into output.dir.
     config.validate()?;
+    if config.distill.stage == Stage::General {
+        return Err(Error::Invalid(
+            "distill.stage = \"general\" is run by distill::general::general_distill".into(),
+        ));
+    }
     check_output_dir(&config.output.dir, resume)?;
     let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
     if teacher.report.fresh_head {
@@ -376,6 +391,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         config_toml: &to_toml(config),
         progress,
         stop_after: None,
+        selection: Selection::TaskMetric,
     };
     let run = trainer::run(student.as_ref(), &objective, &train, &dev, &options)?;
     Ok(DistillSummary {

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::config::{Architecture, ModelConfig};
-use super::params::{ParamBuilder, TensorSource};
+use super::params::{ParamBuilder, Params, TensorSource};
 use super::quantized;
 use super::transformer::{LoadReport, Transformer};
 use super::{BiLstm, Cnn, Model};
@@ -102,6 +102,19 @@ pub fn save_classifier(model: &Transformer, dir: &Path) -> Result<()> {
     } else {
         model.params.save_safetensors(&dir.join(WEIGHTS_FILE))
     }
+}
+
+/// Writes a transformer without its head: `config.json` naming the base class (`BertModel`,
+/// `MPNetModel`) and the `encoder` tensors. Loading it gives a fresh head, as loading a
+/// pretrained checkpoint does: what general distillation saves for a task stage to start from.
+pub fn save_base(config: &ModelConfig, encoder: &Params, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::create(dir, e, "output directory"))?;
+    let mut json = config.to_hf_json();
+    json["architectures"] = serde_json::json!([config.architecture.base_class()]);
+    let text = serde_json::to_string_pretty(&json).expect("JSON value serialises");
+    let path = dir.join(CONFIG_FILE);
+    std::fs::write(&path, text + "\n").map_err(|e| Error::create(&path, e, "config.json"))?;
+    encoder.save_safetensors(&dir.join(WEIGHTS_FILE))
 }
 
 /// Tokenizer files copied along with a model so that the saved directory is complete.

@@ -57,14 +57,23 @@ impl Architecture {
     /// The Hugging Face class name of this family with a `head`
     /// (`BertForTokenClassification`, ...).
     pub fn class(self, head: HeadKind) -> String {
-        let family = match self {
+        format!("{}For{}", self.family(), head.class_suffix())
+    }
+
+    /// The transformers class of the encoder alone (`BertModel`, `MPNetModel`): what a
+    /// checkpoint without a head (general distillation's) names.
+    pub fn base_class(self) -> String {
+        format!("{}Model", self.family())
+    }
+
+    fn family(self) -> &'static str {
+        match self {
             Architecture::Bert => "Bert",
             Architecture::DistilBert => "DistilBert",
             Architecture::MpNet => "MPNet",
             Architecture::BiLstm => "RetortBiLstm",
             Architecture::Cnn => "RetortCnn",
-        };
-        format!("{family}For{}", head.class_suffix())
+        }
     }
 }
 

@@ -42,6 +42,13 @@ impl Params {
         }
     }
 
+    /// The parameters whose name satisfies `keep` (the variables are shared, not copied).
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Params {
+        Params {
+            vars: self.vars.iter().filter(|(n, _)| keep(n)).cloned().collect(),
+        }
+    }
+
     /// Looks a parameter up by name.
     pub fn get(&self, name: &str) -> Option<&Var> {
         self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v)

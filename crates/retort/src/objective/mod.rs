@@ -195,7 +195,12 @@ impl Objective {
 
     /// The weighted loss of the student's output on `batch`.
     pub fn loss(&self, batch: &TrainBatch, student: &ModelOutput) -> Result<LossValue> {
-        let rows = batch.select_rows(&student.logits)?;
+        // General distillation's batches have no rows (no labels, no head): only intermediate
+        // terms apply to them.
+        let rows = match batch.rows.is_empty() {
+            true => None,
+            false => Some(batch.select_rows(&student.logits)?),
+        };
         let online = match &self.teacher {
             Some(teacher) => self.teacher_online(teacher, &batch.input)?,
             None => None,
@@ -207,10 +212,11 @@ impl Objective {
         let mut total: Option<Tensor> = None;
         let mut values = Vec::new();
         for term in &self.terms {
-            let value = match term.kind {
-                TermKind::HardCe => self.hard_ce(batch, &rows)?,
-                _ if term.kind.needs().teacher_logits => match &teacher_rows {
-                    Some(t) => Some(self.logit_term(term.kind, &rows, t)?),
+            let value = match (term.kind, &rows) {
+                (_, None) if !term.kind.is_intermediate() => None,
+                (TermKind::HardCe, Some(rows)) => self.hard_ce(batch, rows)?,
+                (_, Some(rows)) if term.kind.needs().teacher_logits => match &teacher_rows {
+                    Some(t) => Some(self.logit_term(term.kind, rows, t)?),
                     None => None,
                 },
                 _ => {

@@ -141,6 +141,23 @@ impl TextTokenizer {
         self.max_len
     }
 
+    /// Whether `other` turns every text into the same ids: the same vocabulary, normaliser,
+    /// pre-tokeniser and post-processor (special tokens). Truncation and padding are not
+    /// compared (Retort sets its own).
+    pub fn same_tokens_as(&self, other: &TextTokenizer) -> bool {
+        // The pipeline around the vocabulary, compared as its JSON.
+        let pipeline = |t: &Tokenizer| {
+            serde_json::to_string(&(
+                t.get_normalizer(),
+                t.get_pre_tokenizer(),
+                t.get_post_processor(),
+            ))
+            .unwrap_or_default()
+        };
+        let (a, b) = (&self.inner, &other.inner);
+        a.get_vocab(true) == b.get_vocab(true) && pipeline(a) == pipeline(b)
+    }
+
     /// Id of a token, if the vocabulary has it.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)

@@ -344,6 +344,11 @@ impl LossWeights {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistillSection {
+    /// "task" (the default): distil the teacher's task on labelled data; "general" (TinyBERT's
+    /// first stage): a student learns the teacher's hidden states and attention maps on
+    /// unlabelled text (`data.train` and `data.dev` hold one text per line), with intermediate
+    /// terms only, and is saved as a base model for a task stage to start from.
+    pub stage: Stage,
     /// Softmax temperature T of soft_kl / soft_ce.
     pub temperature: f64,
     /// Which teacher layer each student layer learns from: "uniform" (TinyBERT), "last",
@@ -364,6 +369,7 @@ pub struct DistillSection {
 impl Default for DistillSection {
     fn default() -> Self {
         Self {
+            stage: Stage::Task,
             temperature: 2.0,
             layer_map: LayerMap::Uniform,
             cache_dir: PathBuf::from("runs/cache"),
@@ -385,6 +391,17 @@ impl DistillSection {
             (None, None) => Ok(default_terms()),
         }
     }
+}
+
+/// Which stage of distillation a run is (TinyBERT's two stages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// The teacher's task, on its labelled data (plus augmented and unlabelled text).
+    #[default]
+    Task,
+    /// General distillation: intermediate terms on unlabelled text, no labels and no head.
+    General,
 }
 
 /// The optimisation loop.
@@ -643,6 +660,18 @@ impl DistillSection {
         for term in &terms {
             term.check()
                 .map_err(|e| InvalidValue::new("distill.terms", e.to_string()))?;
+        }
+        if self.stage == Stage::General {
+            if let Some(t) = terms.iter().find(|t| !t.kind.is_intermediate()) {
+                return Err(InvalidValue::pair(
+                    "distill.stage",
+                    "distill.terms",
+                    &format!(
+                        "do not fit: the general stage has no labels and no head, but {} compares logits; keep only hidden_mse, cosine, attention_mse or attention_kl",
+                        t.kind.name()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -918,6 +947,8 @@ mod tests {
             "sst2-student-b.toml",
             "conll-distill.toml",
             "conll-student-b.toml",
+            "tinybert-general-mpnet.toml",
+            "sst2-tinybert-mpnet.toml",
         ] {
             let path = root.join(file);
             load_config::<DistillConfig>(&path, &[]).unwrap();

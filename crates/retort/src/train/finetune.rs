@@ -7,7 +7,7 @@ use crate::task::{Corpus, Task, TaskData};
 use crate::text::TextTokenizer;
 
 use super::config::{to_toml, DataSection, TrainConfig, Validate};
-use super::trainer::{self, check_output_dir, RunOptions, RunSummary};
+use super::trainer::{self, check_output_dir, RunOptions, RunSummary, Selection};
 
 /// Reads the training and dev sets named in `data` in `task`'s format, keeping the first
 /// `limit` training examples.
@@ -92,6 +92,7 @@ pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<R
         config_toml: &to_toml(config),
         progress,
         stop_after: None,
+        selection: Selection::TaskMetric,
     };
     trainer::run(&model, &Objective::fine_tune(), &train, &dev, &options)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,7 +22,7 @@ use super::step::forward_backward;
 use crate::error::{Error, Result};
 use crate::infer::row_logits;
 use crate::model::checkpoint::copy_tokenizer_files;
-use crate::model::{Model, ModelConfig, Params};
+use crate::model::{Model, ModelConfig, Params, Pass};
 use crate::objective::{Objective, TrainBatch};
 use crate::task::{Scores, Task, TaskData};
 use crate::text::batch::{bucketed_batches, pad_batch};
@@ -43,6 +43,35 @@ pub struct RunOptions<'a> {
     pub progress: bool,
     /// Pause after this step as Ctrl-C does (saving `last/`), e.g. to time-box a session.
     pub stop_after: Option<usize>,
+    /// What the dev set is scored by, which chooses `best/`.
+    pub selection: Selection,
+}
+
+/// What chooses the best checkpoint on the dev set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// The task's primary metric on labelled dev data; higher is better.
+    TaskMetric,
+    /// The objective's loss on held-out text; lower is better. General distillation has no
+    /// labels and no head, so its dev set can only say how close the student is to the teacher.
+    ObjectiveLoss,
+}
+
+impl Selection {
+    /// The score that anything beats.
+    fn worst(self) -> f64 {
+        match self {
+            Selection::TaskMetric => f64::NEG_INFINITY,
+            Selection::ObjectiveLoss => f64::INFINITY,
+        }
+    }
+
+    fn improves(self, value: f64, best: f64) -> bool {
+        match self {
+            Selection::TaskMetric => value > best,
+            Selection::ObjectiveLoss => value < best,
+        }
+    }
 }
 
 /// How a run ended.
@@ -92,6 +121,39 @@ fn install_interrupt_handler() {
 pub fn dev_metrics(model: &dyn Model, dev: &TaskData, batch_size: usize) -> Result<Scores> {
     let logits = row_logits(model, &dev.examples, &dev.positions(), batch_size, &|_| {})?;
     Task::of(model.config()).score_rows(&model.config().labels, dev, &logits)
+}
+
+/// The objective's mean loss over `dev` (each batch weighted by its examples), with its
+/// terms: how general distillation scores a student. No dropout, no gradients.
+pub fn dev_loss(
+    model: &dyn Model,
+    objective: &Objective,
+    dev: &TaskData,
+    batch_size: usize,
+) -> Result<Scores> {
+    if dev.is_empty() {
+        return Err(Error::Invalid("the dev set is empty".into()));
+    }
+    let offsets = row_offsets(dev);
+    let lengths: Vec<usize> = dev.examples.iter().map(|e| e.ids.len()).collect();
+    let mut order: Vec<usize> = (0..dev.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let (mut total, mut terms) = (0.0, Vec::new());
+    for idx in order.chunks(batch_size) {
+        let batch = make_batch(dev, &offsets, idx, model.config())?;
+        let output = model.forward(&batch.input, Pass::INFERENCE, objective.student_outputs())?;
+        let loss = objective.loss(&batch, &output)?;
+        let share = idx.len() as f64 / dev.len() as f64;
+        total += loss.total.to_dtype(DType::F64)?.to_scalar::<f64>()? * share;
+        accumulate_terms(&mut terms, &loss.terms, share);
+    }
+    let mut values = vec![("loss", total)];
+    values.extend(terms);
+    Ok(Scores {
+        primary: "loss",
+        values,
+        entities: None,
+    })
 }
 
 /// Where each example's rows start among all the rows of `data` (the teacher cache's order).
@@ -178,7 +240,7 @@ pub fn run(
 
     let mut state = State {
         step: 0,
-        best_score: f64::NEG_INFINITY,
+        best_score: opts.selection.worst(),
         best_step: 0,
         seconds: 0.0,
     };
@@ -210,7 +272,10 @@ pub fn run(
     bar.set_position(state.step as u64);
     let lengths: Vec<usize> = train.examples.iter().map(|e| e.ids.len()).collect();
     let offsets = row_offsets(train);
-    let metric = Task::of(model.config()).primary_metric();
+    let metric = match opts.selection {
+        Selection::TaskMetric => Task::of(model.config()).primary_metric(),
+        Selection::ObjectiveLoss => "loss",
+    };
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.seconds);
     let (mut window_examples, mut window_start) = (0usize, Instant::now());
     let mut final_score = f64::NAN;
@@ -300,10 +365,13 @@ pub fn run(
             interrupted = INTERRUPTED.load(Ordering::SeqCst) || opts.stop_after == Some(step);
             if eval_now || interrupted {
                 state.seconds = started.elapsed().as_secs_f64();
-                let scores = dev_metrics(model, dev, cfg.batch_size.max(32))?;
+                let scores = match opts.selection {
+                    Selection::TaskMetric => dev_metrics(model, dev, cfg.batch_size.max(32))?,
+                    Selection::ObjectiveLoss => dev_loss(model, objective, dev, cfg.batch_size)?,
+                };
                 let value = scores.primary_value();
                 final_score = value;
-                let improved = value > state.best_score;
+                let improved = opts.selection.improves(value, state.best_score);
                 if improved {
                     state.best_score = value;
                     state.best_step = step;
