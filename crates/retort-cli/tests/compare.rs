@@ -56,6 +56,7 @@ fn compare_writes_three_files_with_consistent_numbers() {
         "chart-score-latency",
         "chart-size",
         "chart-loss-0",
+        "chart-schedule-0",
         "chart-dev-score",
     ] {
         assert!(html.contains(&format!("<svg id=\"{id}\"")), "{id} missing");

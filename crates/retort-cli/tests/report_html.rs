@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::compare_tiny;
 
-const CHARTS: [&str; 4] = [
+const CHARTS: [&str; 5] = [
     "chart-score-latency",
     "chart-size",
     "chart-loss-0",
+    "chart-schedule-0",
     "chart-dev-score",
 ];
 

@@ -148,32 +148,43 @@ fn token_level_kd_terms_ignore_padding_and_non_first_pieces() {
     )
     .unwrap();
     let no_mask = Tensor::zeros((1, 1), candle_core::DType::F32, &dev).unwrap();
-    let loss_of = |l: &Tensor| {
-        let s = select_rows(l, &rows, RowAxis::Labels, &no_mask).unwrap();
-        loss::soft_kl(&s, &teacher, 2.0).unwrap()
-    };
-    let loss = loss_of(logits.as_tensor());
-    let grads = loss.backward().unwrap();
-    let g = grads
-        .get(logits.as_tensor())
-        .unwrap()
-        .to_vec3::<f32>()
-        .unwrap();
-    for (b, seq) in g.iter().enumerate() {
-        for (p, row) in seq.iter().enumerate() {
-            let is_row = rows.contains(&(b as u32, p as u32));
-            assert_eq!(row.iter().any(|&x| x != 0.0), is_row, "({b}, {p}): {row:?}");
+    // Every logit term, and one weighted by the teacher's confidence per row.
+    type Term = fn(&Tensor, &Tensor) -> Tensor;
+    let terms: [(&str, Term); 3] = [
+        ("soft_kl", |s, t| loss::soft_kl(s, t, 2.0).unwrap()),
+        ("logistic", |s, t| loss::logistic(s, t, 2.0).unwrap()),
+        ("weighted logit_mse", |s, t| {
+            let rows = loss::logit_mse_rows(s, t).unwrap();
+            loss::weighted_mean(&rows, &loss::teacher_confidence(t).unwrap()).unwrap()
+        }),
+    ];
+    for (name, term) in terms {
+        let loss_of = |l: &Tensor| {
+            let s = select_rows(l, &rows, RowAxis::Labels, &no_mask).unwrap();
+            term(&s, &teacher)
+        };
+        let loss = loss_of(logits.as_tensor());
+        let g = common::gradient3(&loss, logits.as_tensor());
+        for (b, seq) in g.iter().enumerate() {
+            for (p, row) in seq.iter().enumerate() {
+                let is_row = rows.contains(&(b as u32, p as u32));
+                assert_eq!(
+                    row.iter().any(|&x| x != 0.0),
+                    is_row,
+                    "{name} ({b}, {p}): {row:?}"
+                );
+            }
         }
+        // A huge value at a non-row position changes nothing.
+        let mut poisoned = logits.as_tensor().to_vec3::<f32>().unwrap();
+        poisoned[1][4] = vec![1e30, -1e30, 1e30];
+        poisoned[0][2] = vec![1e30, -1e30, 1e30];
+        let poisoned = Tensor::new(poisoned, &dev).unwrap();
+        let a = loss.to_scalar::<f32>().unwrap();
+        assert_eq!(loss_of(&poisoned).to_scalar::<f32>().unwrap(), a, "{name}");
+        // Finite differences at a row entry agree with autograd.
+        common::assert_finite_difference(logits.as_tensor(), (0, 3, 1), g[0][3][1], loss_of);
     }
-    // A huge value at a non-row position changes nothing.
-    let mut poisoned = logits.as_tensor().to_vec3::<f32>().unwrap();
-    poisoned[1][4] = vec![1e30, -1e30, 1e30];
-    poisoned[0][2] = vec![1e30, -1e30, 1e30];
-    let poisoned = Tensor::new(poisoned, &dev).unwrap();
-    let a = loss.to_scalar::<f32>().unwrap();
-    assert_eq!(loss_of(&poisoned).to_scalar::<f32>().unwrap(), a);
-    // Finite differences at a row entry agree with autograd.
-    common::assert_finite_difference(logits.as_tensor(), (0, 3, 1), g[0][3][1], loss_of);
 }
 
 #[test]

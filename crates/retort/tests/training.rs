@@ -688,3 +688,113 @@ fn a_pretrained_student_reads_its_own_tokenizer_and_learns_from_the_teachers_log
         "{err}"
     );
 }
+
+#[test]
+fn scheduled_weights_and_temperature_follow_their_ramps_step_by_step() {
+    use retort::objective::schedule::{Ramp, Scheduled, Shape};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = tiny_distill_config(dir);
+    c.distill.temperature = Scheduled::Ramp(Ramp {
+        start: 4.0,
+        end: 1.0,
+        shape: Shape::Linear,
+    });
+    let mut hard = Term::new(TermKind::HardCe, 1.0);
+    hard.weight = Scheduled::Ramp(Ramp {
+        start: 0.0,
+        end: 1.0,
+        shape: Shape::Cosine,
+    });
+    c.distill.terms = Some(vec![hard, Term::new(TermKind::SoftKl, 1.0)]);
+    c.train.max_steps = 6;
+    c.train.log_every = 1;
+    c.output.dir = dir.join("scheduled");
+    distill(&c, false, false).unwrap();
+    let records: Vec<serde_json::Value> = metrics(&c.output.dir)
+        .into_iter()
+        .filter(|l| l["event"] == "train")
+        .collect();
+    assert_eq!(records.len(), 6);
+    for r in &records {
+        // Step k (1-based) ran at progress (k - 1) / 6.
+        let p = (r["step"].as_f64().unwrap() - 1.0) / 6.0;
+        let (t, w) = (
+            r["schedule"]["temperature"].as_f64().unwrap(),
+            r["schedule"]["weight.hard_ce"].as_f64().unwrap(),
+        );
+        assert!((t - (4.0 - 3.0 * p)).abs() < 1e-12, "{r}");
+        assert!(
+            (w - (1.0 - (std::f64::consts::PI * p).cos()) / 2.0).abs() < 1e-12,
+            "{r}"
+        );
+        // The step's loss is the terms weighted by the scheduled weights.
+        let term = |k: &str| r["terms"][k].as_f64().unwrap();
+        let loss = r["loss"].as_f64().unwrap();
+        assert!(
+            (loss - (w * term("hard_ce") + term("soft_kl"))).abs() < 1e-5,
+            "{r}"
+        );
+    }
+    // The first step has hard_ce at weight 0: the loss is soft_kl alone.
+    assert_eq!(records[0]["schedule"]["weight.hard_ce"], 0.0);
+
+    // The soft term is read at the scheduled temperature: at progress 0, T = 4, which the
+    // log of a constant-temperature run at T = 4 (same seed, same first batch) reproduces.
+    c.distill.temperature = Scheduled::Constant(4.0);
+    c.distill.terms = Some(vec![Term::new(TermKind::SoftKl, 1.0)]);
+    c.output.dir = dir.join("constant");
+    distill(&c, false, false).unwrap();
+    let first = metrics(&c.output.dir)
+        .into_iter()
+        .find(|l| l["event"] == "train")
+        .unwrap();
+    assert!(first.get("schedule").is_none(), "{first}");
+    assert!(
+        (first["terms"]["soft_kl"].as_f64().unwrap()
+            - records[0]["terms"]["soft_kl"].as_f64().unwrap())
+        .abs()
+            < 1e-6
+    );
+}
+
+#[test]
+fn logistic_and_confidence_weighted_terms_distil_end_to_end() {
+    use retort::objective::terms::Weighting;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = tiny_distill_config(dir);
+    let mut weighted = Term::new(TermKind::LogitMse, 0.5);
+    weighted.weighting = Weighting::TeacherConfidence;
+    c.distill.terms = Some(vec![
+        Term::new(TermKind::HardCe, 0.5),
+        Term::new(TermKind::Logistic, 0.5),
+        weighted,
+    ]);
+    c.train.log_every = 1;
+    c.output.dir = dir.join("logistic");
+    let s = distill(&c, false, false).unwrap();
+    assert_eq!(s.run.steps, 3);
+    let first = metrics(&c.output.dir)
+        .into_iter()
+        .find(|l| l["event"] == "train")
+        .unwrap();
+    let term = |k: &str| first["terms"][k].as_f64().unwrap();
+    assert!(term("logistic") > 0.0 && term("logit_mse") > 0.0, "{first}");
+    assert!(
+        (first["loss"].as_f64().unwrap()
+            - 0.5 * (term("hard_ce") + term("logistic") + term("logit_mse")))
+        .abs()
+            < 1e-5,
+        "{first}"
+    );
+
+    // Weighting is for rows of logits: a hidden-state term refuses it, naming the kinds.
+    let mut hidden = Term::new(TermKind::HiddenMse, 1.0);
+    hidden.weighting = Weighting::TeacherConfidence;
+    c.distill.terms = Some(vec![hidden]);
+    c.output.dir = dir.join("refused");
+    let err = distill(&c, false, false).unwrap_err().to_string();
+    assert!(err.contains("weighting applies to soft_kl"), "{err}");
+    assert!(!c.output.dir.exists());
+}

@@ -88,9 +88,9 @@ pub fn log(dir: &Path) -> PathBuf {
     std::fs::write(
         &path,
         concat!(
-            r#"{"event":"train","step":10,"loss":0.9,"terms":{"hard_ce":0.7,"soft_kl":1.1},"lr":1e-5,"samples_per_s":50}"#,
+            r#"{"event":"train","step":10,"loss":0.9,"terms":{"hard_ce":0.7,"soft_kl":1.1},"lr":1e-5,"samples_per_s":50,"schedule":{"temperature":4.0,"weight.hard_ce":0.0}}"#,
             "\n",
-            r#"{"event":"train","step":20,"loss":0.5,"terms":{"hard_ce":0.4,"soft_kl":0.6},"lr":2e-5,"samples_per_s":52}"#,
+            r#"{"event":"train","step":20,"loss":0.5,"terms":{"hard_ce":0.4,"soft_kl":0.6},"lr":2e-5,"samples_per_s":52,"schedule":{"temperature":2.5,"weight.hard_ce":0.5}}"#,
             "\n",
             r#"{"event":"eval","step":20,"dev_accuracy":0.75,"dev_macro_f1":0.7}"#,
             "\n"

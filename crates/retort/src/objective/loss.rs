@@ -73,12 +73,21 @@ pub fn soft_kl(
     teacher_logits: &Tensor,
     temperature: f64,
 ) -> Result<Tensor> {
+    Ok(soft_kl_rows(student_logits, teacher_logits, temperature)?.mean_all()?)
+}
+
+/// [`soft_kl`] of each row, `[batch]`: `T² · KL(softmax(t_i/T) ‖ softmax(s_i/T))`.
+pub fn soft_kl_rows(
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
     const NAME: &str = "soft_kl";
-    let (batch, _) = logit_pair(NAME, student_logits, teacher_logits)?;
+    logit_pair(NAME, student_logits, teacher_logits)?;
     check_temperature(NAME, temperature)?;
     let (log_q, log_p) = tempered_log_probs(student_logits, teacher_logits, temperature)?;
-    let kl = (log_p.exp()? * (log_p - log_q)?)?.sum_all()?;
-    Ok(kl.affine(temperature * temperature / batch as f64, 0.0)?)
+    let kl = (log_p.exp()? * (log_p - log_q)?)?.sum(1)?;
+    Ok(kl.affine(temperature * temperature, 0.0)?)
 }
 
 /// Soft cross-entropy: `T² · mean_i −Σ_c softmax(t_i/T)_c · log_softmax(s_i/T)_c`.
@@ -91,12 +100,21 @@ pub fn soft_ce(
     teacher_logits: &Tensor,
     temperature: f64,
 ) -> Result<Tensor> {
+    Ok(soft_ce_rows(student_logits, teacher_logits, temperature)?.mean_all()?)
+}
+
+/// [`soft_ce`] of each row, `[batch]`.
+pub fn soft_ce_rows(
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
     const NAME: &str = "soft_ce";
-    let (batch, _) = logit_pair(NAME, student_logits, teacher_logits)?;
+    logit_pair(NAME, student_logits, teacher_logits)?;
     check_temperature(NAME, temperature)?;
     let (log_q, log_p) = tempered_log_probs(student_logits, teacher_logits, temperature)?;
-    let ce = (log_p.exp()? * log_q)?.sum_all()?;
-    Ok(ce.affine(-temperature * temperature / batch as f64, 0.0)?)
+    let ce = (log_p.exp()? * log_q)?.sum(1)?;
+    Ok(ce.affine(-temperature * temperature, 0.0)?)
 }
 
 /// Mean squared error between logits over all elements: `mean_{i,c} (s_ic − t_ic)²`.
@@ -105,9 +123,75 @@ pub fn soft_ce(
 /// "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks": matching raw
 /// logits is the high-temperature limit of [`soft_kl`] and has no temperature to tune.
 pub fn logit_mse(student_logits: &Tensor, teacher_logits: &Tensor) -> Result<Tensor> {
+    Ok(logit_mse_rows(student_logits, teacher_logits)?.mean_all()?)
+}
+
+/// [`logit_mse`] of each row, `[batch]`: `mean_c (s_ic − t_ic)²`.
+pub fn logit_mse_rows(student_logits: &Tensor, teacher_logits: &Tensor) -> Result<Tensor> {
     logit_pair("logit_mse", student_logits, teacher_logits)?;
     let (s, t) = operands(student_logits, teacher_logits)?;
-    Ok((s - t)?.sqr()?.mean_all()?)
+    Ok((s - t)?.sqr()?.mean(1)?)
+}
+
+/// The logistic logit loss: `T² · mean_{i,c} log(1 + exp(−(s_ic/T)·(t_ic/T)))`.
+///
+/// Each logit is read as a one-vs-rest decision whose side the teacher's logit gives: the
+/// loss falls as the student's logit agrees in sign with the teacher's and grows in size,
+/// and pulls hardest where the teacher is most sure (the gradient on `s_ic` is
+/// `−t_ic · σ(−s_ic·t_ic/T²)`). It treats classes independently, so it also fits multi-label
+/// heads. `T²` scales it like the soft terms. The softplus is computed as
+/// `max(x, 0) + log(1 + exp(−|x|))`, finite for any `x`.
+pub fn logistic(
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
+    Ok(logistic_rows(student_logits, teacher_logits, temperature)?.mean_all()?)
+}
+
+/// [`logistic`] of each row, `[batch]` (the mean over classes, × T²).
+pub fn logistic_rows(
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
+    const NAME: &str = "logistic";
+    logit_pair(NAME, student_logits, teacher_logits)?;
+    check_temperature(NAME, temperature)?;
+    let (s, t) = operands(student_logits, teacher_logits)?;
+    let x = (s * t)?.affine(-1.0 / (temperature * temperature), 0.0)?;
+    let softplus = (x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+    Ok(softplus.mean(1)?.affine(temperature * temperature, 0.0)?)
+}
+
+/// `Σ_i w_i · l_i / Σ_i w_i`: per-row losses `[batch]` averaged with per-row weights
+/// `[batch]` (constants: detached; ≥ 0, not all 0). Weights that are all equal give the mean.
+pub fn weighted_mean(per_row: &Tensor, weights: &Tensor) -> Result<Tensor> {
+    let name = "weighted_mean";
+    if per_row.rank() != 1 || per_row.dims() != weights.dims() {
+        return Err(invalid(format!(
+            "{name}: per-row losses {:?} and weights {:?} must both be [batch]",
+            per_row.dims(),
+            weights.dims()
+        )));
+    }
+    let w = weights.detach().to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let total: f64 = w.iter().sum();
+    if w.iter().any(|v| !v.is_finite() || *v < 0.0) || total <= 0.0 {
+        return Err(invalid(format!(
+            "{name}: weights must be finite, >= 0 and not all 0, got {w:?}"
+        )));
+    }
+    let w = weights.detach().to_dtype(per_row.dtype())?;
+    Ok((per_row * w)?.sum_all()?.affine(1.0 / total, 0.0)?)
+}
+
+/// Each row's weight by the teacher's confidence: its largest class probability (at T = 1),
+/// `[batch]`. Rows the teacher is unsure of count less.
+pub fn teacher_confidence(teacher_logits: &Tensor) -> Result<Tensor> {
+    logits_dims("teacher_confidence", teacher_logits)?;
+    let t = promote(&teacher_logits.detach())?;
+    Ok(candle_nn::ops::softmax(&t, D::Minus1)?.max(1)?)
 }
 
 /// Hidden-state MSE over real tokens:
@@ -649,6 +733,115 @@ mod tests {
     fn logit_mse_rejects_shape_mismatch() {
         let other = Tensor::zeros((3, 3), DType::F32, &Device::Cpu).unwrap();
         assert_invalid(logit_mse(&t2(&S_LOGITS), &other), "logit_mse");
+    }
+
+    // ---- logistic, per-row weighting --------------------------------------------------------
+
+    fn logistic_ref(temperature: f64) -> f64 {
+        let mut total = 0.0;
+        for i in 0..2 {
+            for c in 0..3 {
+                let x = -(S_LOGITS[i][c] as f64) * (T_LOGITS[i][c] as f64)
+                    / (temperature * temperature);
+                total += (1.0 + x.exp()).ln();
+            }
+        }
+        total / 6.0 * temperature * temperature
+    }
+
+    #[test]
+    fn logistic_matches_hand_computation() {
+        let (s, t) = (t2(&S_LOGITS), t2(&T_LOGITS));
+        for temperature in [1.0, 2.0] {
+            let got = scalar(&logistic(&s, &t, temperature).unwrap());
+            assert_close(got, logistic_ref(temperature), "logistic");
+        }
+        // Agreeing in sign lowers it, disagreeing raises it; huge products stay finite.
+        let agree = t2(&[[10.0, 10.0, -10.0], [10.0, 0.0, 10.0]]);
+        let disagree = agree.neg().unwrap();
+        let (a, d) = (
+            scalar(&logistic(&agree, &t, 1.0).unwrap()),
+            scalar(&logistic(&disagree, &t, 1.0).unwrap()),
+        );
+        assert!(a < logistic_ref(1.0) && d > logistic_ref(1.0), "{a} {d}");
+        let huge = t2(&[[1e6, -1e6, 1e6], [-1e6, 1e6, 1e6]]);
+        assert!(scalar(&logistic(&huge, &t, 1.0).unwrap()).is_finite());
+    }
+
+    #[test]
+    fn logistic_gradient_matches_finite_differences() {
+        let t = t2(&T_LOGITS);
+        let g = check_gradient(&t2(&S_LOGITS), |x| logistic(x, &t, 2.0));
+        // Where the teacher's logit is 0 the term has no opinion: no gradient.
+        assert_eq!(g[4], 0.0);
+    }
+
+    #[test]
+    fn rows_average_to_the_terms_and_weights_select_rows() {
+        let (s, t) = (t2(&S_LOGITS), t2(&T_LOGITS));
+        type Pair = (
+            fn(&Tensor, &Tensor) -> Result<Tensor>,
+            fn(&Tensor, &Tensor) -> Result<Tensor>,
+        );
+        let pairs: [Pair; 4] = [
+            (|s, t| soft_kl(s, t, 2.0), |s, t| soft_kl_rows(s, t, 2.0)),
+            (|s, t| soft_ce(s, t, 2.0), |s, t| soft_ce_rows(s, t, 2.0)),
+            (logit_mse, logit_mse_rows),
+            (|s, t| logistic(s, t, 2.0), |s, t| logistic_rows(s, t, 2.0)),
+        ];
+        let dev = &Device::Cpu;
+        for (whole, rows) in pairs {
+            let per_row = rows(&s, &t).unwrap();
+            assert_eq!(per_row.dims(), [2]);
+            let r = per_row.to_vec1::<f32>().unwrap();
+            assert_close(
+                scalar(&whole(&s, &t).unwrap()),
+                (r[0] + r[1]) as f64 / 2.0,
+                "mean",
+            );
+            // Equal weights: the mean. Weight 0 on a row: that row alone, and no gradient
+            // reaches the other row.
+            let even = Tensor::new(&[3f32, 3.0], dev).unwrap();
+            assert_close(
+                scalar(&weighted_mean(&per_row, &even).unwrap()),
+                (r[0] + r[1]) as f64 / 2.0,
+                "equal weights",
+            );
+            let first = Tensor::new(&[1f32, 0.0], dev).unwrap();
+            assert_close(
+                scalar(&weighted_mean(&per_row, &first).unwrap()),
+                r[0] as f64,
+                "row 0",
+            );
+            let g = check_gradient(&s, |x| weighted_mean(&rows(x, &t)?, &first));
+            assert!(g[3..].iter().all(|&v| v == 0.0), "{g:?}");
+        }
+        let per_row = logit_mse_rows(&s, &t).unwrap();
+        for bad in [[0f32, 0.0], [1.0, -1.0], [f32::NAN, 1.0]] {
+            assert_invalid(
+                weighted_mean(&per_row, &Tensor::new(&bad, dev).unwrap()),
+                "weights",
+            );
+        }
+        assert_invalid(
+            weighted_mean(&per_row, &Tensor::new(&[1f32], dev).unwrap()),
+            "[batch]",
+        );
+    }
+
+    #[test]
+    fn teacher_confidence_is_the_largest_probability() {
+        let c = teacher_confidence(&t2(&T_LOGITS))
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for i in 0..2 {
+            let want = log_softmax_ref(&T_LOGITS[i], 1.0)
+                .into_iter()
+                .fold(f64::NEG_INFINITY, f64::max)
+                .exp();
+            assert_close(c[i] as f64, want, "confidence");
+        }
     }
 
     // ---- hidden_mse / cosine -----------------------------------------------------------------

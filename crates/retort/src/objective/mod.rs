@@ -7,6 +7,7 @@
 
 pub mod loss;
 pub mod mapping;
+pub mod schedule;
 pub mod terms;
 
 use std::collections::BTreeMap;
@@ -14,7 +15,8 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Tensor};
 
 use self::mapping::LayerMap;
-use self::terms::{Needs, Term, TermKind};
+use self::schedule::Scheduled;
+use self::terms::{Needs, Term, TermKind, Weighting};
 use crate::error::{Error, Result};
 use crate::model::encoder::linear;
 use crate::model::layers::Linear;
@@ -36,6 +38,9 @@ pub struct TrainBatch {
     pub labels: Vec<Option<usize>>,
     /// Per row, its index in the cached teacher logits (rows of the whole training set).
     pub cache_rows: Vec<u32>,
+    /// The fraction of the run's optimiser steps done before this batch: where scheduled
+    /// weights and temperatures are read.
+    pub progress: f64,
 }
 
 impl TrainBatch {
@@ -49,6 +54,7 @@ impl TrainBatch {
             axis: RowAxis::Labels,
             labels,
             cache_rows: indices.iter().map(|&i| i as u32).collect(),
+            progress: 0.0,
         }
     }
 }
@@ -72,7 +78,9 @@ pub struct Teacher {
 /// One term of the objective, its layer pairs resolved.
 struct ActiveTerm {
     kind: TermKind,
-    weight: f64,
+    weight: Scheduled,
+    /// How a logit term weights the batch's rows.
+    weighting: Weighting,
     /// (student layer, teacher layer) pairs, 0-based: the intermediate kinds' only.
     pairs: Vec<(usize, usize)>,
 }
@@ -81,7 +89,7 @@ struct ActiveTerm {
 pub struct Objective {
     terms: Vec<ActiveTerm>,
     needs: Needs,
-    temperature: f64,
+    temperature: Scheduled,
     teacher: Option<Teacher>,
     /// A projection from the student's width to the teacher's per (student, teacher) layer
     /// pair that a hidden-state term compares (none when the widths are equal).
@@ -102,11 +110,12 @@ impl Objective {
         Self {
             terms: vec![ActiveTerm {
                 kind: TermKind::HardCe,
-                weight: 1.0,
+                weight: Scheduled::Constant(1.0),
+                weighting: Weighting::Uniform,
                 pairs: Vec::new(),
             }],
             needs: Needs::default(),
-            temperature: 1.0,
+            temperature: Scheduled::Constant(1.0),
             teacher: None,
             projections: BTreeMap::new(),
             params: Params::default(),
@@ -120,7 +129,7 @@ impl Objective {
     pub fn distill(
         terms: &[Term],
         layer_map: &LayerMap,
-        temperature: f64,
+        temperature: impl Into<Scheduled>,
         teacher: Teacher,
         student_layers: usize,
         student_hidden: usize,
@@ -155,6 +164,7 @@ impl Objective {
                 Ok(ActiveTerm {
                     kind: t.kind,
                     weight: t.weight,
+                    weighting: t.weighting,
                     pairs,
                 })
             })
@@ -178,11 +188,25 @@ impl Objective {
         Ok(Self {
             terms,
             needs,
-            temperature,
+            temperature: temperature.into(),
             teacher: uses_teacher.then_some(teacher),
             projections,
             params: b.take_params(),
         })
+    }
+
+    /// The scheduled values at `progress`, by name (`temperature`, `weight.<term>`): what
+    /// the training log records. Empty when nothing changes over the run.
+    pub fn schedule_at(&self, progress: f64) -> Vec<(String, f64)> {
+        let mut values = Vec::new();
+        let logit_terms = self.terms.iter().any(|t| t.kind.needs().teacher_logits);
+        if self.temperature.varies() && logit_terms {
+            values.push(("temperature".to_string(), self.temperature.at(progress)));
+        }
+        for t in self.terms.iter().filter(|t| t.weight.varies()) {
+            values.push((format!("weight.{}", t.kind.name()), t.weight.at(progress)));
+        }
+        values
     }
 
     /// What the student's forward pass must return for this objective.
@@ -216,7 +240,7 @@ impl Objective {
                 (_, None) if !term.kind.is_intermediate() => None,
                 (TermKind::HardCe, Some(rows)) => self.hard_ce(batch, rows)?,
                 (_, Some(rows)) if term.kind.needs().teacher_logits => match &teacher_rows {
-                    Some(t) => Some(self.logit_term(term.kind, rows, t)?),
+                    Some(t) => Some(self.logit_term(term, rows, t, batch.progress)?),
                     None => None,
                 },
                 _ => {
@@ -229,7 +253,7 @@ impl Objective {
                 term.kind.name(),
                 value.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64,
             ));
-            let weighted = (value * term.weight)?;
+            let weighted = (value * term.weight.at(batch.progress))?;
             total = Some(match total {
                 Some(t) => (t + weighted)?,
                 None => weighted,
@@ -269,14 +293,28 @@ impl Objective {
         }
     }
 
-    /// soft_kl, soft_ce or logit_mse between the student's and the teacher's rows.
-    fn logit_term(&self, kind: TermKind, student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
-        let temp = self.temperature;
-        match kind {
-            TermKind::SoftKl => loss::soft_kl(student, teacher, temp),
-            TermKind::SoftCe => loss::soft_ce(student, teacher, temp),
-            TermKind::LogitMse => loss::logit_mse(student, teacher),
+    /// soft_kl, soft_ce, logit_mse or logistic between the student's and the teacher's rows,
+    /// averaged over the rows as the term's weighting says.
+    fn logit_term(
+        &self,
+        term: &ActiveTerm,
+        student: &Tensor,
+        teacher: &Tensor,
+        progress: f64,
+    ) -> Result<Tensor> {
+        let temp = self.temperature.at(progress);
+        let per_row = match term.kind {
+            TermKind::SoftKl => loss::soft_kl_rows(student, teacher, temp)?,
+            TermKind::SoftCe => loss::soft_ce_rows(student, teacher, temp)?,
+            TermKind::LogitMse => loss::logit_mse_rows(student, teacher)?,
+            TermKind::Logistic => loss::logistic_rows(student, teacher, temp)?,
             other => unreachable!("{} is not a logit term", other.name()),
+        };
+        match term.weighting {
+            Weighting::Uniform => Ok(per_row.mean_all()?),
+            Weighting::TeacherConfidence => {
+                loss::weighted_mean(&per_row, &loss::teacher_confidence(teacher)?)
+            }
         }
     }
 

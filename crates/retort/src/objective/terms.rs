@@ -11,6 +11,9 @@
 //! kind = "hidden_mse"
 //! weight = 1.0
 //! layer_map = "1,3,5"   # optional: distill.layer_map when absent
+//! [[distill.terms]]
+//! kind = "hard_ce"
+//! weight = { start = 0.0, end = 1.0, shape = "cosine" }   # a schedule (see `schedule`)
 //! ```
 //! What each kind needs from the models (gold labels, the teacher's logits, hidden states,
 //! attention maps) is declared by the kind ([`TermKind::needs`]), so the objective and the
@@ -19,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::mapping::LayerMap;
+use super::schedule::Scheduled;
 use crate::error::{Error, Result};
 
 /// The kinds of loss term.
@@ -33,6 +37,9 @@ pub enum TermKind {
     SoftCe,
     /// Mean squared error between logits (Ba & Caruana 2014; Tang et al. 2019).
     LogitMse,
+    /// The logistic logit loss, `T² · log(1 + exp(−s·t / T²))` per class: the student's logits
+    /// pushed to the teacher's side of 0 (one-vs-rest, so multi-label heads too).
+    Logistic,
     /// MSE between mapped hidden states, through a learned projection when widths differ.
     HiddenMse,
     /// 1 − cosine similarity of mapped hidden states (DistilBERT).
@@ -74,8 +81,8 @@ impl Needs {
 }
 
 impl TermKind {
-    /// Every kind, in the order `[distill.weights]` lists them.
-    pub const ALL: [TermKind; 8] = [
+    /// Every kind (those of the old `[distill.weights]` table in its order, then the rest).
+    pub const ALL: [TermKind; 9] = [
         TermKind::HardCe,
         TermKind::SoftKl,
         TermKind::SoftCe,
@@ -84,6 +91,7 @@ impl TermKind {
         TermKind::AttentionMse,
         TermKind::AttentionKl,
         TermKind::Cosine,
+        TermKind::Logistic,
     ];
 
     /// The name used in configs and logs.
@@ -93,6 +101,7 @@ impl TermKind {
             TermKind::SoftKl => "soft_kl",
             TermKind::SoftCe => "soft_ce",
             TermKind::LogitMse => "logit_mse",
+            TermKind::Logistic => "logistic",
             TermKind::HiddenMse => "hidden_mse",
             TermKind::Cosine => "cosine",
             TermKind::AttentionMse => "attention_mse",
@@ -104,10 +113,12 @@ impl TermKind {
     pub fn needs(self) -> Needs {
         match self {
             TermKind::HardCe => Needs::default(),
-            TermKind::SoftKl | TermKind::SoftCe | TermKind::LogitMse => Needs {
-                teacher_logits: true,
-                ..Needs::default()
-            },
+            TermKind::SoftKl | TermKind::SoftCe | TermKind::LogitMse | TermKind::Logistic => {
+                Needs {
+                    teacher_logits: true,
+                    ..Needs::default()
+                }
+            }
             TermKind::HiddenMse | TermKind::Cosine => Needs {
                 hidden_states: true,
                 ..Needs::default()
@@ -131,30 +142,65 @@ impl TermKind {
 #[serde(deny_unknown_fields)]
 pub struct Term {
     pub kind: TermKind,
-    /// The term's weight in the sum (positive).
-    pub weight: f64,
+    /// The term's weight in the sum: a positive number, or a schedule over the run whose
+    /// values are ≥ 0 and not all 0.
+    pub weight: Scheduled,
     /// Intermediate kinds: which teacher layer each student layer is compared with (absent:
     /// `distill.layer_map`). Not allowed on the other kinds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_map: Option<LayerMap>,
+    /// Logit kinds: how the rows of a batch are weighted in the term's mean.
+    #[serde(default, skip_serializing_if = "Weighting::is_uniform")]
+    pub weighting: Weighting,
+}
+
+/// How a logit term weights the rows of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Weighting {
+    /// Every row alike: the plain mean.
+    #[default]
+    Uniform,
+    /// Each row by the teacher's largest class probability (at T = 1): rows the teacher is
+    /// unsure of count less (the weighted MSE / KL of confidence-weighted distillation).
+    TeacherConfidence,
+}
+
+impl Weighting {
+    fn is_uniform(&self) -> bool {
+        *self == Weighting::Uniform
+    }
 }
 
 impl Term {
     pub fn new(kind: TermKind, weight: f64) -> Self {
         Self {
             kind,
-            weight,
+            weight: Scheduled::Constant(weight),
             layer_map: None,
+            weighting: Weighting::Uniform,
         }
     }
 
     /// Checks the weight and that only intermediate terms have a layer map.
     pub fn check(&self) -> Result<()> {
         let name = self.kind.name();
-        if !(self.weight.is_finite() && self.weight > 0.0) {
+        let [start, end] = self.weight.ends();
+        let finite = start.is_finite() && end.is_finite();
+        let valid = match self.weight.constant() {
+            Some(w) => finite && w > 0.0,
+            // A schedule may start or end at 0 (a term switched on or off over the run).
+            None => finite && start >= 0.0 && end >= 0.0 && start.max(end) > 0.0,
+        };
+        if !valid {
             return Err(Error::Invalid(format!(
-                "{name} has weight {}: a weight must be a positive number (remove the term to switch it off)",
+                "{name} has weight {}: a weight must be a positive number, or a schedule whose start and end are ≥ 0 and not both 0 (remove the term to switch it off)",
                 self.weight
+            )));
+        }
+        if !self.weighting.is_uniform() && !self.kind.needs().teacher_logits {
+            return Err(Error::Invalid(format!(
+                "{name} does not compare rows of logits with the teacher's: weighting applies to soft_kl, soft_ce, logit_mse and logistic only"
             )));
         }
         if self.layer_map.is_some() && !self.kind.is_intermediate() {

@@ -52,6 +52,9 @@ pub fn render(r: &Report) -> String {
         body.push_str("<div class=\"charts\">");
         for (i, log) in r.logs.iter().enumerate() {
             body.push_str(&loss_curves(log, i));
+            if !log.schedule_names().is_empty() {
+                body.push_str(&schedule_curves(log, i));
+            }
         }
         body.push_str(&dev_score_curves(r));
         body.push_str("</div>\n");
@@ -146,6 +149,29 @@ fn loss_curves(log: &crate::report::TrainingLog, i: usize) -> String {
         &series,
         "step",
         "loss",
+    )
+}
+
+/// The scheduled weights and temperature of one run over its steps.
+fn schedule_curves(log: &crate::report::TrainingLog, i: usize) -> String {
+    let series: Vec<Series> = log
+        .schedule_names()
+        .into_iter()
+        .map(|name| Series {
+            points: log
+                .train
+                .iter()
+                .filter_map(|p| p.schedule.get(&name).map(|v| (p.step as f64, *v)))
+                .collect(),
+            name,
+        })
+        .collect();
+    svg::lines(
+        &format!("chart-schedule-{i}"),
+        &format!("Scheduled weights and temperature: {}", log.name),
+        &series,
+        "step",
+        "value",
     )
 }
 

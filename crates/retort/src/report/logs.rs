@@ -1,7 +1,8 @@
 //! Training curves from the `metrics.jsonl` logs that `retort train` / `retort distill` write.
 //!
-//! Each line is a JSON object with `event`: `"train"` lines have `step`, `loss` and `terms`
-//! (loss term → value); `"eval"` lines have `step`, `metric` and `dev_<metric>` (`dev_accuracy`
+//! Each line is a JSON object with `event`: `"train"` lines have `step`, `loss`, `terms`
+//! (loss term → value) and, when weights or the temperature are scheduled, `schedule` (name →
+//! value in that step); `"eval"` lines have `step`, `metric` and `dev_<metric>` (`dev_accuracy`
 //! when there is no `metric`). Other events are
 //! ignored so that later additions to the log do not break old reports.
 
@@ -27,6 +28,8 @@ pub struct TrainPoint {
     pub step: u64,
     pub loss: f64,
     pub terms: BTreeMap<String, f64>,
+    /// Scheduled values (`temperature`, `weight.<term>`) in that step; empty without schedules.
+    pub schedule: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +49,8 @@ struct Line {
     loss: Option<f64>,
     #[serde(default)]
     terms: BTreeMap<String, f64>,
+    #[serde(default)]
+    schedule: BTreeMap<String, f64>,
     metric: Option<String>,
     /// Every other field (`dev_<metric>` among them).
     #[serde(flatten)]
@@ -84,6 +89,7 @@ impl TrainingLog {
                         .loss
                         .ok_or_else(|| bad("train record has no \"loss\"".into()))?,
                     terms: line.terms.clone(),
+                    schedule: line.schedule.clone(),
                 }),
                 Some("eval") => {
                     let metric = line.metric.clone().unwrap_or_else(|| "accuracy".into());
@@ -111,12 +117,22 @@ impl TrainingLog {
         Ok(log)
     }
 
+    /// Names of the scheduled values logged anywhere in the run, sorted.
+    pub fn schedule_names(&self) -> Vec<String> {
+        self.keys(|p| &p.schedule)
+    }
+
     /// Names of the loss terms logged anywhere in the run, sorted.
     pub fn term_names(&self) -> Vec<String> {
+        self.keys(|p| &p.terms)
+    }
+
+    /// The keys of one map of the train records, over the whole run, sorted and unique.
+    fn keys(&self, map: impl Fn(&TrainPoint) -> &BTreeMap<String, f64>) -> Vec<String> {
         let mut names: Vec<String> = self
             .train
             .iter()
-            .flat_map(|p| p.terms.keys().cloned())
+            .flat_map(|p| map(p).keys().cloned())
             .collect();
         names.sort();
         names.dedup();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::objective::mapping::LayerMap;
+use crate::objective::schedule::Scheduled;
 use crate::objective::terms::{default_terms, Term, TermKind};
 use crate::task::Task;
 use crate::text::augment::AugmentConfig;
@@ -327,6 +328,8 @@ impl LossWeights {
             TermKind::AttentionMse => self.attention_mse,
             TermKind::AttentionKl => self.attention_kl,
             TermKind::Cosine => self.cosine,
+            // Kinds added after term lists replaced this table are not in it.
+            TermKind::Logistic => 0.0,
         }
     }
 
@@ -349,8 +352,9 @@ pub struct DistillSection {
     /// unlabelled text (`data.train` and `data.dev` hold one text per line), with intermediate
     /// terms only, and is saved as a base model for a task stage to start from.
     pub stage: Stage,
-    /// Softmax temperature T of soft_kl / soft_ce.
-    pub temperature: f64,
+    /// Softmax temperature T of soft_kl / soft_ce: a number, or a schedule over the run
+    /// (`{ start, end, shape }`).
+    pub temperature: Scheduled,
     /// Which teacher layer each student layer learns from: "uniform" (TinyBERT), "last",
     /// or an explicit list of teacher layers, e.g. "1,3,5".
     pub layer_map: LayerMap,
@@ -370,7 +374,7 @@ impl Default for DistillSection {
     fn default() -> Self {
         Self {
             stage: Stage::Task,
-            temperature: 2.0,
+            temperature: Scheduled::Constant(2.0),
             layer_map: LayerMap::Uniform,
             cache_dir: PathBuf::from("runs/cache"),
             terms: None,
@@ -636,7 +640,9 @@ fn probability_below_one(key: &str, value: f64) -> std::result::Result<(), Inval
 
 impl DistillSection {
     fn check(&self) -> std::result::Result<(), InvalidValue> {
-        positive("distill.temperature", self.temperature)?;
+        for t in self.temperature.ends() {
+            positive("distill.temperature", t)?;
+        }
         if let Some(w) = &self.weights {
             for kind in TermKind::ALL {
                 // A negative weight would reward the student for moving away from its target.
@@ -894,6 +900,51 @@ mod tests {
             DistillConfig::default().distill.terms().unwrap(),
             default_terms()
         );
+    }
+
+    #[test]
+    fn weights_and_temperature_may_be_schedules_with_checked_ends() {
+        use crate::objective::schedule::{Ramp, Shape};
+        let (_d, p) = write(concat!(
+            "[distill]\ntemperature = { start = 8.0, end = 1.0, shape = \"cosine\" }\n",
+            "[[distill.terms]]\nkind = \"hard_ce\"\nweight = { start = 0, end = 1 }\n",
+            "[[distill.terms]]\nkind = \"soft_kl\"\nweight = 1\n",
+        ));
+        let c: DistillConfig = load_config(&p, &[]).unwrap();
+        assert_eq!(
+            c.distill.temperature,
+            Scheduled::Ramp(Ramp {
+                start: 8.0,
+                end: 1.0,
+                shape: Shape::Cosine
+            })
+        );
+        let terms = c.distill.terms().unwrap();
+        assert_eq!(terms[0].weight.ends(), [0.0, 1.0]);
+        assert_eq!(terms[1].weight, Scheduled::Constant(1.0));
+        // A schedule survives the config.toml a run writes.
+        let back: DistillConfig = toml::from_str(&to_toml(&c)).unwrap();
+        assert_eq!(back, c);
+        // A temperature must stay positive, a weight ≥ 0 and not 0 throughout.
+        for (set, key) in [
+            (
+                "distill.temperature={start=2.0,end=0.0}",
+                "distill.temperature",
+            ),
+            (
+                "distill.terms=[{kind=\"soft_kl\",weight={start=-1.0,end=1.0}}]",
+                "weight",
+            ),
+            (
+                "distill.terms=[{kind=\"soft_kl\",weight={start=0.0,end=0.0}}]",
+                "not both 0",
+            ),
+        ] {
+            let err = load_config::<DistillConfig>(&p, &[set.into()])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
     }
 
     #[test]

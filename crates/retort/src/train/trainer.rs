@@ -125,11 +125,13 @@ pub fn dev_metrics(model: &dyn Model, dev: &TaskData, batch_size: usize) -> Resu
 
 /// The objective's mean loss over `dev` (each batch weighted by its examples), with its
 /// terms: how general distillation scores a student. No dropout, no gradients.
+/// `progress` places the evaluation in the run, for scheduled weights.
 pub fn dev_loss(
     model: &dyn Model,
     objective: &Objective,
     dev: &TaskData,
     batch_size: usize,
+    progress: f64,
 ) -> Result<Scores> {
     if dev.is_empty() {
         return Err(Error::Invalid("the dev set is empty".into()));
@@ -140,7 +142,7 @@ pub fn dev_loss(
     order.sort_by_key(|&i| lengths[i]);
     let (mut total, mut terms) = (0.0, Vec::new());
     for idx in order.chunks(batch_size) {
-        let batch = make_batch(dev, &offsets, idx, model.config())?;
+        let batch = make_batch(dev, &offsets, idx, model.config(), progress)?;
         let output = model.forward(&batch.input, Pass::INFERENCE, objective.student_outputs())?;
         let loss = objective.loss(&batch, &output)?;
         let share = idx.len() as f64 / dev.len() as f64;
@@ -174,6 +176,7 @@ fn make_batch(
     offsets: &[u32],
     idx: &[usize],
     config: &ModelConfig,
+    progress: f64,
 ) -> Result<TrainBatch> {
     let items: Vec<&Encoded> = idx.iter().map(|&i| &data.examples[i]).collect();
     let (mut rows, mut labels, mut cache_rows) = (Vec::new(), Vec::new(), Vec::new());
@@ -195,6 +198,7 @@ fn make_batch(
         axis: config.head.row_axis(),
         labels,
         cache_rows,
+        progress,
     })
 }
 
@@ -310,8 +314,9 @@ pub fn run(
             for (micro, indices) in group.iter().enumerate() {
                 // Dropout masks depend only on the seed, the step, the micro-batch and the part.
                 let seed = cfg.seed ^ ((step as u64) << 20) ^ micro as u64;
+                let progress = step as f64 / total as f64;
                 let make_batch = |idx: &[usize]| -> Result<TrainBatch> {
-                    make_batch(train, &offsets, idx, model.config())
+                    make_batch(train, &offsets, idx, model.config(), progress)
                 };
                 for part in forward_backward(model, objective, indices, seed, &make_batch)? {
                     // No gradients: the part's loss is not finite.
@@ -346,14 +351,17 @@ pub fn run(
                     .iter()
                     .map(|(k, v)| (k.to_string(), json!(v)))
                     .collect();
-                append_record(
-                    &mut log,
-                    json!({
-                        "event": "train", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
-                        "loss": loss_sum, "terms": terms, "lr": lr, "grad_norm": grad_norm,
-                        "samples_per_s": speed, "elapsed_s": started.elapsed().as_secs_f64(),
-                    }),
-                )?;
+                let mut record = json!({
+                    "event": "train", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
+                    "loss": loss_sum, "terms": terms, "lr": lr, "grad_norm": grad_norm,
+                    "samples_per_s": speed, "elapsed_s": started.elapsed().as_secs_f64(),
+                });
+                // The values scheduled weights and temperatures had in this step.
+                let schedule = objective.schedule_at((step - 1) as f64 / total as f64);
+                if !schedule.is_empty() {
+                    record["schedule"] = schedule.into_iter().map(|(k, v)| (k, json!(v))).collect();
+                }
+                append_record(&mut log, record)?;
                 bar.set_message(format!(
                     "loss {loss_sum:.4} · lr {lr:.1e} · {speed:.0} ex/s"
                 ));
@@ -367,7 +375,10 @@ pub fn run(
                 state.seconds = started.elapsed().as_secs_f64();
                 let scores = match opts.selection {
                     Selection::TaskMetric => dev_metrics(model, dev, cfg.batch_size.max(32))?,
-                    Selection::ObjectiveLoss => dev_loss(model, objective, dev, cfg.batch_size)?,
+                    Selection::ObjectiveLoss => {
+                        let progress = step as f64 / total as f64;
+                        dev_loss(model, objective, dev, cfg.batch_size, progress)?
+                    }
                 };
                 let value = scores.primary_value();
                 final_score = value;

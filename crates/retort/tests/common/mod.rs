@@ -41,6 +41,16 @@ pub fn sentences(name: &str) -> Vec<String> {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The gradient of the scalar `loss` with respect to the rank-3 `x` (a `Var`'s tensor).
+pub fn gradient3(loss: &Tensor, x: &Tensor) -> Vec<Vec<Vec<f32>>> {
+    loss.backward()
+        .unwrap()
+        .get(x)
+        .expect("no gradient reached the tensor")
+        .to_vec3::<f32>()
+        .unwrap()
+}
+
 /// Max |a - b| over all elements (shapes must agree).
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
