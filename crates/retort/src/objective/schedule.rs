@@ -18,11 +18,42 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 
 /// A number, or a ramp over the run.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Scheduled {
     Constant(f64),
     Ramp(Ramp),
+}
+
+/// A number or a `{ start, end, shape }` table, with errors that say which was meant (serde's
+/// untagged enums only say that nothing matched).
+impl<'de> Deserialize<'de> for Scheduled {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Scheduled;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, or a schedule { start = .., end = .., shape = \"linear\" | \"cosine\" }")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scheduled, E> {
+                Ok(Scheduled::Constant(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scheduled, E> {
+                Ok(Scheduled::Constant(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scheduled, E> {
+                Ok(Scheduled::Constant(v as f64))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<Scheduled, M::Error> {
+                Ramp::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Scheduled::Ramp)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// From `start` (progress 0) to `end` (progress 1).
