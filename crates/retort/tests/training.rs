@@ -798,3 +798,44 @@ fn logistic_and_confidence_weighted_terms_distil_end_to_end() {
     assert!(err.contains("weighting applies to soft_kl"), "{err}");
     assert!(!c.output.dir.exists());
 }
+
+#[test]
+fn several_teachers_in_their_own_tokens_label_the_transfer_set_together() {
+    use retort::train::config::{Combine, ExtraTeacher};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = tiny_distill_config(dir);
+    // The tiny BERT first; the tiny MPNet (same labels, its own tokenizer) beside it.
+    c.teacher.extra = vec![ExtraTeacher {
+        dir: fixture("tiny-mpnet"),
+        weight: 2.0,
+    }];
+    c.teacher.combine = Combine::Confidence;
+    c.output.dir = dir.join("ensemble");
+    let s = distill(&c, false, false).unwrap();
+    assert_eq!(s.run.steps, 3);
+    assert_eq!(s.teachers.len(), 1);
+    let member = &s.teachers[0];
+    assert!(!member.cache_hit && member.cache_path.exists());
+    assert!((0.0..=1.0).contains(&member.dev_score));
+    // Its cache holds one row per training example, read in its own tokens.
+    let cached = candle_core::safetensors::load(&member.cache_path, &Device::Cpu).unwrap();
+    assert_eq!(cached["logits"].dims(), [64, 3]);
+    assert_ne!(Some(&member.cache_path), s.teacher_cache_path.as_ref());
+    // A second run reuses both caches.
+    c.output.dir = dir.join("again");
+    let again = distill(&c, false, false).unwrap();
+    assert_eq!(again.teacher_cache_hit, Some(true));
+    assert!(again.teachers[0].cache_hit);
+
+    // Another label set, or a run with no logit term, is refused before training.
+    c.teacher.extra[0].dir = fixture("tiny-distilbert");
+    c.output.dir = dir.join("labels");
+    let err = distill(&c, false, false).unwrap_err().to_string();
+    assert!(err.contains("labels"), "{err}");
+    c.teacher.extra[0].dir = fixture("tiny-mpnet");
+    c.distill.terms = Some(vec![Term::new(TermKind::HardCe, 1.0)]);
+    let err = distill(&c, false, false).unwrap_err().to_string();
+    assert!(err.contains("teacher.extra"), "{err}");
+    assert!(!c.output.dir.exists());
+}

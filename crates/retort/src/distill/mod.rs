@@ -2,6 +2,7 @@
 //! the trainer), general distillation on unlabelled text (TinyBERT's first stage) and the
 //! teacher's logits cached on disk.
 
+pub mod ensemble;
 pub mod general;
 pub mod run;
 pub mod teacher_cache;

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::ensemble::{ensemble_logits, EnsembleMember};
 use super::teacher_cache::teacher_logits;
 use crate::compress::compact::{compact_student, CompactStudent};
 use crate::compress::student::{self, Keep, StudentShape};
@@ -44,6 +45,9 @@ pub struct DistillSummary {
     pub teacher_cache_hit: Option<bool>,
     pub teacher_phase_seconds: f64,
     pub teacher_cache_path: Option<PathBuf>,
+    /// The extra teachers of a multi-teacher run (the first is `teacher_score`'s).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub teachers: Vec<EnsembleMember>,
 }
 
 /// A student and, when it does not read the teacher's tokens, its own tokenizer.
@@ -316,6 +320,17 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     );
     let terms = config.distill.terms()?;
     let needs = Needs::of(&terms);
+    if !config.teacher.extra.is_empty() && !needs.teacher_logits {
+        return Err(Error::Invalid(
+            "teacher.extra teachers serve the logit terms (soft_kl, soft_ce, logit_mse, logistic), and this run has none: add one or remove teacher.extra".into(),
+        ));
+    }
+    // The transfer set's raw inputs in example order, for tokenizers other than the teacher's.
+    let inputs: Vec<&Input> = train_data
+        .inputs()
+        .into_iter()
+        .chain(&extra_inputs)
+        .collect();
     let teacher_start = Instant::now();
     let cache = if needs.teacher_logits {
         // Labelling a large augmented transfer set takes minutes: show how far it is.
@@ -348,6 +363,22 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     } else {
         None
     };
+    // More teachers: their logits, combined with the first's, become the target.
+    let (cached_logits, teachers) = match &cache {
+        Some(c) if !config.teacher.extra.is_empty() => {
+            let (combined, members) = ensemble_logits(
+                &config.teacher,
+                &teacher,
+                &c.logits,
+                &train,
+                &dev_data,
+                &inputs,
+                &config.distill.cache_dir,
+            )?;
+            (Some(combined), members)
+        }
+        _ => (cache.as_ref().map(|c| c.logits.clone()), Vec::new()),
+    };
     let teacher_phase_seconds = teacher_start.elapsed().as_secs_f64();
     let objective = Objective::distill(
         &terms,
@@ -355,7 +386,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         config.distill.temperature,
         Teacher {
             model: needs.teacher_online().then(|| teacher.model.clone()),
-            cached_logits: cache.as_ref().map(|c| c.logits.clone()),
+            cached_logits,
         },
         student.config().num_layers,
         student.config().hidden_size,
@@ -374,12 +405,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
                 }
                 TokenizerFiles::Dir(dir) => dir.clone(),
             };
-            let inputs: Vec<&Input> = train_data
-                .inputs()
-                .into_iter()
-                .chain(&extra_inputs)
-                .collect();
-            retokenize(task, &mut train, &st.tokenizer, &inputs)?;
+            train = encoded_like(task, &train, &st.tokenizer, &inputs)?;
             (dir, task_data(task, &st.tokenizer, &dev_data, &labels)?)
         }
     };
@@ -405,27 +431,31 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         teacher_cache_hit: cache.as_ref().map(|c| c.hit),
         teacher_phase_seconds,
         teacher_cache_path: cache.map(|c| c.path),
+        teachers,
     })
 }
 
-/// Re-tokenises the transfer set with a student's own tokenizer. The cached teacher logits
-/// stay matched by example and row, so each example must keep its number of rows.
-fn retokenize(
+/// The transfer set `train` in the tokens of another `tokenizer` (a student's or a
+/// teacher's own), from its raw `inputs` in example order. Cached teacher logits stay matched
+/// by example and row, so each example must keep its number of rows.
+pub(crate) fn encoded_like(
     task: Task,
-    train: &mut TaskData,
+    train: &TaskData,
     tokenizer: &TextTokenizer,
     inputs: &[&Input],
-) -> Result<()> {
+) -> Result<TaskData> {
     let (examples, rows): (Vec<Encoded>, Vec<Rows>) =
         task.encode(tokenizer, inputs)?.into_iter().unzip();
     if let Some(i) = (0..rows.len()).find(|&i| rows[i].units != train.rows[i].units) {
         return Err(Error::Invalid(format!(
-            "training example {i} keeps other words within max_len with the student's tokenizer than with the teacher's; raise teacher.max_len (or, for a pruned vocabulary, keep more tokens)"
+            "training example {i} keeps other words within max_len with another tokenizer than with the teacher's; raise teacher.max_len (or, for a pruned vocabulary, keep more tokens)"
         )));
     }
-    train.examples = examples;
-    train.rows = rows;
-    Ok(())
+    Ok(TaskData {
+        examples,
+        rows,
+        ..train.clone()
+    })
 }
 
 /// Augmentation and `augment.unlabelled` make single texts; added to sentence-pair data they

@@ -75,6 +75,13 @@ pub struct TeacherSection {
     pub dir: PathBuf,
     /// Truncate inputs to this many tokens; the student uses the same length.
     pub max_len: usize,
+    /// This teacher's weight among several (`extra`).
+    pub weight: f64,
+    /// More teachers for the logit terms (multi-teacher distillation): each labels the
+    /// transfer set in its own tokens, cached like the first, and the logits are combined.
+    pub extra: Vec<ExtraTeacher>,
+    /// How several teachers' logits are combined, row by row.
+    pub combine: Combine,
 }
 
 impl Default for TeacherSection {
@@ -82,8 +89,36 @@ impl Default for TeacherSection {
         Self {
             dir: PathBuf::from("runs/sst2-teacher/best"),
             max_len: 128,
+            weight: 1.0,
+            extra: Vec::new(),
+            combine: Combine::Fixed,
         }
     }
+}
+
+/// One more teacher of a multi-teacher run.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraTeacher {
+    pub dir: PathBuf,
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// How the teachers' logits become one target per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The weighted mean of the teachers' logits, with their fixed weights.
+    #[default]
+    Fixed,
+    /// Per row, each teacher's weight times its confidence there (its largest probability):
+    /// the surer teacher leads on each example.
+    Confidence,
 }
 
 /// How a fresh student's embedding tables start.
@@ -561,6 +596,10 @@ impl Validate for TrainConfig {
 impl Validate for DistillConfig {
     fn check(&self) -> std::result::Result<(), InvalidValue> {
         at_least_one("teacher.max_len", self.teacher.max_len)?;
+        positive("teacher.weight", self.teacher.weight)?;
+        for (i, t) in self.teacher.extra.iter().enumerate() {
+            positive(&format!("teacher.extra[{i}].weight"), t.weight)?;
+        }
         self.student.check()?;
         if let Some((fields, message)) = self.augment.problem() {
             return Err(InvalidValue {
