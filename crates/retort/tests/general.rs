@@ -144,6 +144,21 @@ fn general_distillation_trains_every_encoder_tensor_and_saves_a_base_model() {
 }
 
 #[test]
+fn a_general_run_resumes_from_its_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = general_config(tmp.path(), "tiny-mpnet");
+    c.train.max_steps = 2;
+    general_distill(&c, false, false).unwrap();
+    // A new run into the same directory is refused; --resume continues to the new limit.
+    let err = general_distill(&c, false, false).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    c.train.max_steps = 4;
+    let s = general_distill(&c, true, false).unwrap();
+    assert_eq!(s.run.steps, 4);
+    assert_eq!(eval_losses(&c.output.dir).len(), 2);
+}
+
+#[test]
 fn a_task_stage_starts_from_the_general_student_with_intermediate_terms() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
