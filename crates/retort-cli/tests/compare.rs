@@ -43,6 +43,12 @@ fn compare_writes_three_files_with_consistent_numbers() {
         );
         assert!(num(m, "throughput") > 0.0);
     }
+    // Same score: the one measured faster is the front, unless both tie.
+    let front: Vec<bool> = models
+        .iter()
+        .map(|m| m["pareto"].as_bool().unwrap())
+        .collect();
+    assert!(front.contains(&true), "{front:?}");
     assert_eq!(num(&models[0], "latency_speedup"), 1.0);
     assert_eq!(num(&models[0], "throughput_speedup"), 1.0);
     assert_eq!(v["logs"][0]["name"], "run-a");

@@ -95,11 +95,15 @@ fn score_vs_latency(r: &Report) -> String {
             x: m.latency_ms_p50,
             y: m.score,
             marked: m.role == "teacher",
+            front: m.pareto,
         })
         .collect();
     svg::scatter(
         "chart-score-latency",
-        &format!("{} vs batch-1 latency (teacher: diamond)", title(r.metric)),
+        &format!(
+            "{} vs batch-1 latency (teacher: diamond; dashed: the Pareto front)",
+            title(r.metric)
+        ),
         &points,
         "latency p50, batch 1 (ms)",
         &r.metric.replace('_', " "),

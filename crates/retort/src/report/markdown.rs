@@ -64,6 +64,7 @@ pub fn cost_table(r: &Report) -> (Vec<String>, Vec<Vec<String>>) {
         format!("throughput (batch {})", r.batch_size),
         "speed-up (latency)".to_string(),
         "speed-up (throughput)".to_string(),
+        "Pareto front".to_string(),
     ];
     let rows = r.models.iter().map(cost_cells).collect();
     (head, rows)
@@ -85,6 +86,8 @@ fn cost_cells(m: &ModelRow) -> Vec<String> {
         format!("{:.1} seq/s", m.throughput),
         format!("{:.2}×", m.latency_speedup),
         format!("{:.2}×", m.throughput_speedup),
+        // No model is both faster at batch 1 and better: a choice worth making.
+        if m.pareto { "yes" } else { "" }.to_string(),
     ]
 }
 

@@ -58,6 +58,9 @@ pub struct ModelRow {
     pub size_ratio: f64,
     /// The primary metric as a percentage of the teacher's.
     pub retention_pct: f64,
+    /// On the score–latency Pareto front: no other model is at least as fast at batch 1 and
+    /// at least as good, and strictly better in one of the two.
+    pub pareto: bool,
 }
 
 /// Everything `retort compare` measured.
@@ -136,6 +139,7 @@ pub fn compare(
             agreement,
         ));
     }
+    mark_pareto_front(&mut models);
     Ok(Report {
         task,
         metric: task.primary_metric(),
@@ -182,7 +186,32 @@ fn row(
         } else {
             0.0
         },
+        pareto: false,
     }
+}
+
+/// Marks the models no other model dominates on (batch-1 latency, score): the choices worth
+/// making, each the best score available at its latency.
+pub fn mark_pareto_front(models: &mut [ModelRow]) {
+    let points: Vec<(f64, f64)> = models.iter().map(|m| (m.latency_ms_p50, m.score)).collect();
+    for (m, on) in models.iter_mut().zip(pareto_front(&points)) {
+        m.pareto = on;
+    }
+}
+
+/// For each (cost, score) point: whether no other point has a cost ≤ and a score ≥, one of
+/// them strictly.
+pub fn pareto_front(points: &[(f64, f64)]) -> Vec<bool> {
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(cost, score))| {
+            !points
+                .iter()
+                .enumerate()
+                .any(|(j, &(c, s))| j != i && c <= cost && s >= score && (c < cost || s > score))
+        })
+        .collect()
 }
 
 pub fn short_name(dir: &Path) -> String {
@@ -217,6 +246,21 @@ pub fn write(report: &Report, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pareto_front_keeps_the_models_nothing_beats_on_both() {
+        // (latency, score): a slow accurate teacher, a dominated student (slower and worse
+        // than the third), a fast student, two equal models (neither dominates the other).
+        let points = [
+            (76.0, 0.93),
+            (10.0, 0.86),
+            (8.0, 0.90),
+            (3.0, 0.87),
+            (3.0, 0.87),
+        ];
+        assert_eq!(pareto_front(&points), vec![true, false, true, true, true]);
+        assert_eq!(pareto_front(&[(1.0, 0.5)]), vec![true]);
+    }
 
     #[test]
     fn short_names() {

@@ -242,6 +242,9 @@ pub struct Point {
     pub x: f64,
     pub y: f64,
     pub marked: bool,
+    /// On the front the chart joins with a dashed staircase (no point both lower in x and
+    /// higher in y).
+    pub front: bool,
 }
 
 /// Scatter plot with a labelled marker per point.
@@ -270,6 +273,7 @@ pub fn scatter(id: &str, title: &str, points: &[Point], x_title: &str, y_title: 
     );
     let y = Axis::new(ys.into_iter(), HEIGHT - BOTTOM, TOP, false);
     c.axes(&x, &y, x_title, y_title);
+    front_line(&mut c, &x, &y, points);
     let mut placed = Vec::new();
     for (i, p) in points.iter().enumerate() {
         let (px, py) = (x.px(p.x), y.px(p.y));
@@ -301,6 +305,24 @@ pub fn scatter(id: &str, title: &str, points: &[Point], x_title: &str, y_title: 
         c.text(tx, y, anchor, "point-label", &p.label);
     }
     c.finish()
+}
+
+/// A dashed staircase through the front's points in x order: from each point right to the
+/// next one's x, then up to its y (the best score reachable for that cost or more).
+fn front_line(c: &mut Canvas, x: &Axis, y: &Axis, points: &[Point]) {
+    let mut front: Vec<&Point> = points.iter().filter(|p| p.front).collect();
+    if front.len() < 2 {
+        return;
+    }
+    front.sort_by(|a, b| a.x.total_cmp(&b.x));
+    let mut d = format!("M{:.1} {:.1}", x.px(front[0].x), y.px(front[0].y));
+    for p in &front[1..] {
+        let _ = write!(d, " H{:.1} V{:.1}", x.px(p.x), y.px(p.y));
+    }
+    let _ = write!(
+        c.out,
+        r##"<path class="pareto" d="{d}" fill="none" stroke="#555" stroke-width="1.5" stroke-dasharray="5 4"/>"##
+    );
 }
 
 /// The first baseline at or below `y` where a label spanning `[x0, x1]` overlaps none
@@ -438,6 +460,7 @@ mod tests {
                 x: 1.0,
                 y: 2.0,
                 marked: true,
+                front: true,
             }],
             "ms",
             "acc",
@@ -445,5 +468,38 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("a &lt; b") && svg.contains("x&amp;y"));
         assert!(!svg.contains("NaN"));
+        // One point on the front draws no line.
+        assert!(!svg.contains("class=\"pareto\""));
+    }
+
+    #[test]
+    fn the_front_is_a_staircase_through_its_points_in_x_order() {
+        let point = |x: f64, y: f64, front: bool| Point {
+            label: format!("{x}"),
+            x,
+            y,
+            marked: false,
+            front,
+        };
+        let svg = scatter(
+            "s",
+            "front",
+            &[
+                point(8.0, 0.9, true),
+                point(1.0, 0.8, true),
+                point(5.0, 0.7, false),
+            ],
+            "ms",
+            "acc",
+        );
+        let needle = "class=\"pareto\" d=\"";
+        let start = svg.find(needle).expect("a front line") + needle.len();
+        let d = &svg[start..start + svg[start..].find('"').unwrap()];
+        // From the fast point, right to the slow one's x, then up to its score: M, H, V.
+        assert_eq!(d.matches(['M', 'H', 'V']).count(), 3, "{d}");
+        assert!(
+            d.starts_with('M') && d.contains(" H") && d.contains(" V"),
+            "{d}"
+        );
     }
 }
