@@ -1039,6 +1039,7 @@ mod tests {
             "conll-student-b.toml",
             "tinybert-general-mpnet.toml",
             "sst2-tinybert-mpnet.toml",
+            "sst2-cnn-from-mpnet.toml",
         ] {
             let path = root.join(file);
             load_config::<DistillConfig>(&path, &[]).unwrap();
