@@ -198,11 +198,17 @@ fn dev_score_curves(r: &Report) -> String {
     let series: Vec<Series> = r
         .logs
         .iter()
-        .filter(|l| !l.eval.is_empty())
         .map(|l| Series {
             name: l.name.clone(),
-            points: l.eval.iter().map(|e| (e.step as f64, e.dev)).collect(),
+            // A log of another metric (a general stage's loss) does not share this axis.
+            points: l
+                .eval
+                .iter()
+                .filter(|e| e.metric == r.metric)
+                .map(|e| (e.step as f64, e.dev))
+                .collect(),
         })
+        .filter(|s| !s.points.is_empty())
         .collect();
     svg::lines(
         "chart-dev-score",

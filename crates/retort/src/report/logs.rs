@@ -139,12 +139,21 @@ impl TrainingLog {
         names
     }
 
-    /// The best dev accuracy and its step: the first step that reached it, the one whose
-    /// checkpoint the trainer kept in `best/` (it saves only on a strict improvement).
+    /// The best dev value and its step: the first step that reached it, the one whose
+    /// checkpoint the trainer kept in `best/` (it saves only on a strict improvement). The
+    /// highest score, or the lowest loss for a general-distillation log (metric `loss`).
     pub fn best_eval(&self) -> Option<&EvalPoint> {
-        self.eval
-            .iter()
-            .reduce(|best, e| if e.dev > best.dev { e } else { best })
+        self.eval.iter().reduce(|best, e| {
+            let better = match e.metric == "loss" {
+                true => e.dev < best.dev,
+                false => e.dev > best.dev,
+            };
+            if better {
+                e
+            } else {
+                best
+            }
+        })
     }
 }
 
@@ -217,6 +226,20 @@ mod tests {
             r#"{"event":"eval","step":20,"dev_accuracy":0.9}"#,
             "\n",
             r#"{"event":"eval","step":30,"dev_accuracy":0.9}"#,
+            "\n"
+        ));
+        let log = TrainingLog::read(&path).unwrap();
+        assert_eq!(log.best_eval().unwrap().step, 20);
+    }
+
+    #[test]
+    fn a_general_stage_log_keeps_its_lowest_loss() {
+        let (_d, path) = write(concat!(
+            r#"{"event":"eval","step":10,"metric":"loss","dev_loss":0.05}"#,
+            "\n",
+            r#"{"event":"eval","step":20,"metric":"loss","dev_loss":0.03}"#,
+            "\n",
+            r#"{"event":"eval","step":30,"metric":"loss","dev_loss":0.04}"#,
             "\n"
         ));
         let log = TrainingLog::read(&path).unwrap();
