@@ -144,7 +144,7 @@ impl TrainingLog {
     /// highest score, or the lowest loss for a general-distillation log (metric `loss`).
     pub fn best_eval(&self) -> Option<&EvalPoint> {
         self.eval.iter().reduce(|best, e| {
-            let better = match e.metric == "loss" {
+            let better = match e.metric == crate::train::trainer::DEV_LOSS {
                 true => e.dev < best.dev,
                 false => e.dev > best.dev,
             };

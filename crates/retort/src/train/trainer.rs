@@ -25,7 +25,7 @@ use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::{Model, ModelConfig, Params, Pass};
 use crate::objective::{Objective, TrainBatch};
 use crate::task::{Scores, Task, TaskData};
-use crate::text::batch::{bucketed_batches, pad_batch};
+use crate::text::batch::{bucketed_batches, length_sorted_batches, pad_batch};
 use crate::text::Encoded;
 
 /// Where and how a run goes.
@@ -46,6 +46,9 @@ pub struct RunOptions<'a> {
     /// What the dev set is scored by, which chooses `best/`.
     pub selection: Selection,
 }
+
+/// The metric name of [`Selection::ObjectiveLoss`] in logs and summaries (lower is better).
+pub const DEV_LOSS: &str = "loss";
 
 /// What chooses the best checkpoint on the dev set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,21 +141,19 @@ pub fn dev_loss(
     }
     let offsets = row_offsets(dev);
     let lengths: Vec<usize> = dev.examples.iter().map(|e| e.ids.len()).collect();
-    let mut order: Vec<usize> = (0..dev.len()).collect();
-    order.sort_by_key(|&i| lengths[i]);
     let (mut total, mut terms) = (0.0, Vec::new());
-    for idx in order.chunks(batch_size) {
-        let batch = make_batch(dev, &offsets, idx, model.config(), progress)?;
+    for idx in length_sorted_batches(&lengths, batch_size) {
+        let batch = make_batch(dev, &offsets, &idx, model.config(), progress)?;
         let output = model.forward(&batch.input, Pass::INFERENCE, objective.student_outputs())?;
         let loss = objective.loss(&batch, &output)?;
         let share = idx.len() as f64 / dev.len() as f64;
         total += loss.total.to_dtype(DType::F64)?.to_scalar::<f64>()? * share;
         accumulate_terms(&mut terms, &loss.terms, share);
     }
-    let mut values = vec![("loss", total)];
+    let mut values = vec![(DEV_LOSS, total)];
     values.extend(terms);
     Ok(Scores {
-        primary: "loss",
+        primary: DEV_LOSS,
         values,
         entities: None,
     })
@@ -278,7 +279,7 @@ pub fn run(
     let offsets = row_offsets(train);
     let metric = match opts.selection {
         Selection::TaskMetric => Task::of(model.config()).primary_metric(),
-        Selection::ObjectiveLoss => "loss",
+        Selection::ObjectiveLoss => DEV_LOSS,
     };
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.seconds);
     let (mut window_examples, mut window_start) = (0usize, Instant::now());
