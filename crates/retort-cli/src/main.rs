@@ -580,6 +580,15 @@ fn distill(args: RunArgs) -> Result<()> {
         s.student_parameters,
         s.teacher_parameters
     ))?;
+    if let Some(peer) = &s.peer {
+        print_line(&format!(
+            "mutual learning: the teacher ends the run at dev {} {:.4} (from {:.4}), saved in {}",
+            s.run.metric,
+            peer.score,
+            s.teacher_score,
+            peer.dir.display()
+        ))?;
+    }
     if let Some(hit) = s.teacher_cache_hit {
         let how = if hit {
             "reused the cache"

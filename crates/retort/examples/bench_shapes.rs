@@ -308,6 +308,7 @@ fn distill_step(
     let online = Teacher {
         model: Some(std::sync::Arc::new(teacher.clone())),
         cached_logits: None,
+        learns: None,
     };
     let hidden = student.config.hidden_size;
     let objective = Objective::distill(

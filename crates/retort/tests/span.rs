@@ -168,6 +168,7 @@ fn cached_span_rows_equal_the_teacher_run_online() {
         let teacher = Teacher {
             model: Some(std::sync::Arc::new(span_model(7))),
             cached_logits,
+            learns: None,
         };
         Objective::distill(&terms, &LayerMap::Uniform, 2.0, teacher, 3, 32, 1).unwrap()
     };

@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use common::fixture;
+use common::{fixture, tiny_distill_config, write_data, WORDS};
 use retort::distill::run::distill;
 use retort::model::Pass;
 use retort::objective::mapping::LayerMap;
@@ -24,30 +24,6 @@ use retort::train::optim::{AdamW, Grads};
 use retort::train::step;
 use retort::train::trainer::{self, RunOptions, Selection};
 use retort::Classifier;
-
-const WORDS: [&str; 12] = [
-    "good", "music", "the", "ending", "plot", "flat", "story", "quiet", "film", "boring", "was",
-    "not",
-];
-
-/// A small labelled TSV in the fixtures' vocabulary; the label follows the first word.
-fn write_data(dir: &Path, name: &str, n: usize) -> PathBuf {
-    let labels = ["negative", "neutral", "positive"];
-    let mut text = String::from("sentence\tlabel\n");
-    for i in 0..n {
-        let words: Vec<&str> = (0..(3 + i % 7))
-            .map(|j| WORDS[(i * 5 + j * 3) % WORDS.len()])
-            .collect();
-        text.push_str(&format!(
-            "{}\t{}\n",
-            words.join(" "),
-            labels[(i * 5) % WORDS.len() % 3]
-        ));
-    }
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn train_config(dir: &Path) -> TrainConfig {
     let mut c = TrainConfig::default();
@@ -268,6 +244,7 @@ fn every_student_tensor_learns(
         Teacher {
             model: Some(teacher.model.clone()),
             cached_logits: None,
+            learns: None,
         },
         student_layers,
         student.config().hidden_size,
@@ -370,22 +347,6 @@ fn a_student_with_pruned_heads_and_neurons_learns_in_every_tensor() {
 }
 
 /// A 3-step distillation of the tiny BERT into its layers 0 and 2, on data written into `dir`.
-fn tiny_distill_config(dir: &Path) -> DistillConfig {
-    let mut c = DistillConfig::default();
-    c.teacher.dir = fixture("tiny-bert");
-    c.teacher.max_len = 32;
-    c.student = StudentSection::TeacherLayers(TeacherLayersStudent {
-        teacher_layers: vec![0, 2],
-        ..TeacherLayersStudent::default()
-    });
-    c.data.train = write_data(dir, "train.tsv", 64);
-    c.data.dev = write_data(dir, "dev.tsv", 16);
-    c.distill.cache_dir = dir.join("cache");
-    c.train.batch_size = 8;
-    c.train.max_steps = 3;
-    c.train.eval_every = 3;
-    c
-}
 
 #[test]
 fn distill_reuses_the_teacher_cache_and_saves_a_loadable_student() {
@@ -574,6 +535,7 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
     let online = Teacher {
         model: Some(std::sync::Arc::new(teacher)),
         cached_logits: None,
+        learns: None,
     };
     let hidden = config.hidden_size;
     let layers = config.num_layers;

@@ -112,6 +112,7 @@ pub fn general_distill(
         Teacher {
             model: Some(teacher.model.clone()),
             cached_logits: None,
+            learns: None,
         },
         student.config().num_layers,
         student.config().hidden_size,

@@ -48,6 +48,18 @@ pub struct DistillSummary {
     /// The extra teachers of a multi-teacher run (the first is `teacher_score`'s).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub teachers: Vec<EnsembleMember>,
+    /// Mutual learning: the teacher as it ended the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerSummary>,
+}
+
+/// The teacher of a mutual-learning run after training beside the student.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerSummary {
+    /// Its dev value of the primary metric at the end of the run (`teacher_score` is before).
+    pub score: f64,
+    /// Where it was saved (`output.dir/peer`, the weights of the run's last step).
+    pub dir: PathBuf,
 }
 
 /// A student and, when it does not read the teacher's tokens, its own tokenizer.
@@ -320,6 +332,12 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     );
     let terms = config.distill.terms()?;
     let needs = Needs::of(&terms);
+    let mutual = config.distill.mutual;
+    if mutual && student_tokenizer.is_some() {
+        return Err(Error::Invalid(
+            "distill.mutual runs the teacher on the student's batches, so the student must read the teacher's tokens: remove student.keep_tokens, or use a student with the teacher's tokenizer".into(),
+        ));
+    }
     if !config.teacher.extra.is_empty() && !needs.teacher_logits {
         return Err(Error::Invalid(
             "teacher.extra teachers serve the logit terms (soft_kl, soft_ce, logit_mse, logistic), and this run has none: add one or remove teacher.extra".into(),
@@ -332,7 +350,8 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         .chain(&extra_inputs)
         .collect();
     let teacher_start = Instant::now();
-    let cache = if needs.teacher_logits {
+    // A teacher that learns changes at every step: its logits cannot be cached.
+    let cache = if needs.teacher_logits && !mutual {
         // Labelling a large augmented transfer set takes minutes: show how far it is.
         let bar = progress_bar(
             train.examples.len(),
@@ -385,8 +404,12 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         &config.distill.layer_map,
         config.distill.temperature,
         Teacher {
-            model: needs.teacher_online().then(|| teacher.model.clone()),
+            model: (needs.teacher_online() || mutual).then(|| teacher.model.clone()),
             cached_logits,
+            learns: mutual.then(|| match config.distill.mutual_lr {
+                0.0 => 1.0,
+                lr => lr / config.train.lr,
+            }),
         },
         student.config().num_layers,
         student.config().hidden_size,
@@ -419,7 +442,20 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         stop_after: None,
         selection: Selection::TaskMetric,
     };
+    if mutual {
+        eprintln!(
+            "mutual learning: the teacher trains beside the student (peak lr {:e}), online at every step",
+            match config.distill.mutual_lr {
+                0.0 => config.train.lr,
+                lr => lr,
+            }
+        );
+    }
     let run = trainer::run(student.as_ref(), &objective, &train, &dev, &options)?;
+    let peer = match objective.learning_teacher() {
+        Some(model) => Some(save_peer(model.as_ref(), config, &dev)?),
+        None => None,
+    };
     Ok(DistillSummary {
         run,
         teacher_score,
@@ -432,7 +468,20 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         teacher_phase_seconds,
         teacher_cache_path: cache.map(|c| c.path),
         teachers,
+        peer,
     })
+}
+
+/// Saves a mutual-learning teacher as it ended the run into `output.dir/peer` (with the
+/// teacher's tokenizer) and scores it on `dev`.
+fn save_peer(model: &dyn Model, config: &DistillConfig, dev: &TaskData) -> Result<PeerSummary> {
+    let dir = config.output.dir.join("peer");
+    crate::train::run_dir::replace_dir(&dir, |tmp| {
+        model.save(tmp)?;
+        copy_tokenizer_files(&config.teacher.dir, tmp)
+    })?;
+    let score = dev_metrics(model, dev, 64)?.primary_value();
+    Ok(PeerSummary { score, dir })
 }
 
 /// The transfer set `train` in the tokens of another `tokenizer` (a student's or a

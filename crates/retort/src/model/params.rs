@@ -49,6 +49,17 @@ impl Params {
         }
     }
 
+    /// The same parameters under `prefix` + their names (the variables are shared, not copied).
+    pub fn prefixed(&self, prefix: &str) -> Params {
+        Params {
+            vars: self
+                .vars
+                .iter()
+                .map(|(n, v)| (format!("{prefix}{n}"), v.clone()))
+                .collect(),
+        }
+    }
+
     /// Looks a parameter up by name.
     pub fn get(&self, name: &str) -> Option<&Var> {
         self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v)

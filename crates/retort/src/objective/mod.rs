@@ -73,7 +73,25 @@ pub struct Teacher {
     pub model: Option<std::sync::Arc<dyn Model>>,
     /// `[rows, labels]` logits over the training set's rows, in example order.
     pub cached_logits: Option<Tensor>,
+    /// Mutual learning: the teacher is the student's peer and trains too, at this multiple of
+    /// the student's learning rate (see [`Objective::lr_scale`]). `None`: the teacher is fixed.
+    pub learns: Option<f64>,
 }
+
+impl Teacher {
+    /// A fixed teacher: a model run online, cached logits, or both.
+    pub fn fixed(model: Option<std::sync::Arc<dyn Model>>, cached_logits: Option<Tensor>) -> Self {
+        Self {
+            model,
+            cached_logits,
+            learns: None,
+        }
+    }
+}
+
+/// Where a learning teacher's parameters sit among the objective's (its own names could
+/// clash with the student's, and `last/` saves both).
+pub const PEER_PREFIX: &str = "peer.";
 
 /// One term of the objective, its layer pairs resolved.
 struct ActiveTerm {
@@ -94,8 +112,16 @@ pub struct Objective {
     /// A projection from the student's width to the teacher's per (student, teacher) layer
     /// pair that a hidden-state term compares (none when the widths are equal).
     projections: BTreeMap<(usize, usize), Linear>,
-    /// Trainable parameters of the objective itself (the projections).
+    /// Trainable parameters of the objective itself: the projections, and a learning
+    /// teacher's (under [`PEER_PREFIX`]).
     pub params: Params,
+}
+
+/// The teacher's outputs on a batch, as the student's terms read them (detached), and, for
+/// a teacher that learns too, its logits with their gradient.
+struct OnlineTeacher {
+    detached: ModelOutput,
+    live_logits: Option<Tensor>,
 }
 
 /// A computed loss and the (unweighted) value of each active term.
@@ -139,6 +165,17 @@ impl Objective {
             t.check()?;
         }
         let needs = Needs::of(terms);
+        let learns = teacher.learns.is_some();
+        if learns && (teacher.model.is_none() || teacher.cached_logits.is_some()) {
+            return Err(Error::Invalid(
+                "a teacher that learns (mutual learning) runs online: give its model and no cached logits".into(),
+            ));
+        }
+        if learns && !needs.teacher_logits {
+            return Err(Error::Invalid(
+                "mutual learning needs a term that compares logits (soft_kl, soft_ce, logit_mse or logistic)".into(),
+            ));
+        }
         let needs_model =
             needs.teacher_online() || (needs.teacher_logits && teacher.cached_logits.is_none());
         let (teacher_layers, teacher_hidden) = match (teacher.model.as_ref(), needs_model) {
@@ -183,6 +220,10 @@ impl Objective {
                 }
             }
         }
+        let mut params = b.take_params();
+        if let (true, Some(model)) = (learns, teacher.model.as_ref()) {
+            params = Params::merged(&params, &model.params().prefixed(PEER_PREFIX));
+        }
         // hard_ce alone (the "no teacher" baseline of an ablation) needs no teacher at all.
         let uses_teacher = needs.teacher_logits || needs.teacher_online();
         Ok(Self {
@@ -191,8 +232,24 @@ impl Objective {
             temperature: temperature.into(),
             teacher: uses_teacher.then_some(teacher),
             projections,
-            params: b.take_params(),
+            params,
         })
+    }
+
+    /// The multiple of the run's learning rate the parameter `name` (among the student's and
+    /// [`Objective::params`]) trains at: a learning teacher's own rate, 1 for the rest.
+    pub fn lr_scale(&self, name: &str) -> f64 {
+        match self.teacher.as_ref().and_then(|t| t.learns) {
+            Some(scale) if name.starts_with(PEER_PREFIX) => scale,
+            _ => 1.0,
+        }
+    }
+
+    /// The teacher, when it learns beside the student (mutual learning): what the run saves
+    /// as the peer.
+    pub fn learning_teacher(&self) -> Option<&std::sync::Arc<dyn Model>> {
+        let t = self.teacher.as_ref()?;
+        t.learns.and(t.model.as_ref())
     }
 
     /// The scheduled values at `progress`, by name (`temperature`, `weight.<term>`): what
@@ -230,7 +287,7 @@ impl Objective {
             None => None,
         };
         let teacher_rows = match self.needs.teacher_logits && !batch.rows.is_empty() {
-            true => Some(self.teacher_rows(batch, online.as_ref())?),
+            true => Some(self.teacher_rows(batch, online.as_ref().map(|o| &o.detached))?),
             false => None,
         };
         let mut total: Option<Tensor> = None;
@@ -245,19 +302,43 @@ impl Objective {
                 },
                 _ => {
                     let out = online.as_ref().expect("intermediate terms run the teacher");
-                    Some(self.intermediate_term(term, batch, student, out)?)
+                    Some(self.intermediate_term(term, batch, student, &out.detached)?)
                 }
             };
             let Some(value) = value else { continue };
-            values.push((
+            add_term(
+                &mut total,
+                &mut values,
                 term.kind.name(),
-                value.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64,
-            ));
-            let weighted = (value * term.weight.at(batch.progress))?;
-            total = Some(match total {
-                Some(t) => (t + weighted)?,
-                None => weighted,
-            });
+                value,
+                term,
+                batch,
+            )?;
+        }
+        // Mutual learning: the teacher's own loss, toward the student's detached rows. The
+        // two losses share no parameter through the detached targets, so one backward pass of
+        // their sum gives each model the gradient of its own loss.
+        if let (Some(live), Some(rows)) = (online.and_then(|o| o.live_logits), &rows) {
+            let peer_rows = batch.select_rows(&live)?;
+            let student_rows = rows.detach();
+            for term in &self.terms {
+                let value = match term.kind {
+                    TermKind::HardCe => self.hard_ce(batch, &peer_rows)?,
+                    k if k.needs().teacher_logits => {
+                        Some(self.logit_term(term, &peer_rows, &student_rows, batch.progress)?)
+                    }
+                    _ => None,
+                };
+                let Some(value) = value else { continue };
+                add_term(
+                    &mut total,
+                    &mut values,
+                    peer_name(term.kind),
+                    value,
+                    term,
+                    batch,
+                )?;
+            }
         }
         let total = total.ok_or_else(|| {
             Error::Invalid(
@@ -343,26 +424,35 @@ impl Objective {
         Ok(Some(loss::hard_ce(&logits, &labels)?))
     }
 
-    /// The teacher's outputs on the batch, when a term needs the model; detached, so no
-    /// gradient flows into the teacher.
+    /// The teacher's outputs on the batch, when a term needs the model; detached for the
+    /// student's terms, so no gradient flows into the teacher through them. A learning
+    /// teacher runs as in training (dropout, gradients) and keeps its live logits too.
     fn teacher_online(
         &self,
         teacher: &Teacher,
         input: &EncoderInput,
-    ) -> Result<Option<ModelOutput>> {
+    ) -> Result<Option<OnlineTeacher>> {
         let needs = self.needs.teacher_online()
             || (self.needs.teacher_logits && teacher.cached_logits.is_none());
         let Some(model) = teacher.model.as_ref().filter(|_| needs) else {
             return Ok(None);
         };
-        let out = model.forward(input, Pass::INFERENCE, self.student_outputs())?;
+        let pass = match teacher.learns {
+            Some(_) => Pass::TRAIN,
+            None => Pass::INFERENCE,
+        };
+        let out = model.forward(input, pass, self.student_outputs())?;
+        let live_logits = teacher.learns.map(|_| out.logits.clone());
         let detach = |v: Vec<Tensor>| v.into_iter().map(|t| t.detach()).collect();
-        Ok(Some(ModelOutput {
-            logits: out.logits.detach(),
-            last_hidden_state: out.last_hidden_state.detach(),
-            hidden_states: detach(out.hidden_states),
-            attentions: detach(out.attentions),
-            word_rows: None,
+        Ok(Some(OnlineTeacher {
+            detached: ModelOutput {
+                logits: out.logits.detach(),
+                last_hidden_state: out.last_hidden_state.detach(),
+                hidden_states: detach(out.hidden_states),
+                attentions: detach(out.attentions),
+                word_rows: None,
+            },
+            live_logits,
         }))
     }
 
@@ -406,5 +496,39 @@ impl Objective {
         let sum =
             sum.ok_or_else(|| Error::Invalid(format!("{}: no layer pairs", term.kind.name())))?;
         Ok((sum / term.pairs.len() as f64)?)
+    }
+}
+
+/// Adds `value` × the term's weight at this batch to `total`, and records the unweighted value
+/// under `name`.
+fn add_term(
+    total: &mut Option<Tensor>,
+    values: &mut Vec<(&'static str, f64)>,
+    name: &'static str,
+    value: Tensor,
+    term: &ActiveTerm,
+    batch: &TrainBatch,
+) -> Result<()> {
+    values.push((name, value.to_dtype(DType::F32)?.to_scalar::<f32>()? as f64));
+    let weighted = (value * term.weight.at(batch.progress))?;
+    *total = Some(match total.take() {
+        Some(t) => (t + weighted)?,
+        None => weighted,
+    });
+    Ok(())
+}
+
+/// The name a learning teacher's own term goes by in the training log.
+fn peer_name(kind: TermKind) -> &'static str {
+    match kind {
+        TermKind::HardCe => "peer.hard_ce",
+        TermKind::SoftKl => "peer.soft_kl",
+        TermKind::SoftCe => "peer.soft_ce",
+        TermKind::LogitMse => "peer.logit_mse",
+        TermKind::Logistic => "peer.logistic",
+        other => unreachable!(
+            "the teacher learns by output terms only, not {}",
+            other.name()
+        ),
     }
 }

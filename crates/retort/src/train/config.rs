@@ -403,6 +403,13 @@ pub struct DistillSection {
     /// weight is not 0. Give `terms` or `weights`, not both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<LossWeights>,
+    /// Deep mutual learning (Zhang et al. 2018): the teacher trains too, as the student's
+    /// peer, on hard_ce and the run's logit terms toward the student's outputs (each model
+    /// learns from the other's detached predictions). Off by default.
+    pub mutual: bool,
+    /// The teacher's peak learning rate in mutual learning (same warmup and decay as the
+    /// student's); 0: train.lr.
+    pub mutual_lr: f64,
 }
 
 impl Default for DistillSection {
@@ -414,6 +421,8 @@ impl Default for DistillSection {
             cache_dir: PathBuf::from("runs/cache"),
             terms: None,
             weights: None,
+            mutual: false,
+            mutual_lr: 0.0,
         }
     }
 }
@@ -608,7 +617,50 @@ impl Validate for DistillConfig {
             });
         }
         self.distill.check()?;
+        self.check_mutual()?;
         self.train.check()
+    }
+}
+
+impl DistillConfig {
+    /// Mutual learning trains the teacher online beside the student: a task run with one
+    /// teacher and a term that compares logits (the signal each peer gives the other).
+    fn check_mutual(&self) -> std::result::Result<(), InvalidValue> {
+        let d = &self.distill;
+        non_negative("distill.mutual_lr", d.mutual_lr)?;
+        if !d.mutual {
+            return match d.mutual_lr {
+                0.0 => Ok(()),
+                _ => Err(InvalidValue::pair(
+                    "distill.mutual_lr",
+                    "distill.mutual",
+                    "do not fit: mutual_lr is the teacher's learning rate in mutual learning, which is off; set distill.mutual = true or remove mutual_lr",
+                )),
+            };
+        }
+        if d.stage == Stage::General {
+            return Err(InvalidValue::pair(
+                "distill.mutual",
+                "distill.stage",
+                "do not fit: the general stage has no labels and no head for the teacher to learn from; use stage = \"task\"",
+            ));
+        }
+        if !self.teacher.extra.is_empty() {
+            return Err(InvalidValue::pair(
+                "distill.mutual",
+                "teacher.extra",
+                "do not fit: mutual learning trains one teacher beside the student; remove teacher.extra",
+            ));
+        }
+        let terms = d.terms().expect("checked by DistillSection::check");
+        if !terms.iter().any(|t| t.kind.needs().teacher_logits) {
+            return Err(InvalidValue::pair(
+                "distill.mutual",
+                "distill.terms",
+                "do not fit: the peers learn from each other's logits, and no term compares them; add soft_kl, soft_ce, logit_mse or logistic",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -75,11 +75,13 @@ pub fn forward_backward(
     let parts = split(indices, rayon::current_num_threads());
     let run = |(p, idx): (usize, &[usize])| -> Result<Part> {
         let batch = make_batch(idx)?;
-        // Dropout masks come from a per-thread stream: seed it for the part's forward pass.
-        let output = with_dropout_seed(seed ^ ((p as u64) << 40), || {
-            model.forward(&batch.input, TRAIN_PASS, objective.student_outputs())
+        // Dropout masks come from a per-thread stream: seed it for the part's forward pass
+        // (and a teacher's that trains too, inside the objective).
+        let (output, loss) = with_dropout_seed(seed ^ ((p as u64) << 40), || -> Result<_> {
+            let output = model.forward(&batch.input, TRAIN_PASS, objective.student_outputs())?;
+            let loss = objective.loss(&batch, &output)?;
+            Ok((output, loss))
         })?;
-        let loss = objective.loss(&batch, &output)?;
         let value = loss.total.to_scalar::<f32>()? as f64;
         let grads = match value.is_finite() {
             true => Some(loss.total.backward()?),

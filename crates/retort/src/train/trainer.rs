@@ -226,6 +226,7 @@ pub fn run(
 
     let params = Params::merged(model.params(), &objective.params);
     let mut opt = AdamW::new(&params, cfg.weight_decay)?;
+    opt.scale_lr(|name| objective.lr_scale(name));
     let vars = opt.vars();
     let batches_per_epoch = train.examples.len().div_ceil(cfg.batch_size);
     let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);

@@ -2,9 +2,10 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use retort::train::config::{DistillConfig, StudentSection, TeacherLayersStudent};
 
 /// `tests/fixtures/NAME` at the repository root.
 pub fn fixture(name: &str) -> PathBuf {
@@ -197,4 +198,47 @@ pub fn assert_every_tensor_trains(
         unchanged.is_empty(),
         "{name}: one AdamW step left {unchanged:?} unchanged"
     );
+}
+
+/// The words of `write_data`'s sentences (all in the fixtures' vocabulary).
+pub const WORDS: [&str; 12] = [
+    "good", "music", "the", "ending", "plot", "flat", "story", "quiet", "film", "boring", "was",
+    "not",
+];
+
+/// A small labelled TSV in the fixtures' vocabulary; the label follows the first word.
+pub fn write_data(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let labels = ["negative", "neutral", "positive"];
+    let mut text = String::from("sentence\tlabel\n");
+    for i in 0..n {
+        let words: Vec<&str> = (0..(3 + i % 7))
+            .map(|j| WORDS[(i * 5 + j * 3) % WORDS.len()])
+            .collect();
+        text.push_str(&format!(
+            "{}\t{}\n",
+            words.join(" "),
+            labels[(i * 5) % WORDS.len() % 3]
+        ));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A distillation of the tiny BERT into its layers 0 and 2 on 64 sentences (16 for dev), 3 steps.
+pub fn tiny_distill_config(dir: &Path) -> DistillConfig {
+    let mut c = DistillConfig::default();
+    c.teacher.dir = fixture("tiny-bert");
+    c.teacher.max_len = 32;
+    c.student = StudentSection::TeacherLayers(TeacherLayersStudent {
+        teacher_layers: vec![0, 2],
+        ..TeacherLayersStudent::default()
+    });
+    c.data.train = write_data(dir, "train.tsv", 64);
+    c.data.dev = write_data(dir, "dev.tsv", 16);
+    c.distill.cache_dir = dir.join("cache");
+    c.train.batch_size = 8;
+    c.train.max_steps = 3;
+    c.train.eval_every = 3;
+    c
 }
