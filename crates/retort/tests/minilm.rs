@@ -85,6 +85,8 @@ fn minilm_matches_transformers_on_64_dev_sentences() {
         input_ids: exp["input_ids"].to_dtype(DType::U32).unwrap(),
         token_type_ids: exp["token_type_ids"].to_dtype(DType::U32).unwrap(),
         attention_mask: exp["attention_mask"].to_dtype(DType::F32).unwrap(),
+
+        word_noise: None,
     };
     let h = c
         .model

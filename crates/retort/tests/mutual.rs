@@ -9,14 +9,13 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use common::{fixture, tiny_distill_config};
-use retort::distill::run::{build_student, distill};
+use retort::distill::run::distill;
 use retort::model::layers::with_dropout_seed;
 use retort::model::{Outputs, Pass};
 use retort::objective::loss;
 use retort::objective::mapping::LayerMap;
 use retort::objective::terms::{Term, TermKind};
-use retort::objective::{Objective, Teacher, TrainBatch, PEER_PREFIX};
-use retort::text::batch::pad_batch;
+use retort::objective::{Objective, Teacher, PEER_PREFIX};
 use retort::train::config::{DistillConfig, ExtraTeacher, StudentSection, TeacherLayersStudent};
 use retort::Classifier;
 
@@ -34,19 +33,7 @@ fn terms() -> Vec<Term> {
 /// into the teacher (and back), and the gradients would differ.
 #[test]
 fn each_peer_gets_the_gradient_of_its_own_loss() {
-    let teacher = Classifier::load(&fixture("tiny-bert"), 32).unwrap();
-    let config = DistillConfig {
-        student: StudentSection::TeacherLayers(TeacherLayersStudent {
-            teacher_layers: vec![0, 2],
-            ..TeacherLayersStudent::default()
-        }),
-        ..DistillConfig::default()
-    };
-    let enc = teacher
-        .tokenizer
-        .encode_batch(&["good music", "the plot was flat and boring", "quiet film"])
-        .unwrap();
-    let student = build_student(&config, &teacher, &enc).unwrap().model;
+    let (teacher, student, batch) = common::tiny_pair(&[0, 2], vec![Some(2), Some(0), Some(1)]);
     let objective = Objective::distill(
         &terms(),
         &LayerMap::Uniform,
@@ -71,9 +58,6 @@ fn each_peer_gets_the_gradient_of_its_own_loss() {
     assert_eq!(objective.lr_scale("classifier.weight"), 1.0);
     assert!(objective.learning_teacher().is_some());
 
-    let items: Vec<_> = enc.iter().collect();
-    let labels = vec![Some(2), Some(0), Some(1)];
-    let batch = TrainBatch::sentences(pad_batch(&items, 0).unwrap(), labels, &[0, 1, 2]);
     let outputs = Outputs::default();
     // Both computations draw the same dropout masks: the student's pass, then the teacher's.
     let (value, grads) = with_dropout_seed(7, || {
@@ -170,12 +154,7 @@ fn a_mutual_run_trains_every_teacher_tensor_saves_the_peer_and_resumes() {
     );
 
     // The log holds both models' terms, and the loss is their weighted sum.
-    let log = std::fs::read_to_string(c.output.dir.join("metrics.jsonl")).unwrap();
-    let first: serde_json::Value = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|l| l["event"] == "train")
-        .unwrap();
+    let first = common::first_train_record(&c.output.dir);
     let term = |k: &str| first["terms"][k].as_f64().unwrap();
     let sum = term("hard_ce") + term("soft_kl") + term("peer.hard_ce") + term("peer.soft_kl");
     assert!(

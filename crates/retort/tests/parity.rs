@@ -135,6 +135,8 @@ fn padding_never_changes_real_tokens() {
         input_ids: Tensor::from_vec(ids, (1, n + 7), &Device::Cpu).unwrap(),
         token_type_ids: Tensor::zeros((1, n + 7), DType::U32, &Device::Cpu).unwrap(),
         attention_mask: Tensor::from_vec(mask, (1, n + 7), &Device::Cpu).unwrap(),
+
+        word_noise: None,
     };
     let a = c
         .model

@@ -230,6 +230,8 @@ fn a_transformers_question_answering_checkpoint_gives_its_start_and_end_logits()
         attention_mask: exp["padded.attention_mask"]
             .to_dtype(candle_core::DType::F32)
             .unwrap(),
+
+        word_noise: None,
     };
     let logits = c
         .model

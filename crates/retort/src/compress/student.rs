@@ -836,6 +836,7 @@ mod tests {
             token_type_ids: ids.zeros_like().unwrap(),
             attention_mask: Tensor::ones((1, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
             input_ids: ids,
+            word_noise: None,
         };
         let out = s
             .forward(&input, Pass::INFERENCE, Outputs::default())

@@ -333,10 +333,14 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let terms = config.distill.terms()?;
     let needs = Needs::of(&terms);
     let mutual = config.distill.mutual;
-    if mutual && student_tokenizer.is_some() {
-        return Err(Error::Invalid(
-            "distill.mutual runs the teacher on the student's batches, so the student must read the teacher's tokens: remove student.keep_tokens, or use a student with the teacher's tokenizer".into(),
-        ));
+    if (mutual || needs.perturbed_inputs) && student_tokenizer.is_some() {
+        let what = match mutual {
+            true => "distill.mutual",
+            false => "adversarial_kl",
+        };
+        return Err(Error::Invalid(format!(
+            "{what} runs the teacher on the student's batches, so the student must read the teacher's tokens: remove student.keep_tokens, or use a student with the teacher's tokenizer"
+        )));
     }
     if !config.teacher.extra.is_empty() && !needs.teacher_logits {
         return Err(Error::Invalid(
@@ -349,6 +353,9 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         .into_iter()
         .chain(&extra_inputs)
         .collect();
+    if needs.perturbed_inputs {
+        check_perturbable(student.as_ref(), teacher.model.as_ref(), &train.examples)?;
+    }
     let teacher_start = Instant::now();
     // A teacher that learns changes at every step: its logits cannot be cached.
     let cache = if needs.teacher_logits && !mutual {
@@ -404,7 +411,8 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         &config.distill.layer_map,
         config.distill.temperature,
         Teacher {
-            model: (needs.teacher_online() || mutual).then(|| teacher.model.clone()),
+            model: (needs.teacher_online() || needs.perturbed_inputs || mutual)
+                .then(|| teacher.model.clone()),
             cached_logits,
             learns: mutual.then(|| match config.distill.mutual_lr {
                 0.0 => 1.0,
@@ -470,6 +478,32 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         teachers,
         peer,
     })
+}
+
+/// adversarial_kl perturbs both models' word embeddings alike: one example with a zero
+/// perturbation as wide as the teacher's embeddings must pass through the student, before
+/// the run starts rather than at its first step.
+fn check_perturbable(student: &dyn Model, teacher: &dyn Model, examples: &[Encoded]) -> Result<()> {
+    let Some(first) = examples.first() else {
+        return Ok(());
+    };
+    let mut input = pad_batch(&[first], student.config().pad_token_id)?;
+    let width = teacher.config().hidden_size;
+    input.word_noise = Some(candle_core::Tensor::zeros(
+        (1, first.ids.len(), width),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )?);
+    let none = crate::model::Outputs::default();
+    student
+        .forward(&input, crate::model::Pass::INFERENCE, none)
+        .map(|_| ())
+        .map_err(|_| {
+            Error::Invalid(format!(
+                "adversarial_kl perturbs the teacher's and the student's word embeddings alike, but the student's ({}) are not {width} wide like the teacher's: use a student of the teacher's width, or remove adversarial_kl",
+                student.config().describe()
+            ))
+        })
 }
 
 /// Saves a mutual-learning teacher as it ended the run into `output.dir/peer` (with the

@@ -227,7 +227,7 @@ impl BiLstm {
 
     fn run(&self, input: &EncoderInput, pass: Pass) -> Result<ModelOutput> {
         let mask = &input.attention_mask;
-        let (words, word_rows) = look_up_words(&self.embeddings, &input.input_ids, pass)?;
+        let (words, word_rows) = look_up_words(&self.embeddings, input, pass)?;
         let x = dropout(&words, self.config.hidden_dropout, pass)?;
         let (forward, backward) = match pass.grad {
             true => (

@@ -145,7 +145,7 @@ impl Cnn {
             .into_iter()
             .map(|n| n as usize)
             .collect();
-        let (words, word_rows) = look_up_words(&self.embeddings, &input.input_ids, pass)?;
+        let (words, word_rows) = look_up_words(&self.embeddings, input, pass)?;
         // Padding reads as zeros, as the convolution's own zero padding would.
         let x = words.broadcast_mul(&mask3(mask)?)?;
         let x = dropout(&x, self.config.hidden_dropout, pass)?;

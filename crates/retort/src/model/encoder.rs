@@ -10,7 +10,7 @@ use super::config::{Architecture, ModelConfig};
 use super::kernels;
 use super::layers::{dropout, LayerNorm, Linear, Pass};
 use super::params::{Init, ParamBuilder};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Std of BERT's normal initialisation (`initializer_range`).
 pub const INIT_STD: f64 = 0.02;
@@ -48,6 +48,9 @@ pub struct EncoderInput {
     pub token_type_ids: Tensor,
     /// `[batch, seq]` f32, 1 for real tokens and 0 for padding.
     pub attention_mask: Tensor,
+    /// `[batch, seq, width]` f32 added to the looked-up word embeddings: an adversarial
+    /// perturbation (the `adversarial_kl` term); `None` for real inputs.
+    pub word_noise: Option<Tensor>,
 }
 
 impl EncoderInput {
@@ -58,6 +61,7 @@ impl EncoderInput {
             input_ids: take(&self.input_ids)?,
             token_type_ids: take(&self.token_type_ids)?,
             attention_mask: take(&self.attention_mask)?,
+            word_noise: self.word_noise.as_ref().map(take).transpose()?,
         })
     }
 }
@@ -107,24 +111,34 @@ fn look_up(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     Ok(flat.reshape((batch, seq, table.dim(1)?))?)
 }
 
-/// The word embeddings of `ids` (`[batch, seq]` → `[batch, seq, width]`); with
-/// `pass.grad && pass.word_rows`, the rows as a variable of their own (see [`Pass::word_rows`]).
-/// Every model with a word table embeds through this.
+/// The word embeddings of the input's ids (`[batch, seq]` → `[batch, seq, width]`), plus its
+/// `word_noise` when it has one; with `pass.grad && pass.word_rows`, the rows as a variable of
+/// their own (see [`Pass::word_rows`]). Every model with a word table embeds through this.
 pub fn look_up_words(
     table: &Tensor,
-    ids: &Tensor,
+    input: &EncoderInput,
     pass: Pass,
 ) -> Result<(Tensor, Option<WordRows>)> {
-    if pass.grad && pass.word_rows {
+    let ids = &input.input_ids;
+    let (words, word_rows) = if pass.grad && pass.word_rows {
         let rows = Var::from_tensor(&look_up(&table.detach(), ids)?)?;
         let word_rows = WordRows {
             table: table.id(),
             ids: ids.flatten_all()?.to_vec1::<u32>()?,
             rows: rows.clone(),
         };
-        Ok((rows.as_tensor().clone(), Some(word_rows)))
+        (rows.as_tensor().clone(), Some(word_rows))
     } else {
-        Ok((look_up(table, ids)?, None))
+        (look_up(table, ids)?, None)
+    };
+    match &input.word_noise {
+        None => Ok((words, word_rows)),
+        Some(noise) if noise.dims() == words.dims() => Ok(((words + noise)?, word_rows)),
+        Some(noise) => Err(Error::Invalid(format!(
+            "an input perturbation of shape {:?} cannot be added to word embeddings of shape {:?}: the teacher's and the student's word embeddings must be as wide for adversarial_kl",
+            noise.dims(),
+            words.dims()
+        ))),
     }
 }
 
@@ -197,7 +211,7 @@ impl Embeddings {
     /// The embedded batch, and the word rows as their own variable when `pass.word_rows`.
     fn forward(&self, input: &EncoderInput, pass: Pass) -> Result<(Tensor, Option<WordRows>)> {
         let seq = input.input_ids.dim(1)?;
-        let (words, word_rows) = look_up_words(&self.word, &input.input_ids, pass)?;
+        let (words, word_rows) = look_up_words(&self.word, input, pass)?;
         let x = words.broadcast_add(&self.position.narrow(0, self.position_offset, seq)?)?;
         // BERT's token-type embeddings are added inside the fused LayerNorm.
         let normed = match &self.token_type {
@@ -763,6 +777,7 @@ mod tests {
             token_type_ids: Tensor::zeros((2, 4), DType::U32, &Device::Cpu).unwrap(),
             attention_mask: Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 1., 0.]], &Device::Cpu)
                 .unwrap(),
+            word_noise: None,
         };
         let (x, _) = encoder.embeddings.forward(&input, Pass::INFERENCE).unwrap();
         let layer = &encoder.layers[0];

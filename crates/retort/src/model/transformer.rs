@@ -310,6 +310,7 @@ mod tests {
             token_type_ids: ids.zeros_like().unwrap(),
             attention_mask: Tensor::ones((batch, seq), candle_core::DType::F32, &dev).unwrap(),
             input_ids: ids,
+            word_noise: None,
         }
     }
 

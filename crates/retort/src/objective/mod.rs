@@ -101,6 +101,8 @@ struct ActiveTerm {
     weighting: Weighting,
     /// (student layer, teacher layer) pairs, 0-based: the intermediate kinds' only.
     pairs: Vec<(usize, usize)>,
+    /// adversarial_kl's bound per token and its steps of ascent.
+    perturbation: (f64, usize),
 }
 
 /// A weighted sum of loss terms.
@@ -139,6 +141,7 @@ impl Objective {
                 weight: Scheduled::Constant(1.0),
                 weighting: Weighting::Uniform,
                 pairs: Vec::new(),
+                perturbation: (0.0, 0),
             }],
             needs: Needs::default(),
             temperature: Scheduled::Constant(1.0),
@@ -176,8 +179,9 @@ impl Objective {
                 "mutual learning needs a term that compares logits (soft_kl, soft_ce, logit_mse or logistic)".into(),
             ));
         }
-        let needs_model =
-            needs.teacher_online() || (needs.teacher_logits && teacher.cached_logits.is_none());
+        let needs_model = needs.teacher_online()
+            || needs.perturbed_inputs
+            || (needs.teacher_logits && teacher.cached_logits.is_none());
         let (teacher_layers, teacher_hidden) = match (teacher.model.as_ref(), needs_model) {
             (Some(m), _) => (m.config().num_layers, m.config().hidden_size),
             (None, true) => {
@@ -203,6 +207,7 @@ impl Objective {
                     weight: t.weight,
                     weighting: t.weighting,
                     pairs,
+                    perturbation: t.perturbation(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -225,7 +230,7 @@ impl Objective {
             params = Params::merged(&params, &model.params().prefixed(PEER_PREFIX));
         }
         // hard_ce alone (the "no teacher" baseline of an ablation) needs no teacher at all.
-        let uses_teacher = needs.teacher_logits || needs.teacher_online();
+        let uses_teacher = needs.teacher_logits || needs.teacher_online() || needs.perturbed_inputs;
         Ok(Self {
             terms,
             needs,
@@ -294,6 +299,8 @@ impl Objective {
         let mut values = Vec::new();
         for term in &self.terms {
             let value = match (term.kind, &rows) {
+                // Computed on other inputs, by `add_adversarial`.
+                (TermKind::AdversarialKl, _) => None,
                 (_, None) if !term.kind.is_intermediate() => None,
                 (TermKind::HardCe, Some(rows)) => self.hard_ce(batch, rows)?,
                 (_, Some(rows)) if term.kind.needs().teacher_logits => match &teacher_rows {
@@ -349,6 +356,61 @@ impl Objective {
             total,
             terms: values,
         })
+    }
+
+    /// Adds each adversarial_kl term of the objective to `loss`: the student's soft_kl toward
+    /// the teacher on the batch with its word embeddings perturbed to maximise that divergence
+    /// ([`adversarial_noise`]). `student` runs again, in training mode, on the perturbed
+    /// inputs; the teacher runs without gradients there. Batches without rows are left alone.
+    pub fn add_adversarial(
+        &self,
+        student: &dyn Model,
+        batch: &TrainBatch,
+        loss: &mut LossValue,
+    ) -> Result<()> {
+        let adversarial = self
+            .terms
+            .iter()
+            .filter(|t| t.kind == TermKind::AdversarialKl);
+        for term in adversarial {
+            if batch.rows.is_empty() {
+                continue;
+            }
+            let teacher = self.online_teacher_model()?;
+            let temp = self.temperature.at(batch.progress);
+            let (epsilon, steps) = term.perturbation;
+            let noise = adversarial_noise(student, teacher, batch, epsilon, steps, temp)?;
+            let input = EncoderInput {
+                word_noise: Some(noise),
+                ..batch.input.clone()
+            };
+            let none = Outputs::default();
+            let t = teacher.forward(&input, Pass::INFERENCE, none)?;
+            let t_rows = batch.select_rows(&t.logits)?.detach();
+            let s = student.forward(&input, Pass::TRAIN, none)?;
+            let value = loss::soft_kl(&batch.select_rows(&s.logits)?, &t_rows, temp)?;
+            let mut total = Some(loss.total.clone());
+            add_term(
+                &mut total,
+                &mut loss.terms,
+                term.kind.name(),
+                value,
+                term,
+                batch,
+            )?;
+            loss.total = total.expect("just added");
+        }
+        Ok(())
+    }
+
+    /// The teacher model the online terms run.
+    fn online_teacher_model(&self) -> Result<&dyn Model> {
+        self.teacher
+            .as_ref()
+            .and_then(|t| t.model.as_deref())
+            .ok_or_else(|| {
+                Error::Invalid("adversarial_kl runs the teacher online, but none was given".into())
+            })
     }
 
     /// The teacher's logits at the batch's rows: cached, or from the online pass.
@@ -531,4 +593,64 @@ fn peer_name(kind: TermKind) -> &'static str {
             other.name()
         ),
     }
+}
+
+/// Each token's vector of `x` (`[batch, seq, width]`) scaled to L2 norm `norm` (zero vectors,
+/// padding's, stay zero).
+fn per_token_scaled(x: &Tensor, norm: f64) -> Result<Tensor> {
+    let lengths = x.sqr()?.sum_keepdim(2)?.sqrt()?;
+    Ok(x.broadcast_div(&(lengths + 1e-12)?)?.affine(norm, 0.0)?)
+}
+
+/// `x` with each token's vector shortened to L2 norm `max` where it is longer.
+fn clipped(x: &Tensor, max: f64) -> Result<Tensor> {
+    let lengths = x.sqr()?.sum_keepdim(2)?.sqrt()?;
+    let scale = (lengths + 1e-12)?
+        .recip()?
+        .affine(max, 0.0)?
+        .clamp(0.0, 1.0)?;
+    Ok(x.broadcast_mul(&scale)?)
+}
+
+/// The perturbation of the batch's word embeddings (`[batch, seq, width]`, zero at padding)
+/// that raises the divergence between teacher and student most: `steps` steps of gradient
+/// ascent on soft_kl, each moving every token by `epsilon / steps` along its own gradient,
+/// the token's whole perturbation kept within `epsilon` (Miyato et al. 2017's adversarial
+/// training on embeddings, with the teacher–student divergence as the objective). Both
+/// models run with gradients (the fused inference kernels have no backward pass) and
+/// without dropout; only the perturbation's gradient is used.
+pub fn adversarial_noise(
+    student: &dyn Model,
+    teacher: &dyn Model,
+    batch: &TrainBatch,
+    epsilon: f64,
+    steps: usize,
+    temp: f64,
+) -> Result<Tensor> {
+    let ids = &batch.input.input_ids;
+    let (b, seq) = ids.dims2()?;
+    let width = teacher.config().hidden_size;
+    let mask = batch.input.attention_mask.unsqueeze(2)?;
+    let mut noise = Tensor::zeros((b, seq, width), DType::F32, ids.device())?;
+    let none = Outputs::default();
+    for _ in 0..steps {
+        let var = candle_core::Var::from_tensor(&noise)?;
+        let input = EncoderInput {
+            word_noise: Some(var.as_tensor().clone()),
+            ..batch.input.clone()
+        };
+        let t = teacher.forward(&input, Pass::GRAD_NO_DROPOUT, none)?;
+        let s = student.forward(&input, Pass::GRAD_NO_DROPOUT, none)?;
+        let kl = loss::soft_kl(
+            &batch.select_rows(&s.logits)?,
+            &batch.select_rows(&t.logits)?,
+            temp,
+        )?;
+        let Some(grad) = kl.backward()?.remove(var.as_tensor()) else {
+            break; // the divergence does not depend on the inputs: nothing to ascend
+        };
+        let step = per_token_scaled(&grad.broadcast_mul(&mask)?, epsilon / steps as f64)?;
+        noise = clipped(&(noise + step)?, epsilon)?;
+    }
+    Ok(noise.broadcast_mul(&mask)?.detach())
 }

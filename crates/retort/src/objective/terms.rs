@@ -48,6 +48,11 @@ pub enum TermKind {
     AttentionMse,
     /// KL between attention distributions of mapped layers (MiniLM).
     AttentionKl,
+    /// soft_kl on adversarial inputs: the batch's word embeddings perturbed (per token, within
+    /// `epsilon`, by `steps` of gradient ascent) to maximise the teacher–student divergence,
+    /// then the student learns the teacher's soft labels there. Both models see the same
+    /// perturbation, so their word embeddings must be as wide.
+    AdversarialKl,
 }
 
 /// What a term needs from the models.
@@ -59,6 +64,8 @@ pub struct Needs {
     pub hidden_states: bool,
     /// Both models' attention maps (the teacher online).
     pub attentions: bool,
+    /// Both models run on perturbed inputs (the teacher online, the student a second time).
+    pub perturbed_inputs: bool,
 }
 
 impl Needs {
@@ -75,6 +82,7 @@ impl Needs {
                 teacher_logits: a.teacher_logits || n.teacher_logits,
                 hidden_states: a.hidden_states || n.hidden_states,
                 attentions: a.attentions || n.attentions,
+                perturbed_inputs: a.perturbed_inputs || n.perturbed_inputs,
             }
         })
     }
@@ -82,7 +90,7 @@ impl Needs {
 
 impl TermKind {
     /// Every kind (those of the old `[distill.weights]` table in its order, then the rest).
-    pub const ALL: [TermKind; 9] = [
+    pub const ALL: [TermKind; 10] = [
         TermKind::HardCe,
         TermKind::SoftKl,
         TermKind::SoftCe,
@@ -92,6 +100,7 @@ impl TermKind {
         TermKind::AttentionKl,
         TermKind::Cosine,
         TermKind::Logistic,
+        TermKind::AdversarialKl,
     ];
 
     /// The name used in configs and logs.
@@ -106,6 +115,7 @@ impl TermKind {
             TermKind::Cosine => "cosine",
             TermKind::AttentionMse => "attention_mse",
             TermKind::AttentionKl => "attention_kl",
+            TermKind::AdversarialKl => "adversarial_kl",
         }
     }
 
@@ -125,6 +135,10 @@ impl TermKind {
             },
             TermKind::AttentionMse | TermKind::AttentionKl => Needs {
                 attentions: true,
+                ..Needs::default()
+            },
+            TermKind::AdversarialKl => Needs {
+                perturbed_inputs: true,
                 ..Needs::default()
             },
         }
@@ -152,7 +166,17 @@ pub struct Term {
     /// Logit kinds: how the rows of a batch are weighted in the term's mean.
     #[serde(default, skip_serializing_if = "Weighting::is_uniform")]
     pub weighting: Weighting,
+    /// adversarial_kl: the largest L2 norm of a token's perturbation (default
+    /// [`DEFAULT_EPSILON`]; MiniLM's word embeddings have norms of about 0.5 to 1.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// adversarial_kl: steps of gradient ascent, each of `epsilon / steps` (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
 }
+
+/// adversarial_kl's perturbation bound when the term gives none.
+pub const DEFAULT_EPSILON: f64 = 0.5;
 
 /// How a logit term weights the rows of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -179,7 +203,17 @@ impl Term {
             weight: Scheduled::Constant(weight),
             layer_map: None,
             weighting: Weighting::Uniform,
+            epsilon: None,
+            steps: None,
         }
+    }
+
+    /// adversarial_kl's bound and steps, defaults filled in.
+    pub fn perturbation(&self) -> (f64, usize) {
+        (
+            self.epsilon.unwrap_or(DEFAULT_EPSILON),
+            self.steps.unwrap_or(1),
+        )
     }
 
     /// Checks the weight and that only intermediate terms have a layer map.
@@ -206,6 +240,18 @@ impl Term {
         if self.layer_map.is_some() && !self.kind.is_intermediate() {
             return Err(Error::Invalid(format!(
                 "{name} compares logits, not layers: it takes no layer_map"
+            )));
+        }
+        let adversarial = self.kind == TermKind::AdversarialKl;
+        if !adversarial && (self.epsilon.is_some() || self.steps.is_some()) {
+            return Err(Error::Invalid(format!(
+                "{name} perturbs nothing: epsilon and steps belong to adversarial_kl"
+            )));
+        }
+        let (epsilon, steps) = self.perturbation();
+        if !(epsilon > 0.0 && epsilon.is_finite()) || steps == 0 {
+            return Err(Error::Invalid(format!(
+                "{name}: epsilon must be a positive number and steps at least 1, got {epsilon} and {steps}"
             )));
         }
         Ok(())

@@ -40,6 +40,7 @@ pub fn pad_batch(items: &[&Encoded], pad_id: u32) -> Result<EncoderInput> {
         input_ids: Tensor::from_vec(ids, shape, device)?,
         token_type_ids: Tensor::from_vec(types, shape, device)?,
         attention_mask: Tensor::from_vec(mask, shape, device)?,
+        word_noise: None,
     })
 }
 

@@ -364,7 +364,7 @@ impl LossWeights {
             TermKind::AttentionKl => self.attention_kl,
             TermKind::Cosine => self.cosine,
             // Kinds added after term lists replaced this table are not in it.
-            TermKind::Logistic => 0.0,
+            TermKind::Logistic | TermKind::AdversarialKl => 0.0,
         }
     }
 

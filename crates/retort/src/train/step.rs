@@ -79,7 +79,8 @@ pub fn forward_backward(
         // (and a teacher's that trains too, inside the objective).
         let (output, loss) = with_dropout_seed(seed ^ ((p as u64) << 40), || -> Result<_> {
             let output = model.forward(&batch.input, TRAIN_PASS, objective.student_outputs())?;
-            let loss = objective.loss(&batch, &output)?;
+            let mut loss = objective.loss(&batch, &output)?;
+            objective.add_adversarial(model, &batch, &mut loss)?;
             Ok((output, loss))
         })?;
         let value = loss.total.to_scalar::<f32>()? as f64;

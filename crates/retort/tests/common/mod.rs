@@ -242,3 +242,43 @@ pub fn tiny_distill_config(dir: &Path) -> DistillConfig {
     c.train.eval_every = 3;
     c
 }
+
+/// The tiny BERT teacher, a student of its `layers`, and a batch of three of its sentences
+/// (labels `labels`) in its tokens.
+pub fn tiny_pair(
+    layers: &[usize],
+    labels: Vec<Option<usize>>,
+) -> (
+    retort::Classifier,
+    Box<dyn retort::model::Model>,
+    retort::objective::TrainBatch,
+) {
+    let teacher = retort::Classifier::load(&fixture("tiny-bert"), 32).unwrap();
+    let config = DistillConfig {
+        student: StudentSection::TeacherLayers(TeacherLayersStudent {
+            teacher_layers: layers.to_vec(),
+            ..TeacherLayersStudent::default()
+        }),
+        ..DistillConfig::default()
+    };
+    let enc = teacher
+        .tokenizer
+        .encode_batch(&["good music", "the plot was flat and boring", "quiet film"])
+        .unwrap();
+    let student = retort::distill::run::build_student(&config, &teacher, &enc)
+        .unwrap()
+        .model;
+    let items: Vec<_> = enc.iter().collect();
+    let input = retort::text::batch::pad_batch(&items, 0).unwrap();
+    let batch = retort::objective::TrainBatch::sentences(input, labels, &[0, 1, 2]);
+    (teacher, student, batch)
+}
+
+/// The first `train` record of the run directory's `metrics.jsonl`.
+pub fn first_train_record(run: &Path) -> serde_json::Value {
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    log.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"] == "train")
+        .expect("a train record")
+}
