@@ -689,7 +689,17 @@ fn print_run_summary(s: &RunSummary) -> Result<()> {
         s.best_dir.display(),
         s.final_score,
         metric = s.metric
-    ))
+    ))?;
+    if let Some(c) = &s.label_thresholds {
+        let thresholds: Vec<String> = c.thresholds.iter().map(|t| format!("{t:.2}")).collect();
+        print_line(&format!(
+            "label thresholds chosen on dev: [{}] (dev micro-F1 {:.4} at 0.5, {:.4} with them; score on data that chose nothing)",
+            thresholds.join(", "),
+            c.before,
+            c.after
+        ))?;
+    }
+    Ok(())
 }
 
 /// Lines of a file, or of stdin; invalid UTF-8 is an error naming the line.

@@ -126,7 +126,11 @@ fn words_cut_by_truncation_are_counted_and_predicted_outside() {
     assert_eq!(data.rows[0].units, vec![0]);
     assert_eq!(data.units_without_rows(), 1);
     // The cut word is predicted "O": a gold LOC entity is missed, never dropped.
-    let predicted = task.decode(&labels, &data.rows, &[2], &[vec![5.0, 0.0, 0.0]]);
+    let config = retort::model::ModelConfig {
+        labels: labels.clone(),
+        ..c.model.config().clone()
+    };
+    let predicted = task.decode(&config, &data.rows, &[2], &[vec![5.0, 0.0, 0.0]]);
     assert_eq!(predicted, vec![vec![0, 0]]);
     let scores = task.score(&labels, &[], &predicted, &data.gold).unwrap();
     assert_eq!(scores.entities.as_ref().unwrap().overall.support, 1);

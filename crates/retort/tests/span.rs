@@ -84,6 +84,7 @@ fn batch(data: &TaskData, idx: &[usize]) -> TrainBatch {
         labels,
         cache_rows,
         progress: 0.0,
+        multi_label: false,
     }
 }
 

@@ -63,6 +63,8 @@ pub fn compact_student(
         classifier_dropout: shape.dropout,
         pruned_heads: BTreeMap::new(),
         compact: Some(compact),
+        // A student's own thresholds are chosen on dev when it is trained.
+        label_thresholds: Vec::new(),
         ..t.clone()
     };
     config

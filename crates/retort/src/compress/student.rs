@@ -110,6 +110,8 @@ pub fn from_teacher_layers(
             .as_ref()
             .map_or(teacher.config.intermediate_size, |f| f[0].units.len()),
         pruned_heads: student_pruned_heads(&teacher.config, layers, keep.heads.as_deref()),
+        // A student's own thresholds are chosen on dev when it is trained.
+        label_thresholds: Vec::new(),
         ..teacher.config.clone()
     };
     Transformer::from_tensors(config, tensors, "(teacher layers)", 0)
@@ -402,6 +404,8 @@ pub fn fresh(teacher: &ModelConfig, shape: StudentShape, seed: u64) -> Result<Tr
         num_heads: shape.heads,
         intermediate_size: shape.intermediate_size,
         pruned_heads: BTreeMap::new(),
+        // A student's own thresholds are chosen on dev when it is trained.
+        label_thresholds: Vec::new(),
         ..teacher.clone()
     };
     config

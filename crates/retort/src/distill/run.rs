@@ -193,11 +193,12 @@ pub fn build_student(
 fn pretrained(config: &DistillConfig, teacher: &Classifier, dir: &Path) -> Result<Student> {
     let t = teacher.model.config();
     let c = Classifier::load(dir, config.teacher.max_len)?;
-    let model = c.transformer("a pretrained student")?.clone().with_head(
+    let mut model = c.transformer("a pretrained student")?.clone().with_head(
         t.head,
         &t.labels,
         config.train.seed,
     )?;
+    model.config.multi_label = t.multi_label;
     if c.tokenizer.same_tokens_as(&teacher.tokenizer) {
         return Ok(Student {
             model: Box::new(model),
@@ -331,6 +332,15 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         student.params().count()
     );
     let terms = config.distill.terms()?;
+    if let Some(t) = terms
+        .iter()
+        .find(|t| task.is_multi_label() && t.kind.is_softmax())
+    {
+        return Err(Error::Invalid(format!(
+            "{} reads the logits as one distribution over classes, but the teacher is a multi-label classifier whose labels are each a yes or no: use soft_bce, logistic or logit_mse",
+            t.kind.name()
+        )));
+    }
     let needs = Needs::of(&terms);
     let mutual = config.distill.mutual;
     if (mutual || needs.perturbed_inputs) && student_tokenizer.is_some() {
@@ -459,7 +469,8 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
             }
         );
     }
-    let run = trainer::run(student.as_ref(), &objective, &train, &dev, &options)?;
+    let mut run = trainer::run(student.as_ref(), &objective, &train, &dev, &options)?;
+    run.label_thresholds = task.after_training(&run.best_dir, &dev, config.teacher.max_len)?;
     let peer = match objective.learning_teacher() {
         Some(model) => Some(save_peer(model.as_ref(), config, &dev)?),
         None => None,

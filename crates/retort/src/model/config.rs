@@ -204,7 +204,20 @@ pub struct ModelConfig {
     /// Buckets of MPNet's relative-position attention bias (`relative_attention_num_buckets`);
     /// 0: none.
     pub relative_attention_buckets: usize,
+    /// A sequence head whose labels are each a yes or no of their own (sigmoid per label,
+    /// transformers' `problem_type = "multi_label_classification"`), not one class of many.
+    pub multi_label: bool,
+    /// A multi-label head's probability above which each label is predicted, in label order
+    /// (Retort's own `label_thresholds` key; transformers ignores it). Empty: 0.5 for every
+    /// label. Chosen on the dev split at the end of a run (`task::multilabel::calibrate`).
+    pub label_thresholds: Vec<f32>,
 }
+
+/// transformers' `problem_type` of a multi-label sequence classifier.
+const MULTI_LABEL: &str = "multi_label_classification";
+
+/// The `config.json` key of [`ModelConfig::label_thresholds`].
+const LABEL_THRESHOLDS: &str = "label_thresholds";
 
 /// The shape of a small non-transformer student (see [`Architecture::BiLstm`],
 /// [`Architecture::Cnn`]).
@@ -288,6 +301,8 @@ impl ModelConfig {
                 compact: None,
                 position_offset: 0,
                 relative_attention_buckets: 0,
+                multi_label: fields.multi_label()?,
+                label_thresholds: fields.label_thresholds()?,
             },
             "mpnet" => {
                 // BERT's field names, with MPNet's defaults, offsets and bias on top.
@@ -318,6 +333,30 @@ impl ModelConfig {
     /// Checks the relations between sizes that the encoder relies on.
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.validate_compact()?;
+        if self.multi_label && self.head != HeadKind::SequenceClassification {
+            return Err(format!(
+                "problem_type {MULTI_LABEL} needs a sequence-classification head, not {}",
+                self.head.class_suffix()
+            ));
+        }
+        if !self.label_thresholds.is_empty() {
+            if !self.multi_label || self.label_thresholds.len() != self.labels.len() {
+                return Err(format!(
+                    "{LABEL_THRESHOLDS} needs a multi-label head with one threshold per label ({} thresholds, {} labels)",
+                    self.label_thresholds.len(),
+                    self.labels.len()
+                ));
+            }
+            if let Some(t) = self
+                .label_thresholds
+                .iter()
+                .find(|t| !(**t > 0.0 && **t < 1.0))
+            {
+                return Err(format!(
+                    "{LABEL_THRESHOLDS}: {t} is not a probability in (0, 1)"
+                ));
+            }
+        }
         if self.relative_attention_buckets > 0 && !self.pruned_heads.is_empty() {
             return Err(
                 "pruned_heads with a relative-position bias (MPNet) is not supported".into(),
@@ -550,6 +589,12 @@ impl ModelConfig {
             v["qa_dropout"] = json!(self.classifier_dropout);
         }
         v["architectures"] = json!([self.architecture.class(self.head)]);
+        if self.multi_label {
+            v["problem_type"] = json!(MULTI_LABEL);
+        }
+        if !self.label_thresholds.is_empty() {
+            v[LABEL_THRESHOLDS] = json!(self.label_thresholds);
+        }
         v["id2label"] = json!(id2label);
         v["label2id"] = json!(label2id);
         v
@@ -672,6 +717,8 @@ impl Fields<'_> {
             compact: None,
             position_offset: 0,
             relative_attention_buckets: 0,
+            multi_label: self.multi_label()?,
+            label_thresholds: self.label_thresholds()?,
         })
     }
 
@@ -710,7 +757,39 @@ impl Fields<'_> {
             compact: Some(shape),
             position_offset: 0,
             relative_attention_buckets: 0,
+            multi_label: self.multi_label()?,
+            label_thresholds: self.label_thresholds()?,
         })
+    }
+
+    /// `problem_type`: multi-label, or not (absent, `single_label_classification`,
+    /// `regression` is refused).
+    fn multi_label(&self) -> std::result::Result<bool, ConfigError> {
+        match self.get("problem_type") {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::String(s)) if s == MULTI_LABEL => Ok(true),
+            Some(Value::String(s)) if s == "single_label_classification" => Ok(false),
+            Some(other) => Err(ConfigError::Field(format!(
+                "problem_type {other} is not supported (single_label_classification or {MULTI_LABEL})"
+            ))),
+        }
+    }
+
+    /// `label_thresholds`: absent (empty) or a list of numbers.
+    fn label_thresholds(&self) -> std::result::Result<Vec<f32>, ConfigError> {
+        let Some(v) = self.get(LABEL_THRESHOLDS) else {
+            return Ok(Vec::new());
+        };
+        let list = v
+            .as_array()
+            .ok_or_else(|| field_error(LABEL_THRESHOLDS, "a list of numbers", v))?;
+        list.iter()
+            .map(|t| {
+                t.as_f64()
+                    .map(|t| t as f32)
+                    .ok_or_else(|| field_error(LABEL_THRESHOLDS, "a list of numbers", v))
+            })
+            .collect()
     }
 
     fn usize_list(&self, key: &str) -> std::result::Result<Vec<usize>, ConfigError> {

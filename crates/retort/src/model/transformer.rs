@@ -162,6 +162,8 @@ impl Transformer {
                 true => self.config.labels.clone(),
                 false => labels.to_vec(),
             },
+            // A fresh head's thresholds are chosen again when it has been trained.
+            label_thresholds: Vec::new(),
             ..self.config.clone()
         };
         Self::from_tensors(config, tensors, "(new head)", seed)

@@ -164,6 +164,40 @@ pub fn logistic_rows(
     Ok(softplus.mean(1)?.affine(temperature * temperature, 0.0)?)
 }
 
+/// Binary cross-entropy of independent per-label decisions: `mean_{i,c} softplus(x_ic) − x_ic·y_ic`
+/// for logits `x` and targets `y` in [0, 1] (both `[rows, labels]`): the hard term of a
+/// multi-label head (y of 0 or 1), and, with the teacher's sigmoid probabilities as `y`, the
+/// core of [`soft_bce_rows`]. The softplus is `max(x, 0) + log(1 + exp(−|x|))`, finite for any `x`.
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    Ok(bce_rows(logits, targets)?.mean_all()?)
+}
+
+/// [`bce_with_logits`] of each row, `[rows]` (the mean over labels).
+fn bce_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    const NAME: &str = "bce";
+    logit_pair(NAME, logits, targets)?;
+    let (x, y) = operands(logits, targets)?;
+    let softplus = (x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+    Ok((softplus - (x * y)?)?.mean(1)?)
+}
+
+/// Sigmoid distillation for multi-label heads, per row: `T² · mean_c BCE(σ(s_c/T); σ(t_c/T))`,
+/// each label's softened probability the target of the student's (the binary form of
+/// soft_ce; its gradient on `s_c` is `T · (σ(s_c/T) − σ(t_c/T))`).
+pub fn soft_bce_rows(
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
+    const NAME: &str = "soft_bce";
+    logit_pair(NAME, student_logits, teacher_logits)?;
+    check_temperature(NAME, temperature)?;
+    let (s, t) = operands(student_logits, teacher_logits)?;
+    let inv = 1.0 / temperature;
+    let p = candle_nn::ops::sigmoid(&t.affine(inv, 0.0)?.detach())?;
+    Ok(bce_rows(&s.affine(inv, 0.0)?, &p)?.affine(temperature * temperature, 0.0)?)
+}
+
 /// `Σ_i w_i · l_i / Σ_i w_i`: per-row losses `[batch]` averaged with per-row weights
 /// `[batch]` (constants: detached; ≥ 0, not all 0). Weights that are all equal give the mean.
 pub fn weighted_mean(per_row: &Tensor, weights: &Tensor) -> Result<Tensor> {
@@ -774,6 +808,52 @@ mod tests {
         let g = check_gradient(&t2(&S_LOGITS), |x| logistic(x, &t, 2.0));
         // Where the teacher's logit is 0 the term has no opinion: no gradient.
         assert_eq!(g[4], 0.0);
+    }
+
+    // ---- binary cross-entropy (multi-label) --------------------------------------------------
+
+    fn sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// mean over rows and labels of −(y log σ(x) + (1 − y) log(1 − σ(x))).
+    fn bce_ref(x: &[[f32; 3]; 2], y: impl Fn(usize, usize) -> f64) -> f64 {
+        let mut total = 0.0;
+        for i in 0..2 {
+            for c in 0..3 {
+                let (p, y) = (sigmoid(x[i][c] as f64), y(i, c));
+                total -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+            }
+        }
+        total / 6.0
+    }
+
+    const MULTI_HOT: [[f32; 3]; 2] = [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]];
+
+    #[test]
+    fn bce_and_soft_bce_match_hand_computation() {
+        let (s, y) = (t2(&S_LOGITS), t2(&MULTI_HOT));
+        let want = bce_ref(&S_LOGITS, |i, c| MULTI_HOT[i][c] as f64);
+        assert_close(scalar(&bce_with_logits(&s, &y).unwrap()), want, "bce");
+        for temperature in [1.0, 2.0] {
+            let soft = soft_bce_rows(&s, &t2(&T_LOGITS), temperature).unwrap();
+            let scaled = S_LOGITS.map(|r| r.map(|v| v / temperature as f32));
+            let p = |i: usize, c: usize| sigmoid(T_LOGITS[i][c] as f64 / temperature);
+            let want = bce_ref(&scaled, p) * temperature * temperature;
+            assert_close(scalar(&soft.mean_all().unwrap()), want, "soft_bce");
+        }
+        let huge = t2(&[[1e6, -1e6, 1e6], [-1e6, 1e6, 1e6]]);
+        assert!(scalar(&bce_with_logits(&huge, &y).unwrap()).is_finite());
+    }
+
+    #[test]
+    fn bce_and_soft_bce_gradients_match_finite_differences() {
+        let y = t2(&MULTI_HOT);
+        check_gradient(&t2(&S_LOGITS), |x| bce_with_logits(x, &y));
+        let t = t2(&T_LOGITS);
+        check_gradient(&t2(&S_LOGITS), |x| {
+            Ok(soft_bce_rows(x, &t, 2.0)?.mean_all()?)
+        });
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct TrainBatch {
     /// The fraction of the run's optimiser steps done before this batch: where scheduled
     /// weights and temperatures are read.
     pub progress: f64,
+    /// Each row's label is a set (a bit mask over the labels, see `task::multilabel`) that a
+    /// sigmoid per label reads: hard_ce is then binary cross-entropy per label.
+    pub multi_label: bool,
 }
 
 impl TrainBatch {
@@ -55,6 +58,7 @@ impl TrainBatch {
             labels,
             cache_rows: indices.iter().map(|&i| i as u32).collect(),
             progress: 0.0,
+            multi_label: false,
         }
     }
 }
@@ -451,6 +455,7 @@ impl Objective {
             TermKind::SoftCe => loss::soft_ce_rows(student, teacher, temp)?,
             TermKind::LogitMse => loss::logit_mse_rows(student, teacher)?,
             TermKind::Logistic => loss::logistic_rows(student, teacher, temp)?,
+            TermKind::SoftBce => loss::soft_bce_rows(student, teacher, temp)?,
             other => unreachable!("{} is not a logit term", other.name()),
         };
         match term.weighting {
@@ -474,7 +479,6 @@ impl Objective {
             return Ok(None);
         }
         let device = logits.device();
-        let labels = Tensor::new(rows.iter().map(|r| r.1).collect::<Vec<_>>(), device)?;
         let logits = if rows.len() == batch.labels.len() {
             logits.clone()
         } else {
@@ -483,6 +487,12 @@ impl Objective {
                 0,
             )?
         };
+        if batch.multi_label {
+            let masks: Vec<usize> = batch.labels.iter().flatten().copied().collect();
+            let targets = crate::task::multilabel::multi_hot(&masks, logits.dim(1)?, device)?;
+            return Ok(Some(loss::bce_with_logits(&logits, &targets)?));
+        }
+        let labels = Tensor::new(rows.iter().map(|r| r.1).collect::<Vec<_>>(), device)?;
         Ok(Some(loss::hard_ce(&logits, &labels)?))
     }
 

@@ -40,6 +40,9 @@ pub enum TermKind {
     /// The logistic logit loss, `T² · log(1 + exp(−s·t / T²))` per class: the student's logits
     /// pushed to the teacher's side of 0 (one-vs-rest, so multi-label heads too).
     Logistic,
+    /// Binary cross-entropy of each label's softened sigmoid probability with the teacher's,
+    /// × T²: sigmoid distillation for multi-label heads.
+    SoftBce,
     /// MSE between mapped hidden states, through a learned projection when widths differ.
     HiddenMse,
     /// 1 − cosine similarity of mapped hidden states (DistilBERT).
@@ -90,7 +93,7 @@ impl Needs {
 
 impl TermKind {
     /// Every kind (those of the old `[distill.weights]` table in its order, then the rest).
-    pub const ALL: [TermKind; 10] = [
+    pub const ALL: [TermKind; 11] = [
         TermKind::HardCe,
         TermKind::SoftKl,
         TermKind::SoftCe,
@@ -101,6 +104,7 @@ impl TermKind {
         TermKind::Cosine,
         TermKind::Logistic,
         TermKind::AdversarialKl,
+        TermKind::SoftBce,
     ];
 
     /// The name used in configs and logs.
@@ -116,6 +120,7 @@ impl TermKind {
             TermKind::AttentionMse => "attention_mse",
             TermKind::AttentionKl => "attention_kl",
             TermKind::AdversarialKl => "adversarial_kl",
+            TermKind::SoftBce => "soft_bce",
         }
     }
 
@@ -123,12 +128,14 @@ impl TermKind {
     pub fn needs(self) -> Needs {
         match self {
             TermKind::HardCe => Needs::default(),
-            TermKind::SoftKl | TermKind::SoftCe | TermKind::LogitMse | TermKind::Logistic => {
-                Needs {
-                    teacher_logits: true,
-                    ..Needs::default()
-                }
-            }
+            TermKind::SoftKl
+            | TermKind::SoftCe
+            | TermKind::LogitMse
+            | TermKind::Logistic
+            | TermKind::SoftBce => Needs {
+                teacher_logits: true,
+                ..Needs::default()
+            },
             TermKind::HiddenMse | TermKind::Cosine => Needs {
                 hidden_states: true,
                 ..Needs::default()
@@ -142,6 +149,15 @@ impl TermKind {
                 ..Needs::default()
             },
         }
+    }
+
+    /// Whether the term reads logits as one distribution over classes (a softmax), which a
+    /// multi-label head's independent labels are not.
+    pub fn is_softmax(self) -> bool {
+        matches!(
+            self,
+            TermKind::SoftKl | TermKind::SoftCe | TermKind::AdversarialKl
+        )
     }
 
     /// Whether the term compares layers (and so has a layer map).

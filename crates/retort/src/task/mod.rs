@@ -15,6 +15,7 @@
 pub mod conll;
 pub mod entities;
 pub mod metrics;
+pub mod multilabel;
 mod qa;
 mod sequence;
 pub mod squad;
@@ -47,6 +48,9 @@ pub enum Task {
     /// The answer's span in a context (SQuAD v1.1 JSON): question–context windows, a start
     /// and an end row per window, exact match and F1.
     QuestionAnswering,
+    /// Any number of labels per text, each a yes or no of its own (a sequence head read
+    /// through sigmoids): the `label` column lists them, `PER|LOC`; micro- and macro-F1.
+    MultiLabelClassification,
 }
 
 /// The input of one example, as the data file gives it.
@@ -299,6 +303,9 @@ impl Task {
     /// The task a model's head does.
     pub fn of(config: &ModelConfig) -> Self {
         match config.head {
+            HeadKind::SequenceClassification if config.multi_label => {
+                Task::MultiLabelClassification
+            }
             HeadKind::SequenceClassification => Task::SequenceClassification,
             HeadKind::TokenClassification => Task::TokenClassification,
             HeadKind::QuestionAnswering => Task::QuestionAnswering,
@@ -308,7 +315,9 @@ impl Task {
     /// The head a model for this task needs.
     pub fn head(self) -> HeadKind {
         match self {
-            Task::SequenceClassification => HeadKind::SequenceClassification,
+            Task::SequenceClassification | Task::MultiLabelClassification => {
+                HeadKind::SequenceClassification
+            }
             Task::TokenClassification => HeadKind::TokenClassification,
             Task::QuestionAnswering => HeadKind::QuestionAnswering,
         }
@@ -320,7 +329,13 @@ impl Task {
             Task::SequenceClassification => "sequence-classification",
             Task::TokenClassification => "token-classification",
             Task::QuestionAnswering => "question-answering",
+            Task::MultiLabelClassification => "multi-label-classification",
         }
+    }
+
+    /// True when each label is a yes or no of its own (sigmoids), not one class of many.
+    pub fn is_multi_label(self) -> bool {
+        self == Task::MultiLabelClassification
     }
 
     /// The metric that chooses checkpoints and leads reports.
@@ -329,13 +344,14 @@ impl Task {
             Task::SequenceClassification => sequence::PRIMARY,
             Task::TokenClassification => token::PRIMARY,
             Task::QuestionAnswering => qa::PRIMARY,
+            Task::MultiLabelClassification => multilabel::PRIMARY,
         }
     }
 
     /// The HTTP route `retort serve` answers this task on.
     pub fn route(self) -> &'static str {
         match self {
-            Task::SequenceClassification => "/v1/classify",
+            Task::SequenceClassification | Task::MultiLabelClassification => "/v1/classify",
             Task::TokenClassification => "/v1/entities",
             Task::QuestionAnswering => "/v1/answer",
         }
@@ -353,6 +369,7 @@ impl Task {
             Task::SequenceClassification => sequence::read(path),
             Task::TokenClassification => token::read(path),
             Task::QuestionAnswering => qa::read(path),
+            Task::MultiLabelClassification => multilabel::read(path),
         }
     }
 
@@ -363,6 +380,7 @@ impl Task {
             Task::SequenceClassification => None,
             Task::TokenClassification => Some(token::labels_in(corpus)),
             Task::QuestionAnswering => Some(vec!["start".into(), "end".into()]),
+            Task::MultiLabelClassification => Some(multilabel::labels_in(corpus)),
         }
     }
 
@@ -373,7 +391,9 @@ impl Task {
         inputs: &[&Input],
     ) -> Result<Vec<(Encoded, Rows)>> {
         match self {
-            Task::SequenceClassification => sequence::encode(tokenizer, inputs),
+            Task::SequenceClassification | Task::MultiLabelClassification => {
+                sequence::encode(tokenizer, inputs)
+            }
             Task::TokenClassification => token::encode(tokenizer, inputs),
             // One question gives several windows: only `data` and `predict_units` read them.
             Task::QuestionAnswering => Err(Error::Invalid(
@@ -392,7 +412,7 @@ impl Task {
         if self == Task::QuestionAnswering {
             return qa::data(tokenizer, corpus);
         }
-        let gold = corpus.gold_ids(labels)?;
+        let gold = self.gold(corpus, labels)?;
         let (examples, rows) = self
             .encode(tokenizer, &corpus.inputs())?
             .into_iter()
@@ -409,6 +429,7 @@ impl Task {
     pub fn gold(self, corpus: &Corpus, labels: &[String]) -> Result<Vec<Vec<Option<usize>>>> {
         match self {
             Task::QuestionAnswering => Ok(qa::gold(corpus)),
+            Task::MultiLabelClassification => multilabel::gold(corpus, labels),
             _ => corpus.gold_ids(labels),
         }
     }
@@ -416,10 +437,11 @@ impl Task {
     /// Scores `data` (tokenised by [`Task::data`]) from its rows' logits.
     pub fn score_rows(
         self,
-        labels: &[String],
+        config: &ModelConfig,
         data: &TaskData,
         logits: &[Vec<f32>],
     ) -> Result<Scores> {
+        let labels = &config.labels;
         match (self, &data.spans) {
             (Task::QuestionAnswering, Some(index)) => qa::score_windows(index, logits),
             (Task::QuestionAnswering, None) => Err(Error::Invalid(
@@ -427,30 +449,50 @@ impl Task {
             )),
             _ => {
                 let units: Vec<usize> = data.gold.iter().map(Vec::len).collect();
-                let predicted = self.decode(labels, &data.rows, &units, logits);
+                let predicted = self.decode(config, &data.rows, &units, logits);
                 self.score(labels, &[], &predicted, &data.gold)
             }
+        }
+    }
+
+    /// What a task does to a run's `best/` once training is over, given the dev split that
+    /// chose it: a multi-label classifier chooses its label thresholds there
+    /// ([`multilabel::calibrate`]); the other tasks do nothing.
+    pub fn after_training(
+        self,
+        best_dir: &Path,
+        dev: &TaskData,
+        max_len: usize,
+    ) -> Result<Option<multilabel::Calibration>> {
+        match self {
+            Task::MultiLabelClassification if best_dir.join("config.json").exists() => {
+                multilabel::calibrate(best_dir, dev, max_len).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 
     /// The label a unit without a row is predicted as ("O" for a tagger).
     pub fn fallback_label(self, labels: &[String]) -> usize {
         match self {
-            Task::SequenceClassification => 0,
+            // The empty set, for a multi-label classifier.
+            Task::SequenceClassification | Task::MultiLabelClassification => 0,
             Task::TokenClassification => token::outside(labels),
             Task::QuestionAnswering => 0,
         }
     }
 
     /// Decodes each example's row logits (rows × labels, concatenated) into a predicted label
-    /// per unit; `units[i]` is the example's number of units.
+    /// per unit (a set of labels for a multi-label head, by `config`'s thresholds); `units[i]`
+    /// is the example's number of units.
     pub fn decode(
         self,
-        labels: &[String],
+        config: &ModelConfig,
         rows: &[Rows],
         units: &[usize],
         logits: &[Vec<f32>],
     ) -> Vec<Vec<usize>> {
+        let labels = &config.labels;
         let n = labels.len();
         let fallback = self.fallback_label(labels);
         rows.iter()
@@ -459,7 +501,12 @@ impl Task {
             .map(|((r, &units), logits)| {
                 let mut out = vec![fallback; units];
                 for (&u, row) in r.units.iter().zip(logits.chunks(n)) {
-                    out[u as usize] = crate::infer::argmax(row);
+                    out[u as usize] = match self {
+                        Task::MultiLabelClassification => {
+                            multilabel::decode_row(row, &config.label_thresholds)
+                        }
+                        _ => crate::infer::argmax(row),
+                    };
                 }
                 out
             })
@@ -480,6 +527,7 @@ impl Task {
             Task::SequenceClassification => sequence::score(labels, predicted, gold),
             Task::TokenClassification => token::score(labels, predicted, gold),
             Task::QuestionAnswering => qa::score(inputs, predicted, gold),
+            Task::MultiLabelClassification => Ok(multilabel::score(labels, predicted, gold)),
         }
     }
 
@@ -513,6 +561,7 @@ impl Task {
             Task::SequenceClassification => sequence::predict(classifier, texts, batch_size),
             Task::TokenClassification => token::predict(classifier, texts, batch_size),
             Task::QuestionAnswering => qa::predict(classifier, texts, batch_size),
+            Task::MultiLabelClassification => multilabel::predict(classifier, texts, batch_size),
         }
     }
 }
@@ -553,7 +602,7 @@ fn decode_examples(
         &|_| {},
     )?;
     let task = Task::of(classifier.model.config());
-    Ok(task.decode(&classifier.model.config().labels, rows, units, &logits))
+    Ok(task.decode(classifier.model.config(), rows, units, &logits))
 }
 
 /// How many units an input has: one text (or pair), its words, or an answer's start and end.

@@ -47,7 +47,9 @@ pub struct ModelSection {
     /// Checkpoint directory to start from (config.json, model.safetensors, tokenizer).
     pub init: PathBuf,
     /// What the model learns to predict: "sequence-classification" (a label per text; TSV,
-    /// CSV or JSONL data) or "token-classification" (a tag per word; CoNLL column data).
+    /// CSV or JSONL data), "multi-label-classification" (any number of labels per text, the
+    /// `label` column listing them as `PER|LOC`, `_` for none), "token-classification" (a
+    /// tag per word; CoNLL column data) or "question-answering" (SQuAD v1.1 JSON).
     pub task: Task,
     /// Class names, in class-id order. Empty: keep the checkpoint's labels. Setting them gives
     /// the checkpoint a fresh head when the number or names differ from its own.
@@ -364,7 +366,7 @@ impl LossWeights {
             TermKind::AttentionKl => self.attention_kl,
             TermKind::Cosine => self.cosine,
             // Kinds added after term lists replaced this table are not in it.
-            TermKind::Logistic | TermKind::AdversarialKl => 0.0,
+            TermKind::Logistic | TermKind::AdversarialKl | TermKind::SoftBce => 0.0,
         }
     }
 

@@ -68,11 +68,15 @@ pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<R
             ))
         })?,
     };
-    let model = base.transformer("retort train")?.clone().with_head(
+    if task.is_multi_label() {
+        crate::task::multilabel::check_label_count(labels.len())?;
+    }
+    let mut model = base.transformer("retort train")?.clone().with_head(
         task.head(),
         &labels,
         config.train.seed,
     )?;
+    model.config.multi_label = task.is_multi_label();
     eprintln!(
         "fine-tuning {} ({} layers, hidden {}) for {} on {} examples, labels {labels:?}; dev: {} examples",
         init.display(),
@@ -94,5 +98,7 @@ pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<R
         stop_after: None,
         selection: Selection::TaskMetric,
     };
-    trainer::run(&model, &Objective::fine_tune(), &train, &dev, &options)
+    let mut run = trainer::run(&model, &Objective::fine_tune(), &train, &dev, &options)?;
+    run.label_thresholds = task.after_training(&run.best_dir, &dev, config.model.max_len)?;
+    Ok(run)
 }

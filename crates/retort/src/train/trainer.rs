@@ -89,6 +89,9 @@ pub struct RunSummary {
     pub seconds: f64,
     pub interrupted: bool,
     pub best_dir: PathBuf,
+    /// A multi-label run's thresholds, chosen on dev after training (`Task::after_training`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_thresholds: Option<crate::task::multilabel::Calibration>,
 }
 
 /// Progress saved in `last/state.json`.
@@ -123,7 +126,7 @@ fn install_interrupt_handler() {
 /// The task's scores of `model` on `dev`.
 pub fn dev_metrics(model: &dyn Model, dev: &TaskData, batch_size: usize) -> Result<Scores> {
     let logits = row_logits(model, &dev.examples, &dev.positions(), batch_size, &|_| {})?;
-    Task::of(model.config()).score_rows(&model.config().labels, dev, &logits)
+    Task::of(model.config()).score_rows(model.config(), dev, &logits)
 }
 
 /// The objective's mean loss over `dev` (each batch weighted by its examples), with its
@@ -200,6 +203,7 @@ fn make_batch(
         labels,
         cache_rows,
         progress,
+        multi_label: config.multi_label,
     })
 }
 
@@ -428,6 +432,7 @@ pub fn run(
         seconds: state.seconds,
         interrupted,
         best_dir,
+        label_thresholds: None,
     })
 }
 
