@@ -664,3 +664,46 @@ pub fn adversarial_noise(
     }
     Ok(noise.broadcast_mul(&mask)?.detach())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::{batch::pad_batch, Encoded};
+
+    fn batch(labels: Vec<Option<usize>>, multi_label: bool) -> TrainBatch {
+        let encoded = Encoded {
+            ids: vec![2, 5, 3],
+            type_ids: vec![0; 3],
+        };
+        let items = vec![&encoded; labels.len()];
+        let indices: Vec<usize> = (0..labels.len()).collect();
+        let mut b = TrainBatch::sentences(pad_batch(&items, 0).unwrap(), labels, &indices);
+        b.multi_label = multi_label;
+        b
+    }
+
+    /// A row without a gold label set (an augmented or unlabelled text) adds nothing to a
+    /// multi-label head's hard term: the loss is that of the labelled rows alone.
+    #[test]
+    fn multi_label_hard_ce_skips_rows_without_labels() {
+        let dev = candle_core::Device::Cpu;
+        let rows = [[1.5f32, -0.5, 0.25], [9.0, -9.0, 4.0], [-1.0, 2.0, 0.5]];
+        let logits = Tensor::new(&rows, &dev).unwrap();
+        let objective = Objective::fine_tune();
+        let all = objective
+            .hard_ce(&batch(vec![Some(0b101), None, Some(0b010)], true), &logits)
+            .unwrap()
+            .unwrap();
+        let labelled = Tensor::new(&[rows[0], rows[2]], &dev).unwrap();
+        let targets = Tensor::new(&[[1f32, 0., 1.], [0., 1., 0.]], &dev).unwrap();
+        let want = loss::bce_with_logits(&labelled, &targets).unwrap();
+        let (all, want) = (
+            all.to_scalar::<f32>().unwrap(),
+            want.to_scalar::<f32>().unwrap(),
+        );
+        assert!((all - want).abs() < 1e-6, "{all} vs {want}");
+        // No labelled row at all: no hard term.
+        let none = objective.hard_ce(&batch(vec![None, None, None], true), &logits);
+        assert!(none.unwrap().is_none());
+    }
+}
