@@ -6,14 +6,15 @@
 #   logistic        hard_ce 0.5 + logistic 0.5 (the logit loss instead of soft_kl)
 #   confidence      hard_ce 0.5 + soft_kl 0.5 weighted per row by the teacher's confidence
 #   T-schedule      the baseline with T going from 8 to 1 on a cosine over the run
-#   two-teachers    the baseline's targets from the MiniLM teacher and the MPNet teacher (weight 1 each)
+#   two-teachers    the baseline's targets from two teachers, weight 1 each: runs/sst2-teacher and $SECOND
+#                   (default runs/sst2-teacher-s43/best: configs/sst2-teacher.toml at train.seed=43)
 #   mutual          deep mutual learning: the teacher trains too, on hard_ce + soft_kl toward the student
 #                   (its own dev accuracy after the run is in runs/methods/mutual-s<seed>/peer-dev.json)
 #   adversarial     the baseline + adversarial_kl 0.5 (epsilon 0.5, 1 step of ascent per batch)
 #
 # The held-out 2,000 training sentences (runs/sst2-split, scripts/tsv_split.py) choose each best/;
 # SST-2 dev chooses nothing and is what the table reports (mean, min and max over the seeds).
-# Needs runs/sst2-teacher/best (scripts/demo.sh) and, for two-teachers, runs/sst2-teacher-mpnet/best.
+# Needs runs/sst2-teacher/best (scripts/demo.sh) and, for two-teachers, $SECOND.
 # Runs go to runs/methods/<row>-s<seed>; a run whose dev.json exists is not run again.
 # SEEDS (default "42 43 44") and ROWS (default: all) choose what runs; extra arguments are --set
 # overrides for every run, e.g. train.max_steps=100 for a quick look.
@@ -23,6 +24,7 @@ SST2="${SST2:-../shared/data/sst2}"
 SPLIT="${SPLIT:-runs/sst2-split}"
 RETORT="${RETORT:-target/release/retort}"
 SEEDS="${SEEDS:-42 43 44}"
+SECOND="${SECOND:-runs/sst2-teacher-s43/best}"
 [[ -f "$SPLIT/train.tsv" && -f "$SPLIT/heldout.tsv" ]] || {
     echo "methods: no $SPLIT/{train,heldout}.tsv (python3 scripts/tsv_split.py $SST2/train.tsv $SPLIT --heldout 2000)" >&2; exit 1; }
 [[ -f runs/sst2-teacher/best/model.safetensors ]] || { echo "methods: no teacher at runs/sst2-teacher/best (run scripts/demo.sh first)" >&2; exit 1; }
@@ -39,7 +41,7 @@ declare -A ROW=(
     [logistic]='distill.terms=[{kind="hard_ce",weight=0.5},{kind="logistic",weight=0.5}]'
     [confidence]='distill.terms=[{kind="hard_ce",weight=0.5},{kind="soft_kl",weight=0.5,weighting="teacher_confidence"}]'
     [T-schedule]='distill.temperature={start=8.0,end=1.0,shape="cosine"}'
-    [two-teachers]='teacher.extra=[{dir="runs/sst2-teacher-mpnet/best",weight=1.0}]'
+    [two-teachers]="teacher.extra=[{dir=\"$SECOND\",weight=1.0}]"
     [mutual]='distill.mutual=true'
     [adversarial]='distill.terms=[{kind="hard_ce",weight=0.5},{kind="soft_kl",weight=0.5},{kind="adversarial_kl",weight=0.5}]'
 )

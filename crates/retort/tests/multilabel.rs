@@ -51,6 +51,7 @@ fn teacher_config(dir: &Path) -> TrainConfig {
     c.train.lr = 3e-3;
     c.train.epochs = 12;
     c.train.eval_every = 24;
+    c.train.tune_thresholds = true;
     c.output.dir = dir.join("teacher");
     c
 }
@@ -162,9 +163,26 @@ fn a_multi_label_student_learns_by_soft_bce_and_softmax_terms_are_refused() {
     assert!(term("hard_ce") > 0.0 && term("soft_bce") > 0.0, "{first}");
     let student = Classifier::load(&c.output.dir.join("best"), 32).unwrap();
     assert!(student.model.config().multi_label);
-    // The student's thresholds are its own, chosen on dev like the teacher's.
+    // Without train.tune_thresholds the student does not inherit the teacher's thresholds:
+    // 0.5 for every label. With it, it gets its own.
+    assert!(student.model.config().label_thresholds.is_empty());
+    assert!(s.run.label_thresholds.is_none());
+    c.train.tune_thresholds = true;
+    c.output.dir = dir.join("student-tuned");
+    let s = distill(&c, false, false).unwrap();
+    let tuned = Classifier::load(&c.output.dir.join("best"), 32).unwrap();
     assert_eq!(
-        student.model.config().label_thresholds,
+        tuned.model.config().label_thresholds,
         s.run.label_thresholds.unwrap().thresholds
     );
+
+    // Other tasks have no thresholds to tune: refused before anything is written.
+    let other = dir.join("sentences");
+    std::fs::create_dir(&other).unwrap();
+    let mut sentences = common::tiny_distill_config(&other);
+    sentences.output.dir = other.join("run");
+    sentences.train.tune_thresholds = true;
+    let err = distill(&sentences, false, false).unwrap_err().to_string();
+    assert!(err.contains("tune_thresholds"), "{err}");
+    assert!(!sentences.output.dir.exists());
 }

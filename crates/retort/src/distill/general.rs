@@ -150,6 +150,11 @@ fn check_general(config: &DistillConfig) -> Result<()> {
             "general distillation reads its text from data.train (one text per line): set augment.multiplier = 0 and remove augment.unlabelled".into(),
         ));
     }
+    if config.train.tune_thresholds {
+        return Err(Error::Invalid(
+            "general distillation trains no head: train.tune_thresholds is for a multi-label task stage".into(),
+        ));
+    }
     match &config.student {
         StudentSection::Fresh(_) | StudentSection::TeacherLayers(_) => Ok(()),
         _ => Err(Error::Invalid(

@@ -289,6 +289,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         )));
     }
     let task = Task::of(teacher.model.config());
+    task.check_train_options(&config.train)?;
     let labels = teacher.model.config().labels.clone();
     let (train_data, dev_data) = read_data(task, &config.data)?;
     check_pair_transfer_set(config, &train_data)?;
@@ -470,7 +471,8 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         );
     }
     let mut run = trainer::run(student.as_ref(), &objective, &train, &dev, &options)?;
-    run.label_thresholds = task.after_training(&run.best_dir, &dev, config.teacher.max_len)?;
+    run.label_thresholds =
+        task.after_training(&config.train, &run.best_dir, &dev, config.teacher.max_len)?;
     let peer = match objective.learning_teacher() {
         Some(model) => Some(save_peer(model.as_ref(), config, &dev)?),
         None => None,

@@ -455,17 +455,31 @@ impl Task {
         }
     }
 
+    /// Refuses `train.tune_thresholds` for a task without thresholds, before a run starts.
+    pub fn check_train_options(self, train: &crate::train::config::TrainSection) -> Result<()> {
+        if train.tune_thresholds && !self.is_multi_label() {
+            return Err(Error::Invalid(format!(
+                "train.tune_thresholds is for multi-label-classification, not {}",
+                self.name()
+            )));
+        }
+        Ok(())
+    }
+
     /// What a task does to a run's `best/` once training is over, given the dev split that
-    /// chose it: a multi-label classifier chooses its label thresholds there
-    /// ([`multilabel::calibrate`]); the other tasks do nothing.
+    /// chose it: with `train.tune_thresholds`, a multi-label classifier chooses its label
+    /// thresholds there ([`multilabel::calibrate`]); otherwise nothing happens.
     pub fn after_training(
         self,
+        train: &crate::train::config::TrainSection,
         best_dir: &Path,
         dev: &TaskData,
         max_len: usize,
     ) -> Result<Option<multilabel::Calibration>> {
         match self {
-            Task::MultiLabelClassification if best_dir.join("config.json").exists() => {
+            Task::MultiLabelClassification
+                if train.tune_thresholds && best_dir.join("config.json").exists() =>
+            {
                 multilabel::calibrate(best_dir, dev, max_len).map(Some)
             }
             _ => Ok(None),

@@ -480,6 +480,10 @@ pub struct TrainSection {
     pub log_every: usize,
     /// Seed of initialisation, shuffling, dropout and augmentation.
     pub seed: u64,
+    /// Multi-label classification only: once training is over, choose each label's threshold
+    /// on the dev split (the best F1 per label) and save them in `best/config.json` instead
+    /// of 0.5 for every label.
+    pub tune_thresholds: bool,
 }
 
 impl Default for TrainSection {
@@ -496,6 +500,7 @@ impl Default for TrainSection {
             eval_every: 500,
             log_every: 20,
             seed: 42,
+            tune_thresholds: false,
         }
     }
 }

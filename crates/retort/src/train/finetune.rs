@@ -47,6 +47,7 @@ pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<R
     check_output_dir(&config.output.dir, resume)?;
     let init = &config.model.init;
     let task = config.model.task;
+    task.check_train_options(&config.train)?;
     let base = Classifier::load(init, config.model.max_len)?;
     if base.model.is_int8() {
         // Int8 maps record no backward pass: their weights would silently never train.
@@ -99,6 +100,7 @@ pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<R
         selection: Selection::TaskMetric,
     };
     let mut run = trainer::run(&model, &Objective::fine_tune(), &train, &dev, &options)?;
-    run.label_thresholds = task.after_training(&run.best_dir, &dev, config.model.max_len)?;
+    run.label_thresholds =
+        task.after_training(&config.train, &run.best_dir, &dev, config.model.max_len)?;
     Ok(run)
 }
