@@ -228,6 +228,14 @@ pub fn teacher_confidence(teacher_logits: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::softmax(&t, D::Minus1)?.max(1)?)
 }
 
+/// [`teacher_confidence`] of a multi-label teacher, whose labels are each a yes or no: the
+/// mean over labels of the probability of the side it chose, `mean_c σ(|t_c|)`, `[batch]`.
+pub fn teacher_label_confidence(teacher_logits: &Tensor) -> Result<Tensor> {
+    logits_dims("teacher_label_confidence", teacher_logits)?;
+    let t = promote(&teacher_logits.detach())?;
+    Ok(candle_nn::ops::sigmoid(&t.abs()?)?.mean(1)?)
+}
+
 /// Hidden-state MSE over real tokens:
 /// `Σ_{real (b,i)} Σ_d (s_bid − t_bid)² / (n_real · hidden)`.
 ///
@@ -844,6 +852,19 @@ mod tests {
         }
         let huge = t2(&[[1e6, -1e6, 1e6], [-1e6, 1e6, 1e6]]);
         assert!(scalar(&bce_with_logits(&huge, &y).unwrap()).is_finite());
+    }
+
+    #[test]
+    fn a_multi_label_teachers_confidence_is_the_mean_probability_of_its_choices() {
+        // Row 0: σ(2) = 0.881, σ(0) = 0.5, σ(3) = 0.953 (the "no" side of -3).
+        let t = t2(&[[2.0, 0.0, -3.0], [0.0, 0.0, 0.0]]);
+        let c = teacher_label_confidence(&t)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let want = (sigmoid(2.0) + 0.5 + sigmoid(3.0)) / 3.0;
+        assert!((c[0] as f64 - want).abs() < 1e-6, "{c:?}");
+        assert!((c[1] - 0.5).abs() < 1e-6, "{c:?}");
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl Objective {
                 (_, None) if !term.kind.is_intermediate() => None,
                 (TermKind::HardCe, Some(rows)) => self.hard_ce(batch, rows)?,
                 (_, Some(rows)) if term.kind.needs().teacher_logits => match &teacher_rows {
-                    Some(t) => Some(self.logit_term(term, rows, t, batch.progress)?),
+                    Some(t) => Some(self.logit_term(term, rows, t, batch)?),
                     None => None,
                 },
                 _ => {
@@ -336,7 +336,7 @@ impl Objective {
                 let value = match term.kind {
                     TermKind::HardCe => self.hard_ce(batch, &peer_rows)?,
                     k if k.needs().teacher_logits => {
-                        Some(self.logit_term(term, &peer_rows, &student_rows, batch.progress)?)
+                        Some(self.logit_term(term, &peer_rows, &student_rows, batch)?)
                     }
                     _ => None,
                 };
@@ -440,16 +440,16 @@ impl Objective {
         }
     }
 
-    /// soft_kl, soft_ce, logit_mse or logistic between the student's and the teacher's rows,
-    /// averaged over the rows as the term's weighting says.
+    /// soft_kl, soft_ce, logit_mse, logistic or soft_bce between the student's and the
+    /// teacher's rows of `batch`, averaged over the rows as the term's weighting says.
     fn logit_term(
         &self,
         term: &ActiveTerm,
         student: &Tensor,
         teacher: &Tensor,
-        progress: f64,
+        batch: &TrainBatch,
     ) -> Result<Tensor> {
-        let temp = self.temperature.at(progress);
+        let temp = self.temperature.at(batch.progress);
         let per_row = match term.kind {
             TermKind::SoftKl => loss::soft_kl_rows(student, teacher, temp)?,
             TermKind::SoftCe => loss::soft_ce_rows(student, teacher, temp)?,
@@ -461,7 +461,11 @@ impl Objective {
         match term.weighting {
             Weighting::Uniform => Ok(per_row.mean_all()?),
             Weighting::TeacherConfidence => {
-                loss::weighted_mean(&per_row, &loss::teacher_confidence(teacher)?)
+                let confidence = match batch.multi_label {
+                    true => loss::teacher_label_confidence(teacher)?,
+                    false => loss::teacher_confidence(teacher)?,
+                };
+                loss::weighted_mean(&per_row, &confidence)
             }
         }
     }
