@@ -5,4 +5,5 @@ pub mod finetune;
 pub mod optim;
 pub mod run_dir;
 pub mod step;
+pub mod tasks;
 pub mod trainer;

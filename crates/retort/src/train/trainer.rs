@@ -19,13 +19,14 @@ use super::config::TrainSection;
 use super::optim::{AdamW, Grads, Schedule};
 use super::run_dir::{self, append_record, replace_dir};
 use super::step::forward_backward;
+use super::tasks::{merged_params, Plan, TaskRun, TASKS_PREFIX};
 use crate::error::{Error, Result};
 use crate::infer::row_logits;
 use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::{Model, ModelConfig, Params, Pass};
 use crate::objective::{Objective, TrainBatch};
 use crate::task::{Scores, Task, TaskData};
-use crate::text::batch::{bucketed_batches, length_sorted_batches, pad_batch};
+use crate::text::batch::{length_sorted_batches, pad_batch};
 use crate::text::Encoded;
 
 /// Where and how a run goes.
@@ -49,6 +50,10 @@ pub struct RunOptions<'a> {
 
 /// The metric name of [`Selection::ObjectiveLoss`] in logs and summaries (lower is better).
 pub const DEV_LOSS: &str = "loss";
+
+/// The metric that chooses a multi-task run's checkpoints: the mean of the tasks' primary
+/// metrics on their dev sets.
+pub const TASK_MEAN: &str = "task_mean";
 
 /// What chooses the best checkpoint on the dev set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +97,10 @@ pub struct RunSummary {
     /// A multi-label run's thresholds, chosen on dev after training (`Task::after_training`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label_thresholds: Option<crate::task::multilabel::Calibration>,
+    /// A multi-task run's other tasks: name and checkpoint (`best-<name>/`), saved at the
+    /// step that chose `best_dir`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub task_dirs: Vec<(String, PathBuf)>,
 }
 
 /// Progress saved in `last/state.json`.
@@ -151,7 +160,7 @@ pub fn dev_loss(
         let loss = objective.loss(&batch, &output)?;
         let share = idx.len() as f64 / dev.len() as f64;
         total += loss.total.to_dtype(DType::F64)?.to_scalar::<f64>()? * share;
-        accumulate_terms(&mut terms, &loss.terms, share);
+        accumulate_terms(&mut terms, loss.terms.iter().copied(), share);
     }
     let mut values = vec![(DEV_LOSS, total)];
     values.extend(terms);
@@ -217,22 +226,35 @@ pub fn run(
     dev: &TaskData,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
+    run_tasks(&[TaskRun::single(model, objective, train, dev)], opts)
+}
+
+/// Trains the models of `tasks` (one, or the views of a multi-task student; see
+/// [`super::tasks`]) and their objectives' parameters, keeping the best on their dev sets.
+pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
     let cfg = opts.train;
     cfg.validate()?;
-    if train.examples.is_empty() {
-        return Err(Error::Invalid("the training set is empty".into()));
+    let Some(first) = tasks.first() else {
+        return Err(Error::Invalid("a run needs a task".into()));
+    };
+    for task in tasks {
+        if task.train.examples.is_empty() {
+            return Err(Error::Invalid(task.prefixed("the training set is empty")));
+        }
     }
+    let (model, objective) = (first.model, first.objective);
     let out = opts.out_dir;
     let (best_dir, last_dir) = (out.join("best"), out.join("last"));
     check_output_dir(out, opts.resume)?;
     std::fs::create_dir_all(out).map_err(|e| Error::create(out, e, "output directory"))?;
     write_file(&out.join("config.toml"), opts.config_toml)?;
 
-    let params = Params::merged(model.params(), &objective.params);
+    let params = merged_params(tasks)?;
     let mut opt = AdamW::new(&params, cfg.weight_decay)?;
     opt.scale_lr(|name| objective.lr_scale(name));
     let vars = opt.vars();
-    let batches_per_epoch = train.examples.len().div_ceil(cfg.batch_size);
+    let plan = Plan::new(tasks, cfg.batch_size);
+    let batches_per_epoch = plan.batches_per_epoch();
     let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
     let mut total = cfg.epochs * steps_per_epoch;
     if cfg.max_steps > 0 {
@@ -259,7 +281,7 @@ pub fn run(
         for note in run_dir::find_checkpoint(out)? {
             eprintln!("{note}");
         }
-        state = restore(&last_dir, &params, &mut opt)?;
+        state = restore(&last_dir, &params, &mut opt, tasks.len() > 1)?;
         eprintln!(
             "resuming {} at step {} of {total}",
             out.display(),
@@ -280,12 +302,16 @@ pub fn run(
         "[{elapsed_precise}] {wide_bar} {pos}/{len} steps · {msg} · ETA {eta}",
     );
     bar.set_position(state.step as u64);
-    let lengths: Vec<usize> = train.examples.iter().map(|e| e.ids.len()).collect();
-    let offsets = row_offsets(train);
+    let offsets: Vec<Vec<u32>> = tasks.iter().map(|t| row_offsets(t.train)).collect();
     let metric = match opts.selection {
+        Selection::TaskMetric if tasks.len() > 1 => TASK_MEAN,
         Selection::TaskMetric => Task::of(model.config()).primary_metric(),
         Selection::ObjectiveLoss => DEV_LOSS,
     };
+    let task_dirs: Vec<(String, PathBuf)> = tasks[1..]
+        .iter()
+        .map(|t| (t.name.to_string(), out.join(format!("best-{}", t.name))))
+        .collect();
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.seconds);
     let (mut window_examples, mut window_start) = (0usize, Instant::now());
     let mut final_score = f64::NAN;
@@ -301,11 +327,7 @@ pub fn run(
         cfg.epochs
     };
     'epochs: for epoch in 0..epochs {
-        let order = bucketed_batches(
-            &lengths,
-            cfg.batch_size,
-            cfg.seed.wrapping_add(epoch as u64),
-        );
+        let order = plan.epoch(epoch, cfg.seed);
         for group in order.chunks(cfg.grad_accum) {
             if step >= total {
                 break 'epochs;
@@ -315,16 +337,19 @@ pub fn run(
                 continue;
             }
             let mut grads = Grads::empty(vars.len());
-            let mut terms_sum: Vec<(&'static str, f64)> = Vec::new();
+            let mut terms_sum: Vec<(String, f64)> = Vec::new();
             let mut loss_sum = 0.0;
-            for (micro, indices) in group.iter().enumerate() {
+            for (micro, (k, indices)) in group.iter().enumerate() {
+                let task = &tasks[*k];
                 // Dropout masks depend only on the seed, the step, the micro-batch and the part.
                 let seed = cfg.seed ^ ((step as u64) << 20) ^ micro as u64;
                 let progress = step as f64 / total as f64;
                 let make_batch = |idx: &[usize]| -> Result<TrainBatch> {
-                    make_batch(train, &offsets, idx, model.config(), progress)
+                    make_batch(task.train, &offsets[*k], idx, task.model.config(), progress)
                 };
-                for part in forward_backward(model, objective, indices, seed, &make_batch)? {
+                let parts =
+                    forward_backward(task.model, task.objective, indices, seed, &make_batch)?;
+                for part in parts {
                     // No gradients: the part's loss is not finite.
                     if part.grads.is_none() {
                         bar.abandon();
@@ -338,7 +363,8 @@ pub fn run(
                     }
                     let weight = part.share / group.len() as f64;
                     loss_sum += part.loss * weight;
-                    accumulate_terms(&mut terms_sum, &part.terms, weight);
+                    let terms = part.terms.iter().map(|&(n, v)| (task.prefixed(n), v));
+                    accumulate_terms(&mut terms_sum, terms, weight);
                     part.add_to(&mut grads, &vars, weight)?;
                 }
                 window_examples += indices.len();
@@ -355,7 +381,7 @@ pub fn run(
                 (window_examples, window_start) = (0, Instant::now());
                 let terms: serde_json::Map<_, _> = terms_sum
                     .iter()
-                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .map(|(k, v)| (k.clone(), json!(v)))
                     .collect();
                 let mut record = json!({
                     "event": "train", "step": step, "epoch": step as f64 / steps_per_epoch as f64,
@@ -380,35 +406,46 @@ pub fn run(
             if eval_now || interrupted {
                 state.seconds = started.elapsed().as_secs_f64();
                 let scores = match opts.selection {
-                    Selection::TaskMetric => dev_metrics(model, dev, cfg.batch_size.max(32))?,
+                    Selection::TaskMetric => tasks
+                        .iter()
+                        .map(|t| dev_metrics(t.model, t.dev, cfg.batch_size.max(32)))
+                        .collect::<Result<Vec<_>>>()?,
                     Selection::ObjectiveLoss => {
                         let progress = step as f64 / total as f64;
-                        dev_loss(model, objective, dev, cfg.batch_size, progress)?
+                        vec![dev_loss(
+                            model,
+                            objective,
+                            first.dev,
+                            cfg.batch_size,
+                            progress,
+                        )?]
                     }
                 };
-                let value = scores.primary_value();
+                let value =
+                    scores.iter().map(Scores::primary_value).sum::<f64>() / scores.len() as f64;
                 final_score = value;
                 let improved = opts.selection.improves(value, state.best_score);
                 if improved {
                     state.best_score = value;
                     state.best_step = step;
                     save_model(model, opts.tokenizer_dir, &best_dir)?;
+                    for (task, (_, dir)) in tasks[1..].iter().zip(&task_dirs) {
+                        save_model(task.model, opts.tokenizer_dir, dir)?;
+                    }
                 }
-                save_last(
-                    model,
-                    objective,
-                    &opt,
-                    &state,
-                    opts.tokenizer_dir,
-                    &last_dir,
-                )?;
+                save_last(tasks, &params, &opt, &state, opts.tokenizer_dir, &last_dir)?;
                 saved_step = Some(step);
                 let mut record = json!({
                     "event": "eval", "step": step, "metric": metric,
                     "best": state.best_score, "elapsed_s": state.seconds,
                 });
-                for (name, v) in &scores.values {
-                    record[format!("dev_{name}")] = json!(v);
+                for (task, scores) in tasks.iter().zip(&scores) {
+                    for (name, v) in &scores.values {
+                        record[format!("dev_{}", task.prefixed(name))] = json!(v);
+                    }
+                }
+                if tasks.len() > 1 {
+                    record[format!("dev_{TASK_MEAN}")] = json!(value);
                 }
                 append_record(&mut log, record)?;
                 bar.println(format!(
@@ -433,11 +470,17 @@ pub fn run(
         interrupted,
         best_dir,
         label_thresholds: None,
+        task_dirs,
     })
 }
 
-fn accumulate_terms(sum: &mut Vec<(&'static str, f64)>, terms: &[(&'static str, f64)], scale: f64) {
-    for &(name, v) in terms {
+/// Adds `scale` × each term's value to its running sum (in first-seen order).
+fn accumulate_terms<K: PartialEq>(
+    sum: &mut Vec<(K, f64)>,
+    terms: impl IntoIterator<Item = (K, f64)>,
+    scale: f64,
+) {
+    for (name, v) in terms {
         match sum.iter_mut().find(|(n, _)| *n == name) {
             Some((_, acc)) => *acc += v * scale,
             None => sum.push((name, v * scale)),
@@ -485,21 +528,32 @@ fn save_model(model: &dyn Model, tokenizer_dir: &Path, dir: &Path) -> Result<()>
     })
 }
 
-/// Saves everything `--resume` needs into `last/`.
+/// Where `last/` keeps the parameters of a multi-task run's other tasks (under their
+/// [`super::tasks::task_prefix`]es).
+const TASKS_FILE: &str = "tasks.safetensors";
+
+/// Saves everything `--resume` needs into `last/`: the first task's model (a loadable
+/// checkpoint) and objective, the other tasks' own parameters, the optimiser and the state.
 fn save_last(
-    model: &dyn Model,
-    objective: &Objective,
+    tasks: &[TaskRun],
+    params: &Params,
     opt: &AdamW,
     state: &State,
     tokenizer_dir: &Path,
     dir: &Path,
 ) -> Result<()> {
     replace_dir(dir, |tmp| {
-        model.save(tmp)?;
+        tasks[0].model.save(tmp)?;
         copy_tokenizer_files(tokenizer_dir, tmp)?;
-        objective
+        tasks[0]
+            .objective
             .params
             .save_safetensors(&tmp.join("objective.safetensors"))?;
+        if tasks.len() > 1 {
+            params
+                .filtered(|n| n.starts_with(TASKS_PREFIX))
+                .save_safetensors(&tmp.join(TASKS_FILE))?;
+        }
         opt.save(&tmp.join("optimizer.safetensors"))?;
         write_file(
             &tmp.join("state.json"),
@@ -509,7 +563,8 @@ fn save_last(
 }
 
 /// Loads `last/` into the parameters and optimiser; returns the saved progress.
-fn restore(dir: &Path, params: &Params, opt: &mut AdamW) -> Result<State> {
+/// `multi_task`: the other tasks' parameters are in [`TASKS_FILE`] too.
+fn restore(dir: &Path, params: &Params, opt: &mut AdamW, multi_task: bool) -> Result<State> {
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path)
         .map_err(|e| Error::io(&state_path, e, "resume state (is there a run to resume?)"))?;
@@ -519,7 +574,8 @@ fn restore(dir: &Path, params: &Params, opt: &mut AdamW) -> Result<State> {
     })?;
     let device = Device::Cpu;
     let mut saved = std::collections::HashMap::new();
-    for file in ["model.safetensors", "objective.safetensors"] {
+    let files = ["model.safetensors", "objective.safetensors", TASKS_FILE];
+    for file in &files[..if multi_task { 3 } else { 2 }] {
         let path = dir.join(file);
         let map =
             candle_core::safetensors::load(&path, &device).map_err(|e| Error::Checkpoint {
