@@ -9,6 +9,7 @@
 //! mean of their primary metrics.
 
 use crate::error::{Error, Result};
+use crate::model::heads::head_prefixes;
 use crate::model::{Model, Params};
 use crate::objective::Objective;
 use crate::task::TaskData;
@@ -74,6 +75,16 @@ pub fn merged_params(tasks: &[TaskRun]) -> Result<Params> {
     let mut params = Params::merged(first.model.params(), &first.objective.params);
     for task in &tasks[1..] {
         let shared = first.model.params();
+        // Both heads' names: the other task's head is its own even where the first's is named alike.
+        let heads: Vec<&str> = [first.model, task.model]
+            .iter()
+            .flat_map(|m| {
+                head_prefixes(m.config().architecture, m.config().head)
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        let is_head = |name: &str| heads.iter().any(|p| name.starts_with(p));
         let mut own = Vec::new();
         for (name, var) in task.model.params().iter() {
             match shared.get(name) {
@@ -102,14 +113,6 @@ pub fn merged_params(tasks: &[TaskRun]) -> Result<Params> {
     Ok(params)
 }
 
-/// A head's parameters, which every task has under the same names but of its own.
-fn is_head(name: &str) -> bool {
-    name.starts_with("classifier.")
-        || name.starts_with("qa_outputs.")
-        || name.starts_with("pre_classifier.")
-        || name.contains("pooler.")
-}
-
 /// The order of a run's micro-batches. An epoch is one pass over the first task's training
 /// data in batches; each other task adds `ratio` batches per batch of the first, taken in
 /// turn from its own data (shuffled again whenever it has all been seen), spread evenly
@@ -125,22 +128,30 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(tasks: &[TaskRun], batch_size: usize) -> Self {
-        let batch_size = batch_size.max(1);
-        let lengths: Vec<Vec<usize>> = tasks
+    /// The plan of `tasks`' training data in batches of `batch_size`.
+    pub fn of(tasks: &[TaskRun], batch_size: usize) -> Self {
+        let lengths = tasks
             .iter()
             .map(|t| t.train.examples.iter().map(|e| e.ids.len()).collect())
             .collect();
+        let ratios: Vec<f64> = tasks.iter().map(|t| t.ratio).collect();
+        Self::new(lengths, &ratios, batch_size)
+    }
+
+    /// Per task: its examples' lengths and its batches per batch of the first (`ratios[0]`
+    /// is not read).
+    pub fn new(lengths: Vec<Vec<usize>>, ratios: &[f64], batch_size: usize) -> Self {
+        let batch_size = batch_size.max(1);
         let passes: Vec<usize> = lengths
             .iter()
             .map(|l| l.len().div_ceil(batch_size))
             .collect();
-        let per_epoch = tasks
+        let per_epoch = ratios
             .iter()
             .enumerate()
-            .map(|(k, t)| match k {
+            .map(|(k, ratio)| match k {
                 0 => passes[0],
-                _ => ((t.ratio * passes[0] as f64).round() as usize).max(1),
+                _ => ((ratio * passes[0] as f64).round() as usize).max(1),
             })
             .collect();
         Self {
@@ -225,6 +236,7 @@ pub fn interleave(counts: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Transformer;
 
     #[test]
     fn interleaving_gives_each_task_its_count_spread_evenly() {
@@ -238,5 +250,85 @@ mod tests {
         }
         // Never two of task 1 in a row when it has fewer slots than task 0.
         assert!(!order.windows(2).any(|w| w == [1, 1]), "{order:?}");
+    }
+
+    #[test]
+    fn tasks_share_the_first_tasks_encoder_or_are_refused() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-bert");
+        let first = crate::infer::Classifier::load(&dir, 16).unwrap();
+        let first = first.transformer("test").unwrap().clone();
+        // A clone shares every variable; its head is given new ones (the other task's own).
+        let labels: Vec<String> = ["x", "y"].map(String::from).to_vec();
+        let mut view = first.clone();
+        let fresh = first
+            .clone()
+            .with_head(first.config.head, &labels, 1)
+            .unwrap();
+        view.head = fresh.head.clone();
+        let head_vars = fresh.params.filtered(|n| n.starts_with("classifier."));
+        view.params = Params::merged(
+            &first.params.filtered(|n| !n.starts_with("classifier.")),
+            &head_vars,
+        );
+        let (objective, data) = (Objective::fine_tune(), TaskData::default());
+        let task = |name: &'static str, model: &'static Transformer| TaskRun {
+            name,
+            model,
+            objective: &objective,
+            train: &data,
+            dev: &data,
+            ratio: 1.0,
+        };
+        // The views live as long as the test: leaked, so the closure can lend them.
+        let first: &'static Transformer = Box::leak(Box::new(first));
+        let view: &'static Transformer = Box::leak(Box::new(view));
+        let fresh: &'static Transformer = Box::leak(Box::new(fresh));
+        let merged = merged_params(&[task("", first), task("ner", view)]).unwrap();
+        let own: Vec<&str> = merged
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with(TASKS_PREFIX))
+            .collect();
+        assert_eq!(own.len(), head_vars.iter().count(), "{own:?}");
+        assert!(
+            own.iter().all(|n| n.starts_with("tasks.ner.classifier.")),
+            "{own:?}"
+        );
+        assert_eq!(merged.count(), first.params.count() + head_vars.count());
+        // A model with encoder variables of its own does not share the encoder.
+        let err = merged_params(&[task("", first), task("ner", fresh)]).unwrap_err();
+        assert!(
+            err.to_string().contains("must share their encoder"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plan_gives_each_task_its_ratio_and_every_example_once_per_pass() {
+        let (a, b) = (vec![5usize; 8], vec![3usize; 6]);
+        // One task: exactly its bucketed batches.
+        let one = Plan::new(vec![a.clone()], &[1.0], 2);
+        let epoch: Vec<Vec<usize>> = one.epoch(0, 7).into_iter().map(|(_, b)| b).collect();
+        assert_eq!(epoch, bucketed_batches(&a, 2, 7));
+        // Task 1 (3 batches a pass) at 1.5 batches per batch of task 0 (4 a pass): 6 a epoch.
+        let two = Plan::new(vec![a, b], &[1.0, 1.5], 2);
+        assert_eq!(two.batches_per_epoch(), 10);
+        let mut seen = vec![0usize; 6];
+        for epoch in 0..2 {
+            let order = two.epoch(epoch, 7);
+            assert_eq!(order.iter().filter(|(k, _)| *k == 1).count(), 6);
+            let firsts: Vec<usize> = order
+                .iter()
+                .filter(|(k, _)| *k == 0)
+                .flat_map(|(_, b)| b.clone())
+                .collect();
+            assert_eq!(firsts.len(), 8);
+            for (_, batch) in order.iter().filter(|(k, _)| *k == 1) {
+                batch.iter().for_each(|&i| seen[i] += 1);
+            }
+        }
+        // 12 batches of task 1 over two epochs: four whole passes over its 6 examples.
+        assert_eq!(seen, vec![4; 6]);
     }
 }

@@ -253,7 +253,7 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
     let mut opt = AdamW::new(&params, cfg.weight_decay)?;
     opt.scale_lr(|name| objective.lr_scale(name));
     let vars = opt.vars();
-    let plan = Plan::new(tasks, cfg.batch_size);
+    let plan = Plan::of(tasks, cfg.batch_size);
     let batches_per_epoch = plan.batches_per_epoch();
     let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
     let mut total = cfg.epochs * steps_per_epoch;
@@ -575,7 +575,7 @@ fn restore(dir: &Path, params: &Params, opt: &mut AdamW, multi_task: bool) -> Re
     let device = Device::Cpu;
     let mut saved = std::collections::HashMap::new();
     let files = ["model.safetensors", "objective.safetensors", TASKS_FILE];
-    for file in &files[..if multi_task { 3 } else { 2 }] {
+    for file in files.iter().filter(|&&f| multi_task || f != TASKS_FILE) {
         let path = dir.join(file);
         let map =
             candle_core::safetensors::load(&path, &device).map_err(|e| Error::Checkpoint {
