@@ -571,15 +571,19 @@ fn distill(args: RunArgs) -> Result<()> {
     }
     let s = run_distill(&config, args.resume, progress)?;
     print_run_summary(&s.run)?;
-    print_line(&format!(
-        "teacher dev {} {:.4}; student keeps {:.1}% of it with {:.1}% of the parameters ({} vs {})",
-        s.run.metric,
-        s.teacher_score,
-        100.0 * s.run.best_score / s.teacher_score,
-        100.0 * s.student_parameters as f64 / s.teacher_parameters as f64,
-        s.student_parameters,
-        s.teacher_parameters
-    ))?;
+    if s.tasks.is_empty() {
+        print_line(&format!(
+            "teacher dev {} {:.4}; student keeps {:.1}% of it with {:.1}% of the parameters ({} vs {})",
+            s.run.metric,
+            s.teacher_score,
+            100.0 * s.run.best_score / s.teacher_score,
+            100.0 * s.student_parameters as f64 / s.teacher_parameters as f64,
+            s.student_parameters,
+            s.teacher_parameters
+        ))?;
+    } else {
+        print_task_scores(&s)?;
+    }
     if let Some(peer) = &s.peer {
         print_line(&format!(
             "mutual learning: the teacher ends the run at dev {} {:.4} (from {:.4}), saved in {}",
@@ -601,6 +605,29 @@ fn distill(args: RunArgs) -> Result<()> {
         ))?;
     }
     write_summary(&config.output.dir, serde_json::to_value(&s)?)
+}
+
+/// A multi-task run: each task's student score at the best step beside its teacher's.
+fn print_task_scores(s: &retort::distill::run::DistillSummary) -> Result<()> {
+    let rows = std::iter::once(("first task", s.metric, s.teacher_score, &s.run.best_dir)).chain(
+        s.tasks
+            .iter()
+            .zip(&s.run.task_dirs)
+            .map(|(t, (_, dir))| (t.name.as_str(), t.metric, t.teacher_score, dir)),
+    );
+    for ((name, metric, teacher, dir), student) in rows.zip(&s.run.best_task_scores) {
+        print_line(&format!(
+            "{name}: student dev {metric} {student:.4}, teacher {teacher:.4} ({:.1}%), saved in {}",
+            100.0 * student / teacher,
+            dir.display()
+        ))?;
+    }
+    print_line(&format!(
+        "one student for {} tasks: {} parameters (encoder and every head), the first teacher {}",
+        s.tasks.len() + 1,
+        s.student_parameters,
+        s.teacher_parameters
+    ))
 }
 
 /// `summary.json` in the run directory.

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use candle_core::{Device, Tensor, Var};
 use common::fixture;
 use retort::distill::run::distill;
@@ -14,66 +12,9 @@ use retort::model::{HeadKind, RowAxis};
 use retort::objective::loss;
 use retort::task::view::select_rows;
 use retort::task::{predict_units, Input, Task};
-use retort::train::config::{DistillConfig, StudentSection, TeacherLayersStudent, TrainConfig};
+use retort::train::config::{DistillConfig, StudentSection, TeacherLayersStudent};
 use retort::train::finetune::fine_tune;
 use retort::Classifier;
-
-/// Words of the fixture's vocabulary with the tag each starts; "unforgettable" is three
-/// pieces (un ##forget ##table).
-const PLACES: [&str; 2] = ["paris", "cafe"];
-const PEOPLE: [&str; 3] = ["actor", "actress", "director"];
-const OTHER: [&str; 8] = [
-    "the",
-    "film",
-    "was",
-    "good",
-    "music",
-    "unforgettable",
-    "in",
-    "night",
-];
-
-/// A CoNLL file of `n` sentences whose tags follow the words: places are LOC, people PER
-/// (a person followed by "kid" is a two-word PER), everything else O.
-fn write_conll(dir: &Path, name: &str, n: usize) -> PathBuf {
-    let mut text = String::new();
-    for i in 0..n {
-        let len = 3 + i % 6;
-        for j in 0..len {
-            let k = i * 7 + j * 3;
-            let (word, tag) = match k % 5 {
-                0 => (PLACES[k % 2], "B-LOC"),
-                1 => (PEOPLE[k % 3], "B-PER"),
-                _ => (OTHER[k % 8], "O"),
-            };
-            text.push_str(&format!("{word} NN O {tag}\n"));
-            if tag == "B-PER" && k % 2 == 0 {
-                text.push_str("kid NN O I-PER\n");
-            }
-        }
-        text.push('\n');
-    }
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn teacher_config(dir: &Path) -> TrainConfig {
-    let mut c = TrainConfig::default();
-    c.model.init = fixture("tiny-bert");
-    c.model.task = Task::TokenClassification;
-    c.model.max_len = 32;
-    c.data.train = write_conll(dir, "train.txt", 96);
-    c.data.dev = write_conll(dir, "valid.txt", 24);
-    c.train.epochs = 0;
-    c.train.max_steps = 400;
-    c.train.batch_size = 8;
-    c.train.lr = 3e-3;
-    c.train.eval_every = 100;
-    c.train.log_every = 50;
-    c.output.dir = dir.join("teacher");
-    c
-}
 
 #[test]
 fn the_first_piece_of_each_word_carries_its_label() {
@@ -194,7 +135,7 @@ fn token_level_kd_terms_ignore_padding_and_non_first_pieces() {
 #[test]
 fn a_tagger_trains_distils_evaluates_exports_and_predicts_entities() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = teacher_config(tmp.path());
+    let c = common::tagger_config(tmp.path());
     let s = fine_tune(&c, false, false).unwrap();
     assert_eq!(s.metric, "entity_f1");
     let teacher_dir = c.output.dir.join("best");

@@ -4,5 +4,6 @@
 
 pub mod ensemble;
 pub mod general;
+pub mod multitask;
 pub mod run;
 pub mod teacher_cache;

@@ -6,7 +6,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::ensemble::{ensemble_logits, EnsembleMember};
-use super::teacher_cache::teacher_logits;
+use super::multitask::{check_student, check_terms_fit, other_tasks, TaskSummary};
+use super::teacher_cache::{teacher_logits, CachedLogits};
 use crate::compress::compact::{compact_student, CompactStudent};
 use crate::compress::student::{self, Keep, StudentShape};
 use crate::compress::vocab::{pruned_vocabulary, tokens_of};
@@ -24,6 +25,7 @@ use crate::train::config::{
     to_toml, DistillConfig, EmbeddingInit, Stage, StudentSection, Validate,
 };
 use crate::train::finetune::{read_data, task_data};
+use crate::train::tasks::TaskRun;
 use crate::train::trainer::{
     self, check_output_dir, dev_metrics, progress_bar, RunOptions, RunSummary, Selection,
 };
@@ -32,9 +34,12 @@ use crate::train::trainer::{
 #[derive(Debug, Clone, Serialize)]
 pub struct DistillSummary {
     pub run: RunSummary,
-    /// The teacher's dev value of the task's primary metric (`run.metric`).
+    /// The task's primary metric (`run.metric` too, unless several tasks chose by their mean).
+    pub metric: &'static str,
+    /// The teacher's dev value of `metric`.
     pub teacher_score: f64,
     pub teacher_parameters: usize,
+    /// The student's parameters (multi-task: its encoder and every task's head).
     pub student_parameters: usize,
     /// Labelled examples plus augmented and unlabelled ones.
     pub transfer_examples: usize,
@@ -51,6 +56,10 @@ pub struct DistillSummary {
     /// Mutual learning: the teacher as it ended the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<PeerSummary>,
+    /// Multi-task: the tasks beside the first (`[[tasks]]`), whose students are saved in
+    /// `run.task_dirs`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskSummary>,
 }
 
 /// The teacher of a mutual-learning run after training beside the student.
@@ -273,6 +282,17 @@ fn save_pruned_tokenizer(
 
 /// Runs a whole distillation as configured; the best student is saved in `output.dir/best`.
 pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<DistillSummary> {
+    distill_until(config, resume, progress, None)
+}
+
+/// [`distill`], saving a checkpoint and stopping after step `stop_after` as Ctrl-C would:
+/// a paused run, which `--resume` continues.
+pub fn distill_until(
+    config: &DistillConfig,
+    resume: bool,
+    progress: bool,
+    stop_after: Option<usize>,
+) -> Result<DistillSummary> {
     // Before the teacher phase and before anything is written into output.dir.
     config.validate()?;
     if config.distill.stage == Stage::General {
@@ -333,15 +353,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         student.params().count()
     );
     let terms = config.distill.terms()?;
-    if let Some(t) = terms
-        .iter()
-        .find(|t| task.is_multi_label() && t.kind.is_softmax())
-    {
-        return Err(Error::Invalid(format!(
-            "{} reads the logits as one distribution over classes, but the teacher is a multi-label classifier whose labels are each a yes or no: use soft_bce, logistic or logit_mse",
-            t.kind.name()
-        )));
-    }
+    check_terms_fit(task, &terms)?;
     let needs = Needs::of(&terms);
     let mutual = config.distill.mutual;
     if (mutual || needs.perturbed_inputs) && student_tokenizer.is_some() {
@@ -358,6 +370,14 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
             "teacher.extra teachers serve the logit terms (soft_kl, soft_ce, logit_mse, logistic), and this run has none: add one or remove teacher.extra".into(),
         ));
     }
+    // Multi-task: a view of the student per other task, each with its teacher's logits.
+    let others = match config.tasks.is_empty() {
+        true => Vec::new(),
+        false => {
+            let transformer = check_student(student.as_ref(), student_tokenizer.is_some())?;
+            other_tasks(config, &teacher, transformer, &terms, progress)?
+        }
+    };
     // The transfer set's raw inputs in example order, for tokenizers other than the teacher's.
     let inputs: Vec<&Input> = train_data
         .inputs()
@@ -369,36 +389,15 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     }
     let teacher_start = Instant::now();
     // A teacher that learns changes at every step: its logits cannot be cached.
-    let cache = if needs.teacher_logits && !mutual {
-        // Labelling a large augmented transfer set takes minutes: show how far it is.
-        let bar = progress_bar(
-            train.examples.len(),
-            progress,
-            "[{elapsed_precise}] {wide_bar} {pos}/{len} teacher logits · {per_sec} · ETA {eta}",
-        );
-        let c = teacher_logits(
+    let cache = match needs.teacher_logits && !mutual {
+        true => Some(label_transfer_set(
             teacher.model.as_ref(),
             &config.teacher.dir,
             &train,
             &config.distill.cache_dir,
-            64,
-            &|n| bar.inc(n as u64),
-        )?;
-        bar.finish_and_clear();
-        let how = if c.hit {
-            "reused cached"
-        } else {
-            "computed and cached"
-        };
-        eprintln!(
-            "teacher logits for {} examples: {how} in {:.1} s ({})",
-            train.examples.len(),
-            c.seconds,
-            c.path.display()
-        );
-        Some(c)
-    } else {
-        None
+            progress,
+        )?),
+        false => None,
     };
     // More teachers: their logits, combined with the first's, become the target.
     let (cached_logits, teachers) = match &cache {
@@ -458,7 +457,7 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         resume,
         config_toml: &to_toml(config),
         progress,
-        stop_after: None,
+        stop_after,
         selection: Selection::TaskMetric,
     };
     if mutual {
@@ -470,18 +469,38 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
             }
         );
     }
-    let mut run = trainer::run(student.as_ref(), &objective, &train, &dev, &options)?;
+    let mut tasks = vec![TaskRun::single(student.as_ref(), &objective, &train, &dev)];
+    tasks.extend(others.iter().map(|o| o.run()));
+    let mut run = trainer::run_tasks(&tasks, &options)?;
     run.label_thresholds =
         task.after_training(&config.train, &run.best_dir, &dev, config.teacher.max_len)?;
+    for (other, (_, dir)) in others.iter().zip(&run.task_dirs) {
+        other
+            .task
+            .after_training(&config.train, dir, &other.dev, other.max_len)?;
+    }
+    // One encoder and every task's head.
+    let student_parameters = student.params().count()
+        + others
+            .iter()
+            .map(|o| {
+                o.model
+                    .head_tensors()
+                    .values()
+                    .map(|t| t.elem_count())
+                    .sum::<usize>()
+            })
+            .sum::<usize>();
     let peer = match objective.learning_teacher() {
         Some(model) => Some(save_peer(model.as_ref(), config, &dev)?),
         None => None,
     };
     Ok(DistillSummary {
         run,
+        metric: task.primary_metric(),
         teacher_score,
         teacher_parameters: teacher.model.params().count(),
-        student_parameters: student.params().count(),
+        student_parameters,
         transfer_examples: train.examples.len(),
         augmented_examples: augmented.len(),
         unlabelled_examples,
@@ -490,7 +509,40 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         teacher_cache_path: cache.map(|c| c.path),
         teachers,
         peer,
+        tasks: others.into_iter().map(|o| o.summary).collect(),
     })
+}
+
+/// The teacher's logits over a transfer set, from `cache_dir` or computed (with a progress
+/// bar: labelling a large augmented set takes minutes) and stored there.
+pub(crate) fn label_transfer_set(
+    teacher: &dyn Model,
+    teacher_dir: &Path,
+    train: &TaskData,
+    cache_dir: &Path,
+    progress: bool,
+) -> Result<CachedLogits> {
+    let bar = progress_bar(
+        train.examples.len(),
+        progress,
+        "[{elapsed_precise}] {wide_bar} {pos}/{len} teacher logits · {per_sec} · ETA {eta}",
+    );
+    let c = teacher_logits(teacher, teacher_dir, train, cache_dir, 64, &|n| {
+        bar.inc(n as u64)
+    })?;
+    bar.finish_and_clear();
+    let how = match c.hit {
+        true => "reused cached",
+        false => "computed and cached",
+    };
+    eprintln!(
+        "teacher logits of {} for {} examples: {how} in {:.1} s ({})",
+        teacher_dir.display(),
+        train.examples.len(),
+        c.seconds,
+        c.path.display()
+    );
+    Ok(c)
 }
 
 /// adversarial_kl perturbs both models' word embeddings alike: one example with a zero

@@ -169,6 +169,53 @@ impl Transformer {
         Self::from_tensors(config, tensors, "(new head)", seed)
     }
 
+    /// Another head on this model's encoder (multi-task distillation gives a student one per
+    /// task): a model whose encoder *is* this one's, the same variables, so training either
+    /// trains both, with a head of its own for `head` over `labels` (one sigmoid per label
+    /// when `multi_label`). The head's tensors are taken from `head_tensors` by name (e.g. a
+    /// task teacher's head, when its width is the student's), the rest initialised from
+    /// `seed`.
+    pub fn sharing_encoder(
+        &self,
+        head: HeadKind,
+        labels: &[String],
+        multi_label: bool,
+        head_tensors: std::collections::HashMap<String, Tensor>,
+        seed: u64,
+    ) -> Result<Self> {
+        let config = ModelConfig {
+            head,
+            labels: labels.to_vec(),
+            multi_label,
+            label_thresholds: Vec::new(),
+            ..self.config.clone()
+        };
+        let source = TensorSource::from_tensors("(task head)", head_tensors);
+        let mut b = ParamBuilder::from_source(source, seed);
+        let head = Head::new(&mut b, &config)?;
+        let own_head = head_prefixes(self.config.architecture, self.config.head);
+        let encoder = self
+            .params
+            .filtered(|n| !own_head.iter().any(|p| n.starts_with(p)));
+        Ok(Self {
+            config,
+            encoder: self.encoder.clone(),
+            head,
+            params: Params::merged(&encoder, &b.take_params()),
+        })
+    }
+
+    /// The tensors of this model's head, by name (what [`Transformer::sharing_encoder`] can
+    /// start another model's head from).
+    pub fn head_tensors(&self) -> std::collections::HashMap<String, Tensor> {
+        let prefixes = head_prefixes(self.config.architecture, self.config.head);
+        self.params
+            .iter()
+            .filter(|(n, _)| prefixes.iter().any(|p| n.starts_with(p)))
+            .map(|(n, v)| (n.to_string(), v.as_tensor().clone()))
+            .collect()
+    }
+
     /// A model of `config` whose parameters are copied from `tensors` (by HF name); a missing
     /// head is initialised from `seed`, a missing encoder tensor is an error naming `origin`.
     pub fn from_tensors(

@@ -38,6 +38,37 @@ pub struct DistillConfig {
     pub distill: DistillSection,
     pub train: TrainSection,
     pub output: OutputSection,
+    /// More tasks for the same student (multi-task distillation): each `[[tasks]]` entry
+    /// adds a head on the student's encoder, trained from that task's teacher on its data
+    /// with the run's terms and temperature. The teacher above is the first task's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskSection>,
+}
+
+/// One more task of a multi-task distillation: its teacher, its data and its share of the
+/// batches. The student gets a head for it on the shared encoder, saved with that encoder
+/// as `output.dir/best-<name>/`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSection {
+    /// Letters, digits, `-` and `_`: names the checkpoint (`best-<name>/`) and the task's
+    /// lines in `metrics.jsonl` (`<name>.hard_ce`, `dev_<name>.entity_f1`).
+    pub name: String,
+    /// The task's fine-tuned teacher: its head names the task, and its tokenizer must give
+    /// the first teacher's token ids (the student reads one tokenizer).
+    pub teacher: PathBuf,
+    /// Training and development data in the task's format.
+    pub train: PathBuf,
+    pub dev: PathBuf,
+    /// Use only the first N training examples (0: all).
+    #[serde(default)]
+    pub limit: usize,
+    /// Batches of this task per batch of the first task.
+    #[serde(default = "one")]
+    pub ratio: f64,
+    /// Truncate this task's inputs to this many tokens (0: `teacher.max_len`).
+    #[serde(default)]
+    pub max_len: usize,
 }
 
 /// The checkpoint to fine-tune.
@@ -625,11 +656,60 @@ impl Validate for DistillConfig {
         }
         self.distill.check()?;
         self.check_mutual()?;
+        self.check_tasks()?;
         self.train.check()
     }
 }
 
 impl DistillConfig {
+    /// `[[tasks]]`: each named once, in characters a directory name can hold, with a positive
+    /// ratio, in a run whose other options train one student from one teacher per task.
+    fn check_tasks(&self) -> std::result::Result<(), InvalidValue> {
+        for (i, task) in self.tasks.iter().enumerate() {
+            let key = |k: &str| format!("tasks[{i}].{k}");
+            let name = &task.name;
+            let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if name.is_empty() || !name.chars().all(allowed) {
+                return Err(InvalidValue::new(
+                    &key("name"),
+                    format!(
+                        "must be letters, digits, '-' or '_' (it names best-<name>/), got {name:?}"
+                    ),
+                ));
+            }
+            if self.tasks[..i].iter().any(|t| &t.name == name) {
+                return Err(InvalidValue::new(
+                    &key("name"),
+                    format!("{name:?} names two tasks: give each its own name"),
+                ));
+            }
+            positive(&key("ratio"), task.ratio)?;
+        }
+        if self.tasks.is_empty() {
+            return Ok(());
+        }
+        let conflict = if self.distill.stage == Stage::General {
+            Some((
+                "distill.stage",
+                "the general stage has no task heads; use stage = \"task\"",
+            ))
+        } else if self.distill.mutual {
+            Some(("distill.mutual", "mutual learning trains one teacher beside the student; remove distill.mutual or [[tasks]]"))
+        } else if !self.teacher.extra.is_empty() {
+            Some(("teacher.extra", "several teachers per task are not supported with several tasks; remove teacher.extra or [[tasks]]"))
+        } else {
+            None
+        };
+        match conflict {
+            Some((key, why)) => Err(InvalidValue::pair(
+                key,
+                "tasks",
+                &format!("do not fit: {why}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Mutual learning trains the teacher online beside the student: a task run with one
     /// teacher and a term that compares logits (the signal each peer gives the other).
     fn check_mutual(&self) -> std::result::Result<(), InvalidValue> {
@@ -1073,6 +1153,31 @@ mod tests {
         out
     }
 
+    #[test]
+    fn tasks_take_defaults_and_round_trip() {
+        let (_d, p) = write(
+            "[[tasks]]\nname = \"ner\"\nteacher = \"t\"\ntrain = \"a.txt\"\ndev = \"b.txt\"\n",
+        );
+        let c: DistillConfig = load_config(&p, &[]).unwrap();
+        let task = &c.tasks[0];
+        assert_eq!((task.limit, task.ratio, task.max_len), (0, 1.0, 0));
+        let again: DistillConfig = toml::from_str(&to_toml(&c)).unwrap();
+        assert_eq!(again, c);
+        // A task without its teacher, or with a key it does not take, is refused.
+        let (_d, p) = write("[[tasks]]\nname = \"ner\"\ntrain = \"a\"\ndev = \"b\"\n");
+        let err = load_config::<DistillConfig>(&p, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("teacher"), "{err}");
+        let (_d, p) = write(
+            "[[tasks]]\nname = \"n\"\nteacher = \"t\"\ntrain = \"a\"\ndev = \"b\"\nterms = 1\n",
+        );
+        let err = load_config::<DistillConfig>(&p, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
     /// The example configs are the documentation (`--help` prints them): each must parse and
     /// mention every key, so a new option cannot go undocumented.
     #[test]
@@ -1099,6 +1204,7 @@ mod tests {
             "tinybert-general-mpnet.toml",
             "sst2-tinybert-mpnet.toml",
             "sst2-cnn-from-mpnet.toml",
+            "sst2-conll-multitask.toml",
         ] {
             let path = root.join(file);
             load_config::<DistillConfig>(&path, &[]).unwrap();

@@ -101,6 +101,10 @@ pub struct RunSummary {
     /// step that chose `best_dir`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub task_dirs: Vec<(String, PathBuf)>,
+    /// A multi-task run: each task's primary metric at `best_step`, the first task's first
+    /// (`best_score` is their mean).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub best_task_scores: Vec<f64>,
 }
 
 /// Progress saved in `last/state.json`.
@@ -113,6 +117,9 @@ struct State {
     best_score: f64,
     best_step: usize,
     seconds: f64,
+    /// Several tasks: each one's primary metric at `best_step`, the first task's first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    best_scores: Vec<f64>,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -275,6 +282,7 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
         best_score: opts.selection.worst(),
         best_step: 0,
         seconds: 0.0,
+        best_scores: Vec::new(),
     };
     if opts.resume {
         // A save interrupted between its two renames left `last/` (or `best/`) under another name.
@@ -428,6 +436,9 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
                 if improved {
                     state.best_score = value;
                     state.best_step = step;
+                    if tasks.len() > 1 {
+                        state.best_scores = scores.iter().map(Scores::primary_value).collect();
+                    }
                     save_model(model, opts.tokenizer_dir, &best_dir)?;
                     for (task, (_, dir)) in tasks[1..].iter().zip(&task_dirs) {
                         save_model(task.model, opts.tokenizer_dir, dir)?;
@@ -471,6 +482,7 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
         best_dir,
         label_thresholds: None,
         task_dirs,
+        best_task_scores: state.best_scores,
     })
 }
 

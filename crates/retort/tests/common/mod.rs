@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use retort::train::config::{DistillConfig, StudentSection, TeacherLayersStudent};
+use retort::task::Task;
+use retort::train::config::{DistillConfig, StudentSection, TeacherLayersStudent, TrainConfig};
 
 /// `tests/fixtures/NAME` at the repository root.
 pub fn fixture(name: &str) -> PathBuf {
@@ -281,4 +282,61 @@ pub fn first_train_record(run: &Path) -> serde_json::Value {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find(|l| l["event"] == "train")
         .expect("a train record")
+}
+
+/// CoNLL data for the tagger tests. Words of the fixture's vocabulary with the tag each starts; "unforgettable" is three
+/// pieces (un ##forget ##table).
+pub const PLACES: [&str; 2] = ["paris", "cafe"];
+pub const PEOPLE: [&str; 3] = ["actor", "actress", "director"];
+pub const OTHER: [&str; 8] = [
+    "the",
+    "film",
+    "was",
+    "good",
+    "music",
+    "unforgettable",
+    "in",
+    "night",
+];
+
+/// A CoNLL file of `n` sentences whose tags follow the words: places are LOC, people PER
+/// (a person followed by "kid" is a two-word PER), everything else O.
+pub fn write_conll(dir: &Path, name: &str, n: usize) -> PathBuf {
+    let mut text = String::new();
+    for i in 0..n {
+        let len = 3 + i % 6;
+        for j in 0..len {
+            let k = i * 7 + j * 3;
+            let (word, tag) = match k % 5 {
+                0 => (PLACES[k % 2], "B-LOC"),
+                1 => (PEOPLE[k % 3], "B-PER"),
+                _ => (OTHER[k % 8], "O"),
+            };
+            text.push_str(&format!("{word} NN O {tag}\n"));
+            if tag == "B-PER" && k % 2 == 0 {
+                text.push_str("kid NN O I-PER\n");
+            }
+        }
+        text.push('\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn tagger_config(dir: &Path) -> TrainConfig {
+    let mut c = TrainConfig::default();
+    c.model.init = fixture("tiny-bert");
+    c.model.task = Task::TokenClassification;
+    c.model.max_len = 32;
+    c.data.train = write_conll(dir, "train.txt", 96);
+    c.data.dev = write_conll(dir, "valid.txt", 24);
+    c.train.epochs = 0;
+    c.train.max_steps = 400;
+    c.train.batch_size = 8;
+    c.train.lr = 3e-3;
+    c.train.eval_every = 100;
+    c.train.log_every = 50;
+    c.output.dir = dir.join("teacher");
+    c
 }
