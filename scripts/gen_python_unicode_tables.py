@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate crates/retort/src/task/squad_metric/unicode_tables.rs (dev-only).
+"""Regenerate crates/retort/src/text/python_str/unicode_tables.rs (dev-only).
 
 The official SQuAD v1.1 metric leans on two Unicode properties where Rust's std differs
 from Python or says nothing, so Retort carries Python's own, as tables of code-point ranges
@@ -17,7 +17,7 @@ written by this script from the Python that runs it (its version is recorded in 
   not case-ignorable.
 
 Usage (from the repo root):
-    python scripts/gen_python_unicode_tables.py > crates/retort/src/task/squad_metric/unicode_tables.rs
+    python scripts/gen_python_unicode_tables.py > crates/retort/src/text/python_str/unicode_tables.rs
 """
 import platform
 import re

@@ -15,6 +15,7 @@ use retort::export::Precision;
 use retort::report::{self, MeasureOptions, TrainingLog};
 use retort::serve::{BatchConfig, Limits, ServeOptions, Timeouts};
 use retort::summary::ModelSummary;
+use retort::task::bleu::{read_lines, score_against_files, split_lines};
 use retort::task::{Input, Task};
 use retort::text::DEFAULT_MAX_LEN;
 use retort::train::config::{load_config, DistillConfig, Stage, TrainConfig};
@@ -55,6 +56,22 @@ enum Command {
     Export(ExportArgs),
     /// Serve a model over HTTP: POST /v1/classify, GET /health, GET /metrics.
     Serve(ServeArgs),
+    /// Score translations with corpus BLEU exactly as sacrebleu does by default (13a tokens,
+    /// exp smoothing): `retort bleu --ref val.de < translations.de`.
+    Bleu(BleuArgs),
+}
+
+#[derive(Args)]
+struct BleuArgs {
+    /// Reference translations, one line per translation; repeat for several references.
+    #[arg(long = "ref", value_name = "FILE", required = true)]
+    refs: Vec<PathBuf>,
+    /// The translations to score (default: stdin), detokenised, one per line.
+    #[arg(long, value_name = "FILE")]
+    hyp: Option<PathBuf>,
+    /// Print the numbers as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -314,6 +331,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench(a),
         Command::Export(a) => export(a),
         Command::Serve(a) => serve(a),
+        Command::Bleu(a) => bleu(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -443,6 +461,25 @@ fn eval(args: EvalArgs) -> Result<()> {
         "examples", r.count, "speed", r.sequences_per_second, r.seconds
     ));
     print_line(&text)
+}
+
+fn bleu(args: BleuArgs) -> Result<()> {
+    let (name, hypotheses) = match &args.hyp {
+        Some(path) => (path.display().to_string(), read_lines(path)?),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+                .context("cannot read stdin")?;
+            let lines = split_lines(&bytes)
+                .map_err(|line| anyhow::anyhow!("stdin:{line}: not valid UTF-8"))?;
+            ("stdin".to_string(), lines)
+        }
+    };
+    let b = score_against_files(&name, &hypotheses, &args.refs)?;
+    match args.json {
+        true => print_line(&serde_json::to_string(&b)?),
+        false => print_line(&b.to_string()),
+    }
 }
 
 /// A reader's answers as the official SQuAD script reads them: one JSON object

@@ -211,6 +211,50 @@ fn missing_files_are_named() {
 }
 
 #[test]
+fn bleu_scores_stdin_or_a_file_against_references_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let reference = write("val.de", "Ein Mann fährt Fahrrad.\nZwei Hunde spielen.\n");
+    let hyp = write("out.de", "Ein Mann fährt Fahrrad.\nZwei Hunde\n");
+    // sacrebleu 2.6.0 prints this line for these two files.
+    let want =
+        "BLEU = 75.15 100.0/100.0/100.0/100.0 (BP = 0.751 ratio = 0.778 hyp_len = 7 ref_len = 9)";
+    let run = retort(
+        &["bleu", "--ref", s(&reference)],
+        "Ein Mann fährt Fahrrad.\nZwei Hunde\n",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), want);
+    let run = retort(
+        &["bleu", "--ref", s(&reference), "--hyp", s(&hyp), "--json"],
+        "",
+    );
+    let b = &json_lines(&run.stdout)[0];
+    assert_eq!(
+        (b["sys_len"].as_u64(), b["ref_len"].as_u64()),
+        (Some(7), Some(9))
+    );
+
+    let err = fails(&["bleu", "--ref", s(&reference)], "one line\n");
+    assert!(
+        err.contains("stdin has 1 lines but") && err.contains("val.de has 2"),
+        "{err}"
+    );
+    let err = fails(&["bleu", "--ref", "/no/such/ref.de"], "x\n");
+    assert!(err.contains("/no/such/ref.de"), "{err}");
+    let err = fails(&["bleu", "--ref", s(&reference)], "");
+    assert!(err.contains("stdin holds no line"), "{err}");
+    let bad = dir.path().join("bad.de");
+    std::fs::write(&bad, b"ok\n\xff\n").unwrap();
+    let err = fails(&["bleu", "--ref", s(&reference), "--hyp", s(&bad)], "");
+    assert!(err.contains("bad.de:2: not valid UTF-8"), "{err}");
+}
+
+#[test]
 fn unsupported_model_type_lists_the_supported_ones() {
     let dir = copy_fixture("tiny-bert");
     let path = dir.path().join("config.json");

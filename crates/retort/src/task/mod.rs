@@ -12,6 +12,7 @@
 //! after truncation. A unit without a row (cut off by truncation) is predicted as the task's
 //! fallback label, so metrics count it rather than silently dropping it.
 
+pub mod bleu;
 pub mod conll;
 pub mod entities;
 pub mod metrics;

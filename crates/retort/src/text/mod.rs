@@ -1,9 +1,10 @@
-//! Text in: tokenisation (single texts, sentence pairs, question–context windows), datasets
-//! and batches.
+//! Text in: tokenisation (single texts, sentence pairs, question–context windows), datasets,
+//! batches, and Python's string semantics for the metrics that official scripts define.
 
 pub mod augment;
 pub mod batch;
 pub mod dataset;
+pub mod python_str;
 pub mod tokenizer;
 pub mod windows;
 

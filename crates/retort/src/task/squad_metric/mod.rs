@@ -7,15 +7,13 @@
 //! the same sums in the same order give the same f64s. `scripts/check_squad_metric.py`
 //! compares the two on perturbed predictions.
 
-mod python_str;
-mod unicode_tables;
-
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::task::squad::Question;
+use crate::text::python_str;
 
 /// Scores of predictions on a set of questions.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

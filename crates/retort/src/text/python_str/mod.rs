@@ -1,5 +1,6 @@
-//! The three pieces of Python 3's `str` behaviour the official SQuAD metric rests on, where
-//! Rust's look-alikes differ: `str.lower()`, `str.split()` and the word characters of `re`.
+//! The pieces of Python 3's `str` behaviour that official metric scripts rest on (SQuAD's
+//! normalisation, sacrebleu's tokeniser), where Rust's look-alikes differ: `str.lower()`,
+//! `str.split()` and `str.isspace()`, and the word characters of `re`.
 //!
 //! Python's Unicode properties come from tables generated from Python 3.11 (Unicode 14).
 //! `scripts/check_squad_metric.py --unicode-sweep` compares the whole normalisation with
@@ -7,7 +8,9 @@
 //! that promise: Python 3.11 leaves them as they are, `lower` here lowercases the 55 of them
 //! that Unicode 15-17 gave lowercase forms (as later Pythons do).
 
-use super::unicode_tables::{CASED, CASE_IGNORABLE, WORD_CHARS};
+mod unicode_tables;
+
+use unicode_tables::{CASED, CASE_IGNORABLE, WORD_CHARS};
 
 /// Capital sigma, the one character whose lowercase depends on its neighbours.
 const CAPITAL_SIGMA: char = '\u{3a3}';
