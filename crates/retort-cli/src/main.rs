@@ -15,8 +15,10 @@ use retort::export::Precision;
 use retort::report::{self, MeasureOptions, TrainingLog};
 use retort::serve::{BatchConfig, Limits, ServeOptions, Timeouts};
 use retort::summary::ModelSummary;
-use retort::task::bleu::{read_lines, score_against_files, split_lines};
+use retort::task::bleu::score_against_files;
 use retort::task::{Input, Task};
+use retort::text::lines::{read_lines, split_lines};
+use retort::text::subword::SubwordTokenizer;
 use retort::text::DEFAULT_MAX_LEN;
 use retort::train::config::{load_config, DistillConfig, Stage, TrainConfig};
 use retort::train::finetune::fine_tune;
@@ -59,6 +61,26 @@ enum Command {
     /// Score translations with corpus BLEU exactly as sacrebleu does by default (13a tokens,
     /// exp smoothing): `retort bleu --ref val.de < translations.de`.
     Bleu(BleuArgs),
+    /// Learn a byte-level BPE vocabulary from text files (for a model trained from scratch,
+    /// e.g. a translator): writes OUT/tokenizer.json; decoding gives back the exact text.
+    Vocab(VocabArgs),
+}
+
+#[derive(Args)]
+struct VocabArgs {
+    /// Text to learn from, one sentence per line; repeat for several files (e.g. both sides
+    /// of a parallel corpus, for a vocabulary they share).
+    #[arg(long = "train", value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// Tokens in the vocabulary, the 256 byte symbols and 4 special tokens included.
+    #[arg(long, default_value_t = 8000)]
+    vocab_size: usize,
+    /// A merge must be seen at least this many times.
+    #[arg(long, default_value_t = 2)]
+    min_frequency: u64,
+    /// Directory to write tokenizer.json into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -332,6 +354,7 @@ fn main() -> ExitCode {
         Command::Export(a) => export(a),
         Command::Serve(a) => serve(a),
         Command::Bleu(a) => bleu(a),
+        Command::Vocab(a) => vocab(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -461,6 +484,24 @@ fn eval(args: EvalArgs) -> Result<()> {
         "examples", r.count, "speed", r.sequences_per_second, r.seconds
     ));
     print_line(&text)
+}
+
+fn vocab(args: VocabArgs) -> Result<()> {
+    let mut lines = Vec::new();
+    for path in &args.files {
+        lines.extend(read_lines(path)?);
+    }
+    let tokenizer = SubwordTokenizer::train(&lines, args.vocab_size, args.min_frequency)?;
+    tokenizer.save(&args.out)?;
+    let s = tokenizer.summary(&lines)?;
+    print_line(&format!(
+        "{} tokens learnt from {} lines; {:.1} tokens per line; {} line(s) not restored exactly by decoding; wrote {}",
+        s.vocab_size,
+        s.lines,
+        s.tokens_per_line,
+        s.round_trip_failures,
+        args.out.join("tokenizer.json").display()
+    ))
 }
 
 fn bleu(args: BleuArgs) -> Result<()> {

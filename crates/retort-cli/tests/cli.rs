@@ -255,6 +255,67 @@ fn bleu_scores_stdin_or_a_file_against_references_and_names_bad_input() {
 }
 
 #[test]
+fn vocab_learns_a_vocabulary_that_restores_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (en, de) = (dir.path().join("train.en"), dir.path().join("train.de"));
+    let lines = |base: &[&str]| -> String {
+        (0..40)
+            .map(|i| format!("{}\n", base[i % base.len()]))
+            .collect()
+    };
+    std::fs::write(
+        &en,
+        lines(&["A man rides a bike.", "Two dogs play in the snow."]),
+    )
+    .unwrap();
+    std::fs::write(
+        &de,
+        lines(&["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]),
+    )
+    .unwrap();
+    let out = dir.path().join("vocab");
+    let run = retort(
+        &[
+            "vocab",
+            "--train",
+            s(&en),
+            "--train",
+            s(&de),
+            "--vocab-size",
+            "300",
+            "--out",
+            s(&out),
+        ],
+        "",
+    );
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("from 80 lines") && run.stdout.contains("0 line(s) not restored"),
+        "{}",
+        run.stdout
+    );
+    let vocab: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tokenizer.json")).unwrap())
+            .unwrap();
+    assert_eq!(vocab["model"]["vocab"]["</s>"], 2);
+    let err = fails(
+        &[
+            "vocab",
+            "--train",
+            s(&en),
+            "--vocab-size",
+            "10",
+            "--out",
+            s(&out),
+        ],
+        "",
+    );
+    assert!(err.contains("byte symbols"), "{err}");
+    let err = fails(&["vocab", "--train", "/no/such.en", "--out", s(&out)], "");
+    assert!(err.contains("/no/such.en"), "{err}");
+}
+
+#[test]
 fn unsupported_model_type_lists_the_supported_ones() {
     let dir = copy_fixture("tiny-bert");
     let path = dir.path().join("config.json");

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::text::lines::read_lines;
 use crate::text::python_str;
 
 /// BLEU's highest n-gram order.
@@ -110,30 +111,6 @@ pub fn score_against_files(
         streams.push(lines);
     }
     corpus_bleu(hypotheses, &streams)
-}
-
-/// The lines of a UTF-8 text file (split at `\n`, as sacrebleu reads them; a final newline
-/// ends the last line rather than starting an empty one).
-pub fn read_lines(path: &std::path::Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e, "text"))?;
-    split_lines(&bytes)
-        .map_err(|line| Error::Invalid(format!("{}:{line}: not valid UTF-8", path.display())))
-}
-
-/// `bytes` as lines; `Err(line number)` at the first line that is not UTF-8.
-pub fn split_lines(bytes: &[u8]) -> std::result::Result<Vec<String>, usize> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    body.split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(i, line)| {
-            std::str::from_utf8(line)
-                .map(str::to_string)
-                .map_err(|_| i + 1)
-        })
-        .collect()
 }
 
 /// The sufficient statistics of BLEU, summed over segments.
@@ -417,16 +394,6 @@ mod tests {
             );
             assert_eq!(b.to_string(), case["line"].as_str().unwrap(), "{name}");
         }
-    }
-
-    #[test]
-    fn lines_split_at_newlines_and_name_the_first_invalid_one() {
-        assert_eq!(split_lines(b"a\nb\n").unwrap(), ["a", "b"]);
-        assert_eq!(split_lines(b"a\n\nb").unwrap(), ["a", "", "b"]);
-        assert_eq!(split_lines(b"a\r\n").unwrap(), ["a\r"]);
-        assert!(split_lines(b"").unwrap().is_empty());
-        assert_eq!(split_lines(b"\n").unwrap(), [""]);
-        assert_eq!(split_lines(b"ok\n\xff\n"), Err(2));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub mod augment;
 pub mod batch;
 pub mod dataset;
+pub mod lines;
 pub mod python_str;
+pub mod subword;
 pub mod tokenizer;
 pub mod windows;
 
