@@ -213,13 +213,7 @@ fn autograd_agrees_with_finite_differences() {
     ];
     for name in names {
         let var = c.model.params().get(name).unwrap();
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let g = common::grad_values(&grads, var);
         // Check the entry with the largest gradient: a meaningful value, not rounding noise.
         let (index, &analytic) = g
             .iter()

@@ -31,7 +31,12 @@ pub fn linear(b: &mut ParamBuilder, name: &str, in_dim: usize, out_dim: usize) -
     })
 }
 
-fn layer_norm(b: &mut ParamBuilder, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
+pub(crate) fn layer_norm(
+    b: &mut ParamBuilder,
+    name: &str,
+    dim: usize,
+    eps: f64,
+) -> Result<LayerNorm> {
     Ok(LayerNorm {
         weight: b.get(&format!("{name}.weight"), &[dim], Init::Ones)?,
         bias: b.get(&format!("{name}.bias"), &[dim], Init::Zeros)?,

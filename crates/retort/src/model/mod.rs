@@ -8,12 +8,14 @@ pub mod cnn;
 pub mod compact;
 pub mod config;
 pub mod encoder;
+pub mod generate;
 pub mod heads;
 pub mod int8;
 pub mod kernels;
 pub mod layers;
 pub mod params;
 pub mod quantized;
+pub mod seq2seq;
 pub mod transformer;
 
 pub use bilstm::BiLstm;

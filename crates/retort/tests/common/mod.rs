@@ -95,6 +95,17 @@ pub fn assert_finite_difference(
     assert!((numeric - grad).abs() < 2e-3, "{at:?}: {numeric} vs {grad}");
 }
 
+/// The gradient of `var` in `grads`, flattened.
+pub fn grad_values(grads: &candle_core::backprop::GradStore, var: &candle_core::Var) -> Vec<f32> {
+    grads
+        .get(var.as_tensor())
+        .expect("a gradient")
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
 /// Central difference of `f` w.r.t. one scalar of `var` (set back afterwards): what the
 /// autograd checks compare each gradient with.
 pub fn finite_difference(
