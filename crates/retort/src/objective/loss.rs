@@ -56,9 +56,11 @@ pub fn hard_ce(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
             "{NAME}: label {bad} out of range for {classes} classes"
         )));
     }
-    let log_p = candle_nn::ops::log_softmax(&promote(logits)?, D::Minus1)?;
-    let picked = log_p.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?;
-    Ok(picked.sum_all()?.affine(-1.0 / batch as f64, 0.0)?)
+    // The fused kernel: no full-size log-probabilities and gathers, what a 10,000-word
+    // vocabulary made costly.
+    let labels: Vec<u32> = values.iter().map(|&l| l as u32).collect();
+    let per_row = crate::model::kernels::cross_entropy(&promote(logits)?, &labels, 0.0)?;
+    Ok(per_row.sum_all()?.affine(1.0 / batch as f64, 0.0)?)
 }
 
 /// Hinton's soft-target term: `T² · mean_i KL(softmax(t_i/T) ‖ softmax(s_i/T))`.

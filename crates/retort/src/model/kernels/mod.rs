@@ -19,6 +19,7 @@
 
 mod add_scaled;
 mod attention;
+mod cross_entropy;
 mod dropout;
 mod elementwise;
 mod gelu;
@@ -33,6 +34,7 @@ mod test_util;
 
 pub use add_scaled::add_scaled;
 pub use attention::{attention_context, attention_probs};
+pub use cross_entropy::cross_entropy;
 pub use dropout::dropout;
 pub use gelu::gelu_erf;
 pub(crate) use gemm::SMALL_M_ROWS;
