@@ -164,19 +164,20 @@ fn other_task(
     )?;
     // The teacher's head is where a student of its layers would start; a student of
     // another layout or width starts afresh.
-    let head_from_teacher = teacher.transformer("a task's teacher").is_ok_and(|tt| {
-        tt.config.architecture == student.config.architecture
-            && tt.config.hidden_size == student.config.hidden_size
-    });
-    let head_tensors = match head_from_teacher {
-        true => teacher.transformer("a task's teacher")?.head_tensors(),
-        false => Default::default(),
-    };
+    let head_tensors = teacher
+        .transformer("a task's teacher")
+        .ok()
+        .filter(|tt| {
+            tt.config.architecture == student.config.architecture
+                && tt.config.hidden_size == student.config.hidden_size
+        })
+        .map(Transformer::head_tensors);
+    let head_from_teacher = head_tensors.is_some();
     let model = student.sharing_encoder(
         t.head,
         &t.labels,
         t.multi_label,
-        head_tensors,
+        head_tensors.unwrap_or_default(),
         config.train.seed,
     )?;
     eprintln!(

@@ -347,6 +347,13 @@ impl Seq2Seq {
         })
     }
 
+    /// Whether a pass that takes no gradient would still record one: the parameters are
+    /// variables, so inference runs on [`Seq2Seq::detached`] copies (no buffer kept for a
+    /// backward pass that never comes), as `Transformer::forward` does.
+    fn records_graph(&self, pass: Pass) -> bool {
+        !pass.grad && self.shared.track_op()
+    }
+
     /// The same model on detached parameters: inference records no backward pass.
     pub fn detached(&self) -> Self {
         let attn = |a: &Attention| a.detached();
@@ -414,6 +421,9 @@ impl Seq2Seq {
     /// The encoder's output `[batch, src_len, d]` for source ids `[batch, src_len]` whose
     /// real tokens `mask` marks with 1.
     pub fn encode(&self, source: &Tensor, mask: &Tensor, pass: Pass) -> Result<Tensor> {
+        if self.records_graph(pass) {
+            return self.detached().encode(source, mask, pass);
+        }
         let bias = Self::padding_bias(mask)?;
         let p = self.config.dropout;
         let mut x = self.embed(source, 0, pass)?;
@@ -440,6 +450,9 @@ impl Seq2Seq {
         target: &Tensor,
         pass: Pass,
     ) -> Result<Tensor> {
+        if self.records_graph(pass) {
+            return self.detached().forward(source, source_mask, target, pass);
+        }
         let memory = self.encode(source, source_mask, pass)?;
         let source_bias = Self::padding_bias(source_mask)?;
         let len = target.dim(1)?;
@@ -495,6 +508,9 @@ impl Seq2Seq {
     /// One decoding step: the logits `[batch, vocab]` after `tokens` (`[batch]`, the last
     /// token of each row), reading and extending the state's cached keys and values.
     pub fn step(&self, state: &mut DecoderState, tokens: &Tensor) -> Result<Tensor> {
+        if self.records_graph(Pass::INFERENCE) {
+            return self.detached().step(state, tokens);
+        }
         let batch = tokens.dim(0)?;
         let mut y = self.embed(
             &tokens.reshape((batch, 1))?,
