@@ -4,7 +4,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use common::tiny_distill_config;
 use retort::distill::run::distill;
 use retort::model::{EncoderInput, Model, Outputs, Pass};
@@ -74,8 +74,8 @@ fn the_perturbation_stays_within_epsilon_and_raises_the_divergence_more_than_cha
     let clean = divergence(s, t, &batch, &noise.zeros_like().unwrap());
     let adversarial = divergence(s, t, &batch, &noise);
     let lengths = noise.sqr().unwrap().sum_keepdim(2).unwrap().sqrt().unwrap();
-    for _ in 0..5 {
-        let r = Tensor::randn(0f32, 1.0, noise.dims(), &Device::Cpu).unwrap();
+    for seed in 0..5 {
+        let r = common::seeded_normal(noise.dims(), seed);
         let r_len = r.sqr().unwrap().sum_keepdim(2).unwrap().sqrt().unwrap();
         let random = r
             .broadcast_div(&r_len)

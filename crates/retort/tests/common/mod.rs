@@ -53,6 +53,19 @@ pub fn gradient3(loss: &Tensor, x: &Tensor) -> Vec<Vec<Vec<f32>>> {
         .unwrap()
 }
 
+/// Standard-normal values from a fixed seed: `Tensor::randn` on the CPU draws from an unseeded
+/// generator, which makes a test's outcome change from run to run.
+pub fn seeded_normal(dims: &[usize], seed: u64) -> Tensor {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n = dims.iter().product::<usize>();
+    let values: Vec<f32> = (0..n)
+        .map(|_| rand_distr::StandardNormal.sample(&mut rng))
+        .collect();
+    Tensor::from_vec(values, dims, &Device::Cpu).unwrap()
+}
+
 /// Max |a - b| over all elements (shapes must agree).
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
