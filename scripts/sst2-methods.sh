@@ -9,7 +9,10 @@
 #   two-teachers    the baseline's targets from two teachers, weight 1 each: runs/sst2-teacher and $SECOND
 #                   (default runs/sst2-teacher-s43/best: configs/sst2-teacher.toml at train.seed=43)
 #   mutual          deep mutual learning: the teacher trains too, on hard_ce + soft_kl toward the student
-#                   (its own dev accuracy after the run is in runs/methods/mutual-s<seed>/peer-dev.json)
+#                   (its best on the held-out sentences is runs/methods/mutual-s<seed>/peer1, scored on
+#                   dev in peer1-dev.json)
+#   mutual-3        the same with three models: the student, the teacher and $SECOND, each learning from
+#                   the mean of the other two (peer1 and peer2, scored as above)
 #   adversarial     the baseline + adversarial_kl 0.5 (epsilon 0.5, 1 step of ascent per batch)
 #
 # The held-out 2,000 training sentences (runs/sst2-split, scripts/tsv_split.py) choose each best/;
@@ -43,9 +46,10 @@ declare -A ROW=(
     [T-schedule]='distill.temperature={start=8.0,end=1.0,shape="cosine"}'
     [two-teachers]="teacher.extra=[{dir=\"$SECOND\",weight=1.0}]"
     [mutual]='distill.mutual=true'
+    [mutual-3]="distill.mutual=true distill.peers=[{dir=\"$SECOND\"}]"
     [adversarial]='distill.terms=[{kind="hard_ce",weight=0.5},{kind="soft_kl",weight=0.5},{kind="adversarial_kl",weight=0.5}]'
 )
-ORDER=(baseline logistic confidence T-schedule two-teachers mutual adversarial)
+ORDER=(baseline logistic confidence T-schedule two-teachers mutual mutual-3 adversarial)
 ROWS="${ROWS:-${ORDER[*]}}"
 
 for name in $ROWS; do
@@ -58,9 +62,10 @@ for name in $ROWS; do
             echo "== $name seed $seed: $RETORT distill --config configs/sst2-distill.toml ${sets[*]}"
             $RETORT distill --config configs/sst2-distill.toml "${sets[@]}"
         fi
-        if [[ -d "$dir/peer" ]]; then
-            $RETORT eval --model "$dir/peer" --data "$SST2/dev.tsv" --json > "$dir/peer-dev.json"
-        fi
+        for peer in "$dir"/peer[0-9]*; do
+            [[ -d "$peer" ]] || continue
+            $RETORT eval --model "$peer" --data "$SST2/dev.tsv" --json > "$peer-dev.json"
+        done
         $RETORT eval --model "$dir/best" --data "$SST2/dev.tsv" --json > "$dir/dev.json.tmp"
         mv "$dir/dev.json.tmp" "$dir/dev.json"
     done
@@ -80,8 +85,13 @@ for name in $ROWS; do
         END { if (n) printf "| %s | %d | %.4f | %.4f | %.4f | %.1f%% | %.0f |\n", name, n, s/n, lo, hi, 100*s/n/t, secs/n }'
 done
 echo "(teacher runs/sst2-teacher/best: dev $teacher)"
-for seed in $SEEDS; do
-    peer="runs/methods/mutual-s$seed/peer-dev.json"
-    [[ -f "$peer" ]] && echo "(mutual seed $seed: the teacher after the run: dev $(jq .scores.values.accuracy "$peer"))"
+for name in mutual mutual-3; do
+    for seed in $SEEDS; do
+        for peer in runs/methods/$name-s$seed/peer[0-9]*-dev.json; do
+            [[ -f "$peer" ]] || continue
+            from=$(jq -r ".peers[] | select(.dir | endswith(\"/$(basename "${peer%-dev.json}")\")) | .from" "runs/methods/$name-s$seed/summary.json")
+            echo "($name seed $seed: $(basename "${peer%-dev.json}"), from $from, at its best: dev $(jq .scores.values.accuracy "$peer"))"
+        done
+    done
 done
 exit 0

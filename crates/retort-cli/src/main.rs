@@ -662,13 +662,21 @@ fn distill(args: RunArgs) -> Result<()> {
     } else {
         print_task_scores(&s)?;
     }
-    if let Some(peer) = &s.peer {
+    for (i, peer) in s.peers.iter().enumerate() {
+        let who = match i {
+            0 => "the teacher",
+            _ => "a peer",
+        };
         print_line(&format!(
-            "mutual learning: the teacher ends the run at dev {} {:.4} (from {:.4}), saved in {}",
+            "mutual learning: {} {who} from {}: dev {} {:.4} before, best {:.4} at step {} (saved in {}), {:.4} at the end",
+            peer.name,
+            peer.from.display(),
             s.run.metric,
-            peer.score,
-            s.teacher_score,
-            peer.dir.display()
+            peer.score_before,
+            peer.best_score,
+            peer.best_step,
+            peer.dir.display(),
+            peer.final_score
         ))?;
     }
     if let Some(hit) = s.teacher_cache_hit {

@@ -54,14 +54,6 @@ fn is_head(name: &str) -> bool {
     name.starts_with("classifier.") || name.starts_with("bert.pooler.")
 }
 
-fn records(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn one_student_learns_two_tasks_with_one_encoder_and_a_head_each() {
     let tmp = tempfile::tempdir().unwrap();
@@ -141,7 +133,7 @@ fn one_student_learns_two_tasks_with_one_encoder_and_a_head_each() {
     );
 
     // The log holds each task's terms and dev metrics.
-    let log = records(&c.output.dir);
+    let log = common::metrics_records(&c.output.dir);
     let has = |event: &str, key: &str| {
         log.iter()
             .any(|r| r["event"] == event && (r.get(key).is_some() || r["terms"].get(key).is_some()))

@@ -5,5 +5,6 @@
 pub mod ensemble;
 pub mod general;
 pub mod multitask;
+pub mod peers;
 pub mod run;
 pub mod teacher_cache;

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::ensemble::{ensemble_logits, EnsembleMember};
 use super::multitask::{check_student, check_terms_fit, other_tasks, TaskSummary};
+use super::peers::{load_peers, summaries, PeerSummary};
 use super::teacher_cache::{teacher_logits, CachedLogits};
 use crate::compress::compact::{compact_student, CompactStudent};
 use crate::compress::student::{self, Keep, StudentShape};
@@ -53,22 +54,14 @@ pub struct DistillSummary {
     /// The extra teachers of a multi-teacher run (the first is `teacher_score`'s).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub teachers: Vec<EnsembleMember>,
-    /// Mutual learning: the teacher as it ended the run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub peer: Option<PeerSummary>,
+    /// Mutual learning: each peer (the teacher first) before the run, at its best and at the
+    /// end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerSummary>,
     /// Multi-task: the tasks beside the first (`[[tasks]]`), whose students are saved in
     /// `run.task_dirs`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskSummary>,
-}
-
-/// The teacher of a mutual-learning run after training beside the student.
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerSummary {
-    /// Its dev value of the primary metric at the end of the run (`teacher_score` is before).
-    pub score: f64,
-    /// Where it was saved (`output.dir/peer`, the weights of the run's last step).
-    pub dir: PathBuf,
 }
 
 /// A student and, when it does not read the teacher's tokens, its own tokenizer.
@@ -370,6 +363,8 @@ pub fn distill_until(
             "teacher.extra teachers serve the logit terms (soft_kl, soft_ce, logit_mse, logistic), and this run has none: add one or remove teacher.extra".into(),
         ));
     }
+    // Mutual learning's peers beside the teacher, checked before anything is written.
+    let peers = load_peers(config, &teacher, &dev)?;
     // Multi-task: a view of the student per other task, each with its teacher's logits.
     let others = match config.tasks.is_empty() {
         true => Vec::new(),
@@ -424,15 +419,13 @@ pub fn distill_until(
             model: (needs.teacher_online() || needs.perturbed_inputs || mutual)
                 .then(|| teacher.model.clone()),
             cached_logits,
-            learns: mutual.then(|| match config.distill.mutual_lr {
-                0.0 => 1.0,
-                lr => lr / config.train.lr,
-            }),
+            learns: mutual.then(|| config.teacher_peer_settings()),
         },
         student.config().num_layers,
         student.config().hidden_size,
         config.train.seed,
-    )?;
+    )?
+    .with_peers(peers.iter().map(|p| (p.model.clone(), p.settings)))?;
     // A student with its own tokens reads the transfer set and dev set in them; the teacher's
     // logits (cached above) stay matched by example index.
     let (tokenizer_dir, dev) = match &student_tokenizer {
@@ -462,12 +455,19 @@ pub fn distill_until(
     };
     if mutual {
         eprintln!(
-            "mutual learning: the teacher trains beside the student (peak lr {:e}), online at every step",
-            match config.distill.mutual_lr {
-                0.0 => config.train.lr,
-                lr => lr,
-            }
+            "mutual learning: the teacher trains beside the student as peer1 (peak lr {:e}), online at every step",
+            config.teacher_peer_settings().lr
         );
+        for (i, p) in peers.iter().enumerate() {
+            eprintln!(
+                "mutual learning: peer{} from {} (dev {} {:.4}, peak lr {:e})",
+                i + 2,
+                p.from.display(),
+                task.primary_metric(),
+                p.score_before,
+                p.settings.lr
+            );
+        }
     }
     let mut tasks = vec![TaskRun::single(student.as_ref(), &objective, &train, &dev)];
     tasks.extend(others.iter().map(|o| o.run()));
@@ -491,10 +491,7 @@ pub fn distill_until(
                     .sum::<usize>()
             })
             .sum::<usize>();
-    let peer = match objective.learning_teacher() {
-        Some(model) => Some(save_peer(model.as_ref(), config, &dev)?),
-        None => None,
-    };
+    let peers = summaries(&run.peers, &config.teacher.dir, teacher_score, &peers);
     Ok(DistillSummary {
         run,
         metric: task.primary_metric(),
@@ -508,7 +505,7 @@ pub fn distill_until(
         teacher_phase_seconds,
         teacher_cache_path: cache.map(|c| c.path),
         teachers,
-        peer,
+        peers,
         tasks: others.into_iter().map(|o| o.summary).collect(),
     })
 }
@@ -569,18 +566,6 @@ fn check_perturbable(student: &dyn Model, teacher: &dyn Model, examples: &[Encod
                 student.config().describe()
             ))
         })
-}
-
-/// Saves a mutual-learning teacher as it ended the run into `output.dir/peer` (with the
-/// teacher's tokenizer) and scores it on `dev`.
-fn save_peer(model: &dyn Model, config: &DistillConfig, dev: &TaskData) -> Result<PeerSummary> {
-    let dir = config.output.dir.join("peer");
-    crate::train::run_dir::replace_dir(&dir, |tmp| {
-        model.save(tmp)?;
-        copy_tokenizer_files(&config.teacher.dir, tmp)
-    })?;
-    let score = dev_metrics(model, dev, 64)?.primary_value();
-    Ok(PeerSummary { score, dir })
 }
 
 /// The transfer set `train` in the tokens of another `tokenizer` (a student's or a

@@ -7,14 +7,17 @@
 
 pub mod loss;
 pub mod mapping;
+pub mod peers;
 pub mod schedule;
 pub mod terms;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 
 use self::mapping::LayerMap;
+use self::peers::{GroupSettings, Peer};
 use self::schedule::Scheduled;
 use self::terms::{Needs, Term, TermKind, Weighting};
 use crate::error::{Error, Result};
@@ -74,17 +77,17 @@ impl TrainBatch {
 pub struct Teacher {
     /// The teacher model, run without gradients when intermediate terms need it (or when no
     /// logits are cached).
-    pub model: Option<std::sync::Arc<dyn Model>>,
+    pub model: Option<Arc<dyn Model>>,
     /// `[rows, labels]` logits over the training set's rows, in example order.
     pub cached_logits: Option<Tensor>,
-    /// Mutual learning: the teacher is the student's peer and trains too, at this multiple of
-    /// the student's learning rate (see [`Objective::lr_scale`]). `None`: the teacher is fixed.
-    pub learns: Option<f64>,
+    /// Mutual learning: the teacher is the student's first peer and trains too, by its own
+    /// optimiser with these settings. `None`: the teacher is fixed.
+    pub learns: Option<GroupSettings>,
 }
 
 impl Teacher {
     /// A fixed teacher: a model run online, cached logits, or both.
-    pub fn fixed(model: Option<std::sync::Arc<dyn Model>>, cached_logits: Option<Tensor>) -> Self {
+    pub fn fixed(model: Option<Arc<dyn Model>>, cached_logits: Option<Tensor>) -> Self {
         Self {
             model,
             cached_logits,
@@ -92,10 +95,6 @@ impl Teacher {
         }
     }
 }
-
-/// Where a learning teacher's parameters sit among the objective's (its own names could
-/// clash with the student's, and `last/` saves both).
-pub const PEER_PREFIX: &str = "peer.";
 
 /// One term of the objective, its layer pairs resolved.
 struct ActiveTerm {
@@ -118,8 +117,11 @@ pub struct Objective {
     /// A projection from the student's width to the teacher's per (student, teacher) layer
     /// pair that a hidden-state term compares (none when the widths are equal).
     projections: BTreeMap<(usize, usize), Linear>,
-    /// Trainable parameters of the objective itself: the projections, and a learning
-    /// teacher's (under [`PEER_PREFIX`]).
+    /// Mutual learning: the models that learn beside the student, the teacher first.
+    peers: Vec<Peer>,
+    /// Trainable parameters of the objective itself: the projections, and each peer's (under
+    /// its [`Peer::prefix`]: its own names could clash with the student's, and `last/` saves
+    /// them all).
     pub params: Params,
 }
 
@@ -151,6 +153,7 @@ impl Objective {
             temperature: Scheduled::Constant(1.0),
             teacher: None,
             projections: BTreeMap::new(),
+            peers: Vec::new(),
             params: Params::default(),
         }
     }
@@ -229,36 +232,54 @@ impl Objective {
                 }
             }
         }
-        let mut params = b.take_params();
-        if let (true, Some(model)) = (learns, teacher.model.as_ref()) {
-            params = Params::merged(&params, &model.params().prefixed(PEER_PREFIX));
-        }
+        let params = b.take_params();
+        let learning_teacher = match (teacher.learns, teacher.model.as_ref()) {
+            (Some(settings), Some(model)) => Some((model.clone(), settings)),
+            _ => None,
+        };
         // hard_ce alone (the "no teacher" baseline of an ablation) needs no teacher at all.
         let uses_teacher = needs.teacher_logits || needs.teacher_online() || needs.perturbed_inputs;
-        Ok(Self {
+        let objective = Self {
             terms,
             needs,
             temperature: temperature.into(),
             teacher: uses_teacher.then_some(teacher),
             projections,
+            peers: Vec::new(),
             params,
-        })
+        };
+        objective.with_peers(learning_teacher)
     }
 
-    /// The multiple of the run's learning rate the parameter `name` (among the student's and
-    /// [`Objective::params`]) trains at: a learning teacher's own rate, 1 for the rest.
-    pub fn lr_scale(&self, name: &str) -> f64 {
-        match self.teacher.as_ref().and_then(|t| t.learns) {
-            Some(scale) if name.starts_with(PEER_PREFIX) => scale,
-            _ => 1.0,
+    /// Adds models that learn beside the student (mutual learning), each by its own settings,
+    /// named after those already here. The first peer must be the teacher (see
+    /// [`Teacher::learns`]): it is the one intermediate terms read.
+    pub fn with_peers(
+        mut self,
+        peers: impl IntoIterator<Item = (Arc<dyn Model>, GroupSettings)>,
+    ) -> Result<Self> {
+        for (model, settings) in peers {
+            let teacher_learns = self.teacher.as_ref().is_some_and(|t| t.learns.is_some());
+            if !teacher_learns {
+                return Err(Error::Invalid(
+                    "peers learn beside a teacher that learns too (mutual learning)".into(),
+                ));
+            }
+            let peer = Peer {
+                name: Peer::name_of(self.peers.len()),
+                model,
+                settings,
+            };
+            self.params =
+                Params::merged(&self.params, &peer.model.params().prefixed(&peer.prefix()));
+            self.peers.push(peer);
         }
+        Ok(self)
     }
 
-    /// The teacher, when it learns beside the student (mutual learning): what the run saves
-    /// as the peer.
-    pub fn learning_teacher(&self) -> Option<&std::sync::Arc<dyn Model>> {
-        let t = self.teacher.as_ref()?;
-        t.learns.and(t.model.as_ref())
+    /// Mutual learning's peers, the teacher first (empty otherwise).
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
     }
 
     /// The scheduled values at `progress`, by name (`temperature`, `weight.<term>`): what
@@ -295,9 +316,16 @@ impl Objective {
             Some(teacher) => self.teacher_online(teacher, &batch.input)?,
             None => None,
         };
-        let teacher_rows = match self.needs.teacher_logits && !batch.rows.is_empty() {
-            true => Some(self.teacher_rows(batch, online.as_ref().map(|o| &o.detached))?),
-            false => None,
+        // Mutual learning: each peer's rows with their gradient, the teacher's first.
+        let peer_rows = match &rows {
+            Some(_) if !self.peers.is_empty() => self.peer_rows(batch, online.as_ref())?,
+            _ => Vec::new(),
+        };
+        // What the student's logit terms compare its rows with (their mean over several).
+        let targets = match self.needs.teacher_logits && !batch.rows.is_empty() {
+            true if !peer_rows.is_empty() => peer_rows.iter().map(Tensor::detach).collect(),
+            true => vec![self.teacher_rows(batch, online.as_ref().map(|o| &o.detached))?],
+            false => Vec::new(),
         };
         let mut total: Option<Tensor> = None;
         let mut values = Vec::new();
@@ -307,10 +335,9 @@ impl Objective {
                 (TermKind::AdversarialKl, _) => None,
                 (_, None) if !term.kind.is_intermediate() => None,
                 (TermKind::HardCe, Some(rows)) => self.hard_ce(batch, rows)?,
-                (_, Some(rows)) if term.kind.needs().teacher_logits => match &teacher_rows {
-                    Some(t) => Some(self.logit_term(term, rows, t, batch)?),
-                    None => None,
-                },
+                (_, Some(rows)) if term.kind.needs().teacher_logits => {
+                    self.mean_logit_term(term, rows, &targets, batch)?
+                }
                 _ => {
                     let out = online.as_ref().expect("intermediate terms run the teacher");
                     Some(self.intermediate_term(term, batch, student, &out.detached)?)
@@ -326,29 +353,28 @@ impl Objective {
                 batch,
             )?;
         }
-        // Mutual learning: the teacher's own loss, toward the student's detached rows. The
-        // two losses share no parameter through the detached targets, so one backward pass of
-        // their sum gives each model the gradient of its own loss.
-        if let (Some(live), Some(rows)) = (online.and_then(|o| o.live_logits), &rows) {
-            let peer_rows = batch.select_rows(&live)?;
-            let student_rows = rows.detach();
-            for term in &self.terms {
-                let value = match term.kind {
-                    TermKind::HardCe => self.hard_ce(batch, &peer_rows)?,
-                    k if k.needs().teacher_logits => {
-                        Some(self.logit_term(term, &peer_rows, &student_rows, batch)?)
-                    }
-                    _ => None,
-                };
-                let Some(value) = value else { continue };
-                add_term(
-                    &mut total,
-                    &mut values,
-                    peer_name(term.kind),
-                    value,
-                    term,
-                    batch,
-                )?;
+        // Mutual learning: each peer's own loss, toward the other models' detached rows (the
+        // student's among them). The losses share no parameter through the detached targets,
+        // so one backward pass of their sum gives each model the gradient of its own loss.
+        if let Some(rows) = &rows {
+            for (k, (peer, mine)) in self.peers.iter().zip(&peer_rows).enumerate() {
+                let others: Vec<Tensor> = std::iter::once(rows)
+                    .chain(peer_rows.iter().take(k))
+                    .chain(peer_rows.iter().skip(k + 1))
+                    .map(Tensor::detach)
+                    .collect();
+                for term in &self.terms {
+                    let value = match term.kind {
+                        TermKind::HardCe => self.hard_ce(batch, mine)?,
+                        k if k.needs().teacher_logits => {
+                            self.mean_logit_term(term, mine, &others, batch)?
+                        }
+                        _ => None,
+                    };
+                    let Some(value) = value else { continue };
+                    let name = peers::term_name(&peer.name, term.kind);
+                    add_term(&mut total, &mut values, name, value, term, batch)?;
+                }
             }
         }
         let total = total.ok_or_else(|| {
@@ -437,6 +463,46 @@ impl Objective {
             (None, None) => Err(Error::Invalid(
                 "soft terms need the teacher's logits: neither cached nor online".into(),
             )),
+        }
+    }
+
+    /// Each peer's rows of `batch`, live (with their gradient): the teacher's from its online
+    /// pass, the others' from a training pass of their own.
+    fn peer_rows(&self, batch: &TrainBatch, online: Option<&OnlineTeacher>) -> Result<Vec<Tensor>> {
+        let teacher = online
+            .and_then(|o| o.live_logits.as_ref())
+            .ok_or_else(|| Error::Invalid("mutual learning runs the teacher online".into()))?;
+        let mut rows = vec![batch.select_rows(teacher)?];
+        for peer in &self.peers[1..] {
+            let out = peer
+                .model
+                .forward(&batch.input, Pass::TRAIN, Outputs::default())?;
+            rows.push(batch.select_rows(&out.logits)?);
+        }
+        Ok(rows)
+    }
+
+    /// A logit term of `rows` toward each of `targets`, averaged over them (None when there is
+    /// no target: a batch without rows).
+    fn mean_logit_term(
+        &self,
+        term: &ActiveTerm,
+        rows: &Tensor,
+        targets: &[Tensor],
+        batch: &TrainBatch,
+    ) -> Result<Option<Tensor>> {
+        let mut sum: Option<Tensor> = None;
+        for t in targets {
+            let value = self.logit_term(term, rows, t, batch)?;
+            sum = Some(match sum {
+                Some(acc) => (acc + value)?,
+                None => value,
+            });
+        }
+        match (sum, targets.len()) {
+            (Some(sum), 1) => Ok(Some(sum)),
+            (Some(sum), n) => Ok(Some((sum / n as f64)?)),
+            (None, _) => Ok(None),
         }
     }
 
@@ -592,21 +658,6 @@ fn add_term(
         None => weighted,
     });
     Ok(())
-}
-
-/// The name a learning teacher's own term goes by in the training log.
-fn peer_name(kind: TermKind) -> &'static str {
-    match kind {
-        TermKind::HardCe => "peer.hard_ce",
-        TermKind::SoftKl => "peer.soft_kl",
-        TermKind::SoftCe => "peer.soft_ce",
-        TermKind::LogitMse => "peer.logit_mse",
-        TermKind::Logistic => "peer.logistic",
-        other => unreachable!(
-            "the teacher learns by output terms only, not {}",
-            other.name()
-        ),
-    }
 }
 
 /// Each token's vector of `x` (`[batch, seq, width]`) scaled to L2 norm `norm` (zero vectors,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::objective::mapping::LayerMap;
+use crate::objective::peers::GroupSettings;
 use crate::objective::schedule::Scheduled;
 use crate::objective::terms::{default_terms, Term, TermKind};
 use crate::task::Task;
@@ -140,6 +141,25 @@ pub struct ExtraTeacher {
 
 fn one() -> f64 {
     1.0
+}
+
+/// One more model that learns beside the student and the teacher in mutual learning
+/// (`[[distill.peers]]`), by its own optimiser.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    /// The checkpoint it starts from (a model of the teacher's task and labels that reads the
+    /// teacher's tokens).
+    pub dir: PathBuf,
+    /// Its peak learning rate; 0: train.lr.
+    #[serde(default)]
+    pub lr: f64,
+    /// The fraction of the run it warms up over; absent: train.warmup_ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_ratio: Option<f64>,
+    /// The clip of its own gradients' norm (0: none); absent: train.grad_clip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<f64>,
 }
 
 /// How the teachers' logits become one target per row.
@@ -440,9 +460,13 @@ pub struct DistillSection {
     /// peer, on hard_ce and the run's logit terms toward the student's outputs (each model
     /// learns from the other's detached predictions). Off by default.
     pub mutual: bool,
-    /// The teacher's peak learning rate in mutual learning (same warmup and decay as the
-    /// student's); 0: train.lr.
+    /// The teacher's peak learning rate in mutual learning (the student's warmup, decay and
+    /// clip value, applied to its own gradients by its own optimiser); 0: train.lr.
     pub mutual_lr: f64,
+    /// Mutual learning: more models that learn beside the student and the teacher
+    /// (`[[distill.peers]]`), each by its own optimiser, schedule and checkpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerSection>,
 }
 
 impl Default for DistillSection {
@@ -456,6 +480,7 @@ impl Default for DistillSection {
             weights: None,
             mutual: false,
             mutual_lr: 0.0,
+            peers: Vec::new(),
         }
     }
 }
@@ -662,6 +687,31 @@ impl Validate for DistillConfig {
 }
 
 impl DistillConfig {
+    /// How the teacher trains in mutual learning: at `distill.mutual_lr` (or `train.lr`), with
+    /// the run's warmup and clip value.
+    pub fn teacher_peer_settings(&self) -> GroupSettings {
+        GroupSettings {
+            lr: match self.distill.mutual_lr {
+                0.0 => self.train.lr,
+                lr => lr,
+            },
+            warmup_ratio: self.train.warmup_ratio,
+            grad_clip: self.train.grad_clip,
+        }
+    }
+
+    /// How a `[[distill.peers]]` model trains: its own values, the run's where it gives none.
+    pub fn peer_settings(&self, peer: &PeerSection) -> GroupSettings {
+        GroupSettings {
+            lr: match peer.lr {
+                0.0 => self.train.lr,
+                lr => lr,
+            },
+            warmup_ratio: peer.warmup_ratio.unwrap_or(self.train.warmup_ratio),
+            grad_clip: peer.grad_clip.unwrap_or(self.train.grad_clip),
+        }
+    }
+
     /// `[[tasks]]`: each named once, in characters a directory name can hold, with a positive
     /// ratio, in a run whose other options train one student from one teacher per task.
     fn check_tasks(&self) -> std::result::Result<(), InvalidValue> {
@@ -715,13 +765,29 @@ impl DistillConfig {
     fn check_mutual(&self) -> std::result::Result<(), InvalidValue> {
         let d = &self.distill;
         non_negative("distill.mutual_lr", d.mutual_lr)?;
+        for (i, p) in d.peers.iter().enumerate() {
+            let key = |k: &str| format!("distill.peers[{i}].{k}");
+            non_negative(&key("lr"), p.lr)?;
+            if let Some(w) = p.warmup_ratio.filter(|w| !(0.0..1.0).contains(w)) {
+                return Err(InvalidValue::new(
+                    &key("warmup_ratio"),
+                    format!("must be at least 0 and below 1, got {w}"),
+                ));
+            }
+            non_negative(&key("grad_clip"), p.grad_clip.unwrap_or(0.0))?;
+        }
         if !d.mutual {
-            return match d.mutual_lr {
-                0.0 => Ok(()),
-                _ => Err(InvalidValue::pair(
-                    "distill.mutual_lr",
+            let stray = match (d.mutual_lr, d.peers.is_empty()) {
+                (0.0, true) => None,
+                (0.0, false) => Some(("distill.peers", "peers learn beside the student in mutual learning, which is off; set distill.mutual = true or remove [[distill.peers]]")),
+                _ => Some(("distill.mutual_lr", "mutual_lr is the teacher's learning rate in mutual learning, which is off; set distill.mutual = true or remove mutual_lr")),
+            };
+            return match stray {
+                None => Ok(()),
+                Some((key, why)) => Err(InvalidValue::pair(
+                    key,
                     "distill.mutual",
-                    "do not fit: mutual_lr is the teacher's learning rate in mutual learning, which is off; set distill.mutual = true or remove mutual_lr",
+                    &format!("do not fit: {why}"),
                 )),
             };
         }

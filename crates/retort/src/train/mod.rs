@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod finetune;
+pub mod groups;
 pub mod optim;
 pub mod run_dir;
 pub mod step;

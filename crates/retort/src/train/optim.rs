@@ -126,6 +126,21 @@ impl Grads {
     }
 }
 
+impl Grads {
+    /// The gradients cut into consecutive groups of `lens` variables (summing to all of
+    /// them), each with this one's scale.
+    pub fn split(self, lens: &[usize]) -> Vec<Grads> {
+        debug_assert_eq!(lens.iter().sum::<usize>(), self.grads.len());
+        let mut rest = self.grads.into_iter();
+        lens.iter()
+            .map(|&n| Grads {
+                grads: rest.by_ref().take(n).collect(),
+                scale: self.scale,
+            })
+            .collect()
+    }
+}
+
 /// The f32 values of an in-place op's two operands: the one it writes and the one it reads.
 fn inplace_values<'a>(
     op: &str,
@@ -208,9 +223,6 @@ struct Slot {
     m: Vec<f32>,
     v: Vec<f32>,
     decay: bool,
-    /// Multiple of the step's learning rate this variable trains at (a peer's own rate in
-    /// mutual learning; 1 otherwise).
-    lr_scale: f64,
 }
 
 /// AdamW (Loshchilov & Hutter) over named variables.
@@ -330,7 +342,6 @@ impl AdamW {
                 m: vec![0.0; var.elem_count()],
                 v: vec![0.0; var.elem_count()],
                 decay: decays(name),
-                lr_scale: 1.0,
             })
             .collect();
         Ok(Self {
@@ -341,13 +352,6 @@ impl AdamW {
             eps: 1e-8,
             weight_decay,
         })
-    }
-
-    /// Sets each variable's learning-rate multiple by its name.
-    pub fn scale_lr(&mut self, scale: impl Fn(&str) -> f64) {
-        for slot in &mut self.slots {
-            slot.lr_scale = scale(&slot.name);
-        }
     }
 
     /// The variables, in the order `Grads` expects.
@@ -361,7 +365,6 @@ impl AdamW {
         let t = self.steps as i32;
         for (slot, g) in self.slots.iter_mut().zip(&grads.grads) {
             let Some(g) = g else { continue };
-            let lr = lr * slot.lr_scale;
             let decay = slot.decay && self.weight_decay > 0.0;
             let update = Update {
                 lr: lr as f32,

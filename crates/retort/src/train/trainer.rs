@@ -1,9 +1,11 @@
 //! The training loop shared by `retort train` and `retort distill`.
 //!
 //! Batches are bucketed by length with dynamic padding; gradients are accumulated over
-//! micro-batches, clipped, and applied by AdamW under a warmup + linear-decay schedule. The
-//! dev set is evaluated every `eval_every` steps: the best model goes to `best/`, resumable
-//! state to `last/`, metrics to `metrics.jsonl`. A NaN/inf loss stops the run and leaves the
+//! micro-batches, clipped, and applied by AdamW under a warmup + linear-decay schedule (one
+//! optimiser per group of parameters: the model's, and each peer's in mutual learning; see
+//! [`super::groups`]). The dev set is evaluated every `eval_every` steps: the best model goes
+//! to `best/` (each peer's best to `<peer>/`), resumable state to `last/`, metrics to
+//! `metrics.jsonl`. A NaN/inf loss stops the run and leaves the
 //! last good checkpoint in place; Ctrl-C saves `last/` and stops; `--resume` continues.
 
 use std::path::{Path, PathBuf};
@@ -16,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::TrainSection;
-use super::optim::{AdamW, Grads, Schedule};
+use super::groups::{GroupSettings, NamedGroup, Optimizers};
+use super::optim::Grads;
 use super::run_dir::{self, append_record, replace_dir};
 use super::step::forward_backward;
 use super::tasks::{merged_params, Plan, TaskRun, TASKS_PREFIX};
@@ -105,6 +108,27 @@ pub struct RunSummary {
     /// (`best_score` is their mean).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub best_task_scores: Vec<f64>,
+    /// Mutual learning: each peer's own best on the dev set, saved in `<name>/`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerRun>,
+}
+
+/// How a peer of mutual learning did: its best dev score (which chose its checkpoint) and its
+/// score at the end of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerRun {
+    pub name: String,
+    pub best_score: f64,
+    pub best_step: usize,
+    pub final_score: f64,
+    pub dir: PathBuf,
+}
+
+/// A peer's best so far, in `last/state.json`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct PeerBest {
+    score: f64,
+    step: usize,
 }
 
 /// Progress saved in `last/state.json`.
@@ -120,6 +144,9 @@ struct State {
     /// Several tasks: each one's primary metric at `best_step`, the first task's first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     best_scores: Vec<f64>,
+    /// Mutual learning: each peer's best, in the objective's order of peers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    peers: Vec<PeerBest>,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -257,9 +284,6 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
     write_file(&out.join("config.toml"), opts.config_toml)?;
 
     let params = merged_params(tasks)?;
-    let mut opt = AdamW::new(&params, cfg.weight_decay)?;
-    opt.scale_lr(|name| objective.lr_scale(name));
-    let vars = opt.vars();
     let plan = Plan::of(tasks, cfg.batch_size);
     let batches_per_epoch = plan.batches_per_epoch();
     let steps_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
@@ -271,11 +295,24 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
             total.min(cfg.max_steps)
         };
     }
-    let schedule = Schedule {
-        peak: cfg.lr,
-        warmup: (cfg.warmup_ratio * total as f64).round() as usize,
-        total,
+    // One optimiser for the model (and the objective's projections), one per peer.
+    let main = GroupSettings {
+        lr: cfg.lr,
+        warmup_ratio: cfg.warmup_ratio,
+        grad_clip: cfg.grad_clip,
     };
+    let peers = objective.peers();
+    let named: Vec<NamedGroup> = peers
+        .iter()
+        .map(|p| NamedGroup {
+            name: p.name.clone(),
+            prefix: p.prefix(),
+            settings: p.settings,
+        })
+        .collect();
+    let mut opt = Optimizers::new(&params, cfg.weight_decay, total, main, &named)?;
+    let vars = opt.vars().to_vec();
+    let peer_dirs: Vec<PathBuf> = peers.iter().map(|p| out.join(&p.name)).collect();
 
     let mut state = State {
         step: 0,
@@ -283,6 +320,13 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
         best_step: 0,
         seconds: 0.0,
         best_scores: Vec::new(),
+        peers: vec![
+            PeerBest {
+                score: f64::NEG_INFINITY,
+                step: 0,
+            };
+            peers.len()
+        ],
     };
     if opts.resume {
         // A save interrupted between its two renames left `last/` (or `best/`) under another name.
@@ -290,6 +334,11 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
             eprintln!("{note}");
         }
         state = restore(&last_dir, &params, &mut opt, tasks.len() > 1)?;
+        let unseen = PeerBest {
+            score: f64::NEG_INFINITY,
+            step: 0,
+        };
+        state.peers.resize(peers.len(), unseen);
         eprintln!(
             "resuming {} at step {} of {total}",
             out.display(),
@@ -323,6 +372,7 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now() - std::time::Duration::from_secs_f64(state.seconds);
     let (mut window_examples, mut window_start) = (0usize, Instant::now());
     let mut final_score = f64::NAN;
+    let mut peer_final = vec![f64::NAN; peers.len()];
     let mut step = 0usize; // counts steps from the start of training, skipped ones included
     let mut interrupted = false;
     // The step of the checkpoint in last/, which a NaN loss leaves untouched.
@@ -377,9 +427,8 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
                 }
                 window_examples += indices.len();
             }
-            let grad_norm = grads.clip(cfg.grad_clip)?;
-            let lr = schedule.lr(step);
-            opt.step(&grads, lr)?;
+            let groups = opt.step(grads, step)?;
+            let (lr, grad_norm) = (groups[0].lr, groups[0].grad_norm);
             step += 1;
             state.step = step;
             bar.set_position(step as u64);
@@ -400,6 +449,9 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
                 let schedule = objective.schedule_at((step - 1) as f64 / total as f64);
                 if !schedule.is_empty() {
                     record["schedule"] = schedule.into_iter().map(|(k, v)| (k, json!(v))).collect();
+                }
+                for g in &groups[1..] {
+                    record[&g.name] = json!({"lr": g.lr, "grad_norm": g.grad_norm});
                 }
                 append_record(&mut log, record)?;
                 bar.set_message(format!(
@@ -444,6 +496,19 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
                         save_model(task.model, opts.tokenizer_dir, dir)?;
                     }
                 }
+                // Each peer keeps its own best, by its own score on the first task's dev set.
+                let mut peer_scores = Vec::with_capacity(peers.len());
+                for (i, peer) in peers.iter().enumerate() {
+                    let score =
+                        dev_metrics(peer.model.as_ref(), first.dev, cfg.batch_size.max(32))?;
+                    let value = score.primary_value();
+                    peer_final[i] = value;
+                    if value > state.peers[i].score {
+                        state.peers[i] = PeerBest { score: value, step };
+                        save_model(peer.model.as_ref(), opts.tokenizer_dir, &peer_dirs[i])?;
+                    }
+                    peer_scores.push(score);
+                }
                 save_last(tasks, &params, &opt, &state, opts.tokenizer_dir, &last_dir)?;
                 saved_step = Some(step);
                 let mut record = json!({
@@ -458,9 +523,22 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
                 if tasks.len() > 1 {
                     record[format!("dev_{TASK_MEAN}")] = json!(value);
                 }
+                let mut peer_note = String::new();
+                for ((peer, scores), best) in peers.iter().zip(&peer_scores).zip(&state.peers) {
+                    for (name, v) in &scores.values {
+                        record[format!("dev_{}.{name}", peer.name)] = json!(v);
+                    }
+                    peer_note += &format!(
+                        "; {} {:.4} (best {:.4} at step {})",
+                        peer.name,
+                        scores.primary_value(),
+                        best.score,
+                        best.step
+                    );
+                }
                 append_record(&mut log, record)?;
                 bar.println(format!(
-                    "step {step}/{total}: dev {metric} {value:.4} (best {:.4} at step {})",
+                    "step {step}/{total}: dev {metric} {value:.4} (best {:.4} at step {}){peer_note}",
                     state.best_score, state.best_step
                 ));
             }
@@ -483,6 +561,19 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
         label_thresholds: None,
         task_dirs,
         best_task_scores: state.best_scores,
+        peers: peers
+            .iter()
+            .zip(&state.peers)
+            .zip(peer_dirs)
+            .zip(peer_final)
+            .map(|(((p, best), dir), final_score)| PeerRun {
+                name: p.name.clone(),
+                best_score: best.score,
+                best_step: best.step,
+                final_score,
+                dir,
+            })
+            .collect(),
     })
 }
 
@@ -549,7 +640,7 @@ const TASKS_FILE: &str = "tasks.safetensors";
 fn save_last(
     tasks: &[TaskRun],
     params: &Params,
-    opt: &AdamW,
+    opt: &Optimizers,
     state: &State,
     tokenizer_dir: &Path,
     dir: &Path,
@@ -566,7 +657,7 @@ fn save_last(
                 .filtered(|n| n.starts_with(TASKS_PREFIX))
                 .save_safetensors(&tmp.join(TASKS_FILE))?;
         }
-        opt.save(&tmp.join("optimizer.safetensors"))?;
+        opt.save(tmp)?;
         write_file(
             &tmp.join("state.json"),
             &serde_json::to_string_pretty(state).expect("state serialises"),
@@ -576,7 +667,7 @@ fn save_last(
 
 /// Loads `last/` into the parameters and optimiser; returns the saved progress.
 /// `multi_task`: the other tasks' parameters are in [`TASKS_FILE`] too.
-fn restore(dir: &Path, params: &Params, opt: &mut AdamW, multi_task: bool) -> Result<State> {
+fn restore(dir: &Path, params: &Params, opt: &mut Optimizers, multi_task: bool) -> Result<State> {
     let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path)
         .map_err(|e| Error::io(&state_path, e, "resume state (is there a run to resume?)"))?;
@@ -603,6 +694,6 @@ fn restore(dir: &Path, params: &Params, opt: &mut AdamW, multi_task: bool) -> Re
         })?;
         var.set(t)?;
     }
-    opt.load(&dir.join("optimizer.safetensors"), state.step)?;
+    opt.load(dir, state.step)?;
     Ok(state)
 }

@@ -301,11 +301,19 @@ pub fn tiny_pair(
 
 /// The first `train` record of the run directory's `metrics.jsonl`.
 pub fn first_train_record(run: &Path) -> serde_json::Value {
-    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    log.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    metrics_records(run)
+        .into_iter()
         .find(|l| l["event"] == "train")
         .expect("a train record")
+}
+
+/// Every record of the run's `metrics.jsonl`, in order.
+pub fn metrics_records(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// CoNLL data for the tagger tests. Words of the fixture's vocabulary with the tag each starts; "unforgettable" is three
