@@ -12,6 +12,7 @@ use retort::distill::general::general_distill;
 use retort::distill::run::distill as run_distill;
 use retort::eval::evaluate;
 use retort::export::Precision;
+use retort::model::generate::DecodeOptions;
 use retort::report::{self, MeasureOptions, TrainingLog};
 use retort::serve::{BatchConfig, Limits, ServeOptions, Timeouts};
 use retort::summary::ModelSummary;
@@ -23,6 +24,7 @@ use retort::text::DEFAULT_MAX_LEN;
 use retort::train::config::{load_config, DistillConfig, Stage, TrainConfig};
 use retort::train::finetune::fine_tune;
 use retort::train::trainer::RunSummary;
+use retort::translate::Translator;
 use retort::Classifier;
 use serde_json::json;
 
@@ -64,6 +66,34 @@ enum Command {
     /// Learn a byte-level BPE vocabulary from text files (for a model trained from scratch,
     /// e.g. a translator): writes OUT/tokenizer.json; decoding gives back the exact text.
     Vocab(VocabArgs),
+    /// Translate lines (stdin by default) with a trained translator: one output line per
+    /// input line, on stdout; `retort translate --model DIR < test.en > test.hyp.de`.
+    Translate(TranslateArgs),
+}
+
+#[derive(Args)]
+struct TranslateArgs {
+    /// The translator's directory: config.json, model.safetensors and tokenizer.json.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Source lines to translate (default: stdin).
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Hypotheses kept per sentence; 1 decodes greedily.
+    #[arg(long, default_value_t = 5)]
+    beam: usize,
+    /// Beam search ranks a finished output by log-probability / length^this (0: plain
+    /// log-probability; higher favours longer outputs).
+    #[arg(long, default_value_t = 1.0)]
+    length_penalty: f64,
+    /// At most max_len_a × source tokens + max_len_b tokens are generated per line.
+    #[arg(long, default_value_t = 1.5)]
+    max_len_a: f64,
+    #[arg(long, default_value_t = 10)]
+    max_len_b: usize,
+    /// Sentences decoded together (sorted by length, so each batch holds similar ones).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
 }
 
 #[derive(Args)]
@@ -355,6 +385,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Bleu(a) => bleu(a),
         Command::Vocab(a) => vocab(a),
+        Command::Translate(a) => translate(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -504,18 +535,55 @@ fn vocab(args: VocabArgs) -> Result<()> {
     ))
 }
 
-fn bleu(args: BleuArgs) -> Result<()> {
-    let (name, hypotheses) = match &args.hyp {
-        Some(path) => (path.display().to_string(), read_lines(path)?),
+/// The lines of `path`, or of stdin, with the name to give them in messages.
+fn lines_of(path: Option<&Path>) -> Result<(String, Vec<String>)> {
+    match path {
+        Some(path) => Ok((path.display().to_string(), read_lines(path)?)),
         None => {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
                 .context("cannot read stdin")?;
             let lines = split_lines(&bytes)
                 .map_err(|line| anyhow::anyhow!("stdin:{line}: not valid UTF-8"))?;
-            ("stdin".to_string(), lines)
+            Ok(("stdin".to_string(), lines))
         }
+    }
+}
+
+fn translate(args: TranslateArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    let translator = Translator::load(&args.model)?;
+    let (_, lines) = lines_of(args.input.as_deref())?;
+    let opts = DecodeOptions {
+        beam: args.beam.max(1),
+        length_penalty: args.length_penalty,
+        max_len_a: args.max_len_a,
+        max_len_b: args.max_len_b,
     };
+    let start = std::time::Instant::now();
+    let progress = std::io::stderr().is_terminal();
+    let out = translator.translate(&lines, &opts, args.batch_size, progress)?;
+    let mut stdout = std::io::stdout().lock();
+    for line in &out.lines {
+        writeln!(stdout, "{line}")?;
+    }
+    stdout.flush()?;
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "translated {} lines ({} source tokens, {} target tokens) in {seconds:.1} s: {:.0} target tokens/s, beam {}",
+        lines.len(),
+        out.source_tokens,
+        out.target_tokens,
+        out.target_tokens as f64 / seconds.max(1e-9),
+        opts.beam
+    );
+    Ok(())
+}
+
+fn bleu(args: BleuArgs) -> Result<()> {
+    let (name, hypotheses) = lines_of(args.hyp.as_deref())?;
     let b = score_against_files(&name, &hypotheses, &args.refs)?;
     match args.json {
         true => print_line(&serde_json::to_string(&b)?),
@@ -668,7 +736,7 @@ fn distill(args: RunArgs) -> Result<()> {
             _ => "a peer",
         };
         print_line(&format!(
-            "mutual learning: {} {who} from {}: dev {} {:.4} before, best {:.4} at step {} (saved in {}), {:.4} at the end",
+            "mutual learning: {} ({who}, from {}): dev {} {:.4} before, best {:.4} at step {} (saved in {}), {:.4} at the end",
             peer.name,
             peer.from.display(),
             s.run.metric,

@@ -676,3 +676,92 @@ fn export_refuses_a_directory_that_holds_files_unless_forced() {
     assert!(out.path().join("config.json").exists());
     assert!(out.path().join("pytorch_model.bin").exists());
 }
+
+/// A tiny random translator with a vocabulary learnt from a few lines, saved as `retort
+/// translate` reads it.
+fn tiny_translator(dir: &std::path::Path, lines: &[String]) {
+    use retort::model::seq2seq::{Seq2Seq, Seq2SeqConfig};
+    let tokenizer = retort::text::subword::SubwordTokenizer::train(lines, 300, 1).unwrap();
+    let config = Seq2SeqConfig {
+        vocab_size: tokenizer.vocab_size(),
+        d_model: 16,
+        encoder_layers: 1,
+        decoder_layers: 1,
+        heads: 2,
+        ffn_dim: 32,
+        max_positions: 24,
+        dropout: 0.0,
+        pad_token_id: 0,
+        decoder_start_token_id: 1,
+        eos_token_id: 2,
+    };
+    Seq2Seq::fresh(config, 3).unwrap().save(dir).unwrap();
+    tokenizer.save(dir).unwrap();
+}
+
+#[test]
+fn translate_writes_one_line_per_input_line_as_the_library_decodes_them() {
+    use retort::model::generate::DecodeOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("mt");
+    let text = [
+        "A man rides a bike.",
+        "Two dogs play in the snow.",
+        "Ein Mann fährt Fahrrad.",
+    ];
+    let lines: Vec<String> = text.iter().map(|t| t.to_string()).collect();
+    tiny_translator(&model, &lines);
+    let translator = retort::translate::Translator::load(&model).unwrap();
+    // A blank line stays blank; a long one is cut to the model's 24 positions.
+    let long = "a man ".repeat(40);
+    let input = format!("{}\n\n{}\n{long}\n", text[0], text[1]);
+    let inputs: Vec<String> = input.lines().map(str::to_string).collect();
+    for beam in [1usize, 3] {
+        let opts = DecodeOptions {
+            beam,
+            length_penalty: 1.0,
+            max_len_a: 1.5,
+            max_len_b: 10,
+        };
+        let want = translator.translate(&inputs, &opts, 32, false).unwrap();
+        let beam_arg = beam.to_string();
+        let run = retort(
+            &["translate", "--model", s(&model), "--beam", &beam_arg],
+            &input,
+        );
+        assert!(run.ok, "{}", run.stderr);
+        let got: Vec<&str> = run.stdout.split('\n').collect();
+        assert_eq!(
+            got.len(),
+            5,
+            "four lines and the last newline: {:?}",
+            run.stdout
+        );
+        assert_eq!(
+            got[..4],
+            want.lines.iter().map(String::as_str).collect::<Vec<_>>()[..]
+        );
+        assert!(got[1].is_empty() && !got[0].is_empty(), "{got:?}");
+        assert!(run.stderr.contains("translated 4 lines"), "{}", run.stderr);
+    }
+
+    // What cannot be translated is an error, not a panic.
+    let err = fails(
+        &["translate", "--model", s(&dir.path().join("none"))],
+        "x\n",
+    );
+    assert!(err.contains("config.json"), "{err}");
+    let other = dir.path().join("other");
+    tiny_translator(&other, &lines);
+    retort::text::subword::SubwordTokenizer::train(&lines, 280, 1)
+        .unwrap()
+        .save(&other)
+        .unwrap();
+    let err = fails(&["translate", "--model", s(&other)], "x\n");
+    assert!(err.contains("not trained together"), "{err}");
+    let err = fails(
+        &["translate", "--model", s(&model), "--batch-size", "0"],
+        "x\n",
+    );
+    assert!(err.contains("--batch-size"), "{err}");
+}

@@ -9,6 +9,7 @@
 //! - [`compress`]: students made from a teacher (layers, pruning, fresh shapes);
 //! - [`distill`]: `retort distill` and the teacher's cached logits;
 //! - [`infer`]: a loaded model + tokenizer that turns texts into probabilities;
+//! - [`translate`]: a loaded translator + vocabulary that turns source lines into target lines;
 //! - [`eval`]: metrics and evaluation on labelled data;
 //! - [`summary`]: what `retort inspect` shows about a model;
 //! - [`bench`]: whole-model latency and throughput (`retort bench`);
@@ -31,6 +32,7 @@ pub mod summary;
 pub mod task;
 pub mod text;
 pub mod train;
+pub mod translate;
 
 pub use error::{Error, Result};
 pub use infer::Classifier;

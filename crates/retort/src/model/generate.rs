@@ -21,6 +21,10 @@ pub trait StepModel {
     /// The token every output starts from, and the one that ends it.
     fn start_token(&self) -> u32;
     fn end_token(&self) -> u32;
+    /// The most tokens it can decode (its position table's size).
+    fn longest_output(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// How long outputs may be, and how beams are ranked.
@@ -48,8 +52,10 @@ impl Default for DecodeOptions {
 }
 
 impl DecodeOptions {
-    fn max_len(&self, source_len: usize) -> usize {
-        ((self.max_len_a * source_len as f64) as usize + self.max_len_b).max(1)
+    /// Tokens a source of `source_len` tokens may get, within what `model` can decode.
+    fn max_len<M: StepModel>(&self, model: &M, source_len: usize) -> usize {
+        let wanted = (self.max_len_a * source_len as f64) as usize + self.max_len_b;
+        wanted.min(model.longest_output()).max(1)
     }
 }
 
@@ -60,7 +66,10 @@ pub fn greedy<M: StepModel>(
     sources: &[Vec<u32>],
     opts: &DecodeOptions,
 ) -> Result<Vec<Vec<u32>>> {
-    let limits: Vec<usize> = sources.iter().map(|s| opts.max_len(s.len())).collect();
+    let limits: Vec<usize> = sources
+        .iter()
+        .map(|s| opts.max_len(model, s.len()))
+        .collect();
     let longest = limits.iter().copied().max().unwrap_or(0);
     let mut state = model.start(sources)?;
     let mut tokens = vec![model.start_token(); sources.len()];
@@ -114,7 +123,10 @@ pub fn beam_search<M: StepModel>(
     let mut ended: Vec<Vec<(f64, Vec<u32>)>> = vec![Vec::new(); sources.len()];
     let mut done = vec![false; sources.len()];
     let normalised = |score: f64, len: usize| score / (len.max(1) as f64).powf(opts.length_penalty);
-    let limits: Vec<usize> = sources.iter().map(|s| opts.max_len(s.len())).collect();
+    let limits: Vec<usize> = sources
+        .iter()
+        .map(|s| opts.max_len(model, s.len()))
+        .collect();
     let longest = limits.iter().copied().max().unwrap_or(0);
     for step in 0..longest {
         if done.iter().all(|&d| d) {
@@ -242,6 +254,10 @@ impl StepModel for Seq2Seq {
 
     fn end_token(&self) -> u32 {
         self.config.eos_token_id
+    }
+
+    fn longest_output(&self) -> usize {
+        self.config.max_positions
     }
 }
 

@@ -1,0 +1,103 @@
+//! `retort translate`: a trained translator and its sub-word vocabulary, turning lines of
+//! source text into lines of target text, batched and decoded greedily or by beam search.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::model::generate::{beam_search, greedy, DecodeOptions};
+use crate::model::seq2seq::Seq2Seq;
+use crate::text::batch::length_sorted_batches;
+use crate::text::subword::SubwordTokenizer;
+use crate::train::trainer::progress_bar;
+
+/// A translator and the vocabulary it reads and writes.
+pub struct Translator {
+    pub model: Seq2Seq,
+    pub tokenizer: SubwordTokenizer,
+    pub dir: PathBuf,
+}
+
+/// What a translation of many lines did, for a summary on stderr.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translated {
+    pub lines: Vec<String>,
+    /// Source tokens read (end tokens included) and target tokens written (without them).
+    pub source_tokens: usize,
+    pub target_tokens: usize,
+}
+
+impl Translator {
+    /// Loads `dir/config.json`, `dir/model.safetensors` and `dir/tokenizer.json`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let model = Seq2Seq::load(dir)?;
+        let tokenizer = SubwordTokenizer::load(dir)?;
+        if tokenizer.vocab_size() != model.config.vocab_size {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                message: format!(
+                    "the vocabulary has {} tokens and the model {}: they were not trained together",
+                    tokenizer.vocab_size(),
+                    model.config.vocab_size
+                ),
+            });
+        }
+        Ok(Self {
+            model,
+            tokenizer,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The model's input for `line`: its tokens and the end token, cut to the model's
+    /// longest input (keeping the end token last).
+    pub fn source_ids(&self, line: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(line)?;
+        ids.truncate(self.model.config.max_positions.saturating_sub(1));
+        ids.push(self.model.config.eos_token_id);
+        Ok(ids)
+    }
+
+    /// Translates `lines` in batches of `batch_size` sources of similar length; greedy when
+    /// `opts.beam` is 1. A blank line gives an empty one. The outputs are in input order;
+    /// `progress` shows a progress bar.
+    pub fn translate(
+        &self,
+        lines: &[String],
+        opts: &DecodeOptions,
+        batch_size: usize,
+        progress: bool,
+    ) -> Result<Translated> {
+        let bar = progress_bar(
+            lines.len(),
+            progress,
+            "[{elapsed_precise}] {wide_bar} {pos}/{len} lines · ETA {eta}",
+        );
+        let mut out = Translated {
+            lines: vec![String::new(); lines.len()],
+            ..Translated::default()
+        };
+        let todo: Vec<usize> = (0..lines.len())
+            .filter(|&i| !lines[i].trim().is_empty())
+            .collect();
+        let sources = todo
+            .iter()
+            .map(|&i| self.source_ids(&lines[i]))
+            .collect::<Result<Vec<_>>>()?;
+        let lengths: Vec<usize> = sources.iter().map(Vec::len).collect();
+        for batch in length_sorted_batches(&lengths, batch_size.max(1)) {
+            let rows: Vec<Vec<u32>> = batch.iter().map(|&b| sources[b].clone()).collect();
+            let outputs = match opts.beam {
+                0 | 1 => greedy(&self.model, &rows, opts)?,
+                _ => beam_search(&self.model, &rows, opts)?,
+            };
+            for (&b, ids) in batch.iter().zip(&outputs) {
+                out.lines[todo[b]] = self.tokenizer.decode(ids)?;
+                out.source_tokens += sources[b].len();
+                out.target_tokens += ids.len();
+            }
+            bar.inc(batch.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(out)
+    }
+}
