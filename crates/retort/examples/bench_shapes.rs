@@ -21,7 +21,13 @@
 //!   reaches (its matmul FLOPs / its time);
 //! - `int8`: inference with the encoder's linear maps in int8 (as an `--quantize int8` export
 //!   runs), and each linear shape of the teacher alone, f32 vs int8 (`RETORT_NO_VNNI=1`: the
-//!   f32 fallback of CPUs without AVX-512 VNNI).
+//!   f32 fallback of CPUs without AVX-512 VNNI);
+//! - `sweep`: the Retort side of `scripts/bench_fair.py` (issue 16's shapes): inference of
+//!   both models at every `--lengths` × `--batches` (batch 1 is latency), the distillation
+//!   step at every length and each batch above 1, and, with `--dev FILE` (a TSV whose first
+//!   column is the text), inference over that file's texts in length-sorted batches of 32
+//!   padded per batch. One JSON line per row (`kind`, `model`, `batch_size`, `seq_len`,
+//!   `median_s`, `p5_s`, `p95_s`), whatever `--json` says.
 //!
 //! With `--json` every measurement is one JSON line (what `scripts/bench_vs_pytorch.sh`
 //! reads). Times are medians after warm-up, spread as p5/p95.
@@ -60,6 +66,16 @@ struct Options {
     teacher: Option<PathBuf>,
     student: Option<PathBuf>,
     parts: Vec<String>,
+    /// The sweep's sequence lengths and batch sizes, and its real-text file.
+    lengths: Vec<usize>,
+    batches: Vec<usize>,
+    dev: Option<PathBuf>,
+}
+
+fn list(text: &str) -> Vec<usize> {
+    text.split(',')
+        .map(|v| v.trim().parse().expect("a comma-separated list of numbers"))
+        .collect()
 }
 
 fn options() -> Options {
@@ -72,6 +88,9 @@ fn options() -> Options {
         teacher: None,
         student: None,
         parts: Vec::new(),
+        lengths: vec![8, 13, 16, 31, 64, 128],
+        batches: vec![1, 8, 32],
+        dev: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -83,6 +102,9 @@ fn options() -> Options {
             "--threads" => bench::set_threads(value().parse().expect("--threads N")),
             "--teacher" => o.teacher = Some(value().into()),
             "--student" => o.student = Some(value().into()),
+            "--lengths" => o.lengths = list(&value()),
+            "--batches" => o.batches = list(&value()),
+            "--dev" => o.dev = Some(value().into()),
             _ => o.parts.push(a),
         }
     }
@@ -169,14 +191,86 @@ fn main() {
                 );
             }
             "peak" => peak(&o, &teacher, &tname, &input),
+            "sweep" => sweep(&o, [("student", &student), ("teacher", &teacher)]),
             "int8" => int8(&o, [(&sname, &student), (&tname, &teacher)], &input),
             "ops" => {
                 for (name, m) in [(&sname, &student), (&tname, &teacher)] {
                     ops(&o, m, name, &input).unwrap();
                 }
             }
-            other => panic!("unknown part {other:?}: inference, train, distill, ops, peak or int8"),
+            other => panic!(
+                "unknown part {other:?}: inference, train, distill, ops, peak, int8 or sweep"
+            ),
         }
+    }
+}
+
+/// One row of the sweep as a JSON line.
+fn sweep_row(kind: &str, model: &str, batch: usize, seq: usize, s: &Stats) {
+    let v = json!({
+        "side": "retort", "kind": kind, "model": model, "batch_size": batch, "seq_len": seq,
+        "threads": bench::threads(), "median_s": s.median, "p5_s": s.p5, "p95_s": s.p95,
+        "reps": s.samples,
+    });
+    println!("{v}");
+}
+
+/// Issue 16's shapes: inference at every length × batch, the distillation step at every
+/// length × batch above 1, and inference over real text in length-sorted batches.
+fn sweep(o: &Options, models: [(&str, &Transformer); 2]) {
+    let [(_, student), (_, teacher)] = models;
+    let vocab = teacher.config.vocab_size;
+    for &seq in &o.lengths {
+        for &batch in &o.batches {
+            let input = bench::synthetic_input(batch, seq, vocab).unwrap();
+            for (name, m) in models {
+                sweep_row(
+                    "inference",
+                    name,
+                    batch,
+                    seq,
+                    &forward_time(m, &input, o.reps),
+                );
+            }
+            if batch > 1 {
+                let s = distill_step(teacher, student, &input, o.reps);
+                sweep_row("distill_step", "teacher->student", batch, seq, &s);
+            }
+        }
+    }
+    let Some(path) = &o.dev else { return };
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let texts: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    let dir = o
+        .teacher
+        .as_ref()
+        .expect("--dev needs --teacher (its tokenizer)");
+    let tokenizer = retort::Classifier::load(dir, 512).unwrap().tokenizer;
+    let encoded = tokenizer.encode_batch(&texts).unwrap();
+    let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+    let pad = teacher.config.pad_token_id;
+    let batches: Vec<EncoderInput> = retort::text::batch::length_sorted_batches(&lengths, 32)
+        .iter()
+        .map(|idx| {
+            let items: Vec<_> = idx.iter().map(|&i| &encoded[i]).collect();
+            retort::text::batch::pad_batch(&items, pad).unwrap()
+        })
+        .collect();
+    let longest = lengths.iter().copied().max().unwrap_or(0);
+    for (name, m) in models {
+        let s = bench::time(o.reps, || {
+            for input in &batches {
+                m.forward(input, Pass::INFERENCE, Outputs::default())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        sweep_row("dev_inference", name, texts.len(), longest, &s);
     }
 }
 
