@@ -14,7 +14,7 @@ use retort::eval::evaluate;
 use retort::export::Precision;
 use retort::model::generate::DecodeOptions;
 use retort::report::{self, MeasureOptions, TrainingLog};
-use retort::serve::{BatchConfig, Limits, ServeOptions, Timeouts};
+use retort::serve::{BatchConfig, Limits, Predictor, ServeOptions, Timeouts, TranslationService};
 use retort::summary::ModelSummary;
 use retort::task::bleu::score_against_files;
 use retort::task::{Input, Task};
@@ -24,7 +24,7 @@ use retort::text::DEFAULT_MAX_LEN;
 use retort::train::config::{load_config, DistillConfig, Stage, TrainConfig};
 use retort::train::finetune::fine_tune;
 use retort::train::trainer::RunSummary;
-use retort::translate::Translator;
+use retort::translate::{is_translator, Translator};
 use retort::Classifier;
 use serde_json::json;
 
@@ -58,7 +58,8 @@ enum Command {
     Bench(BenchArgs),
     /// Write a model as a Hugging Face directory (config, safetensors, tokenizer), optionally int8.
     Export(ExportArgs),
-    /// Serve a model over HTTP: POST /v1/classify, GET /health, GET /metrics.
+    /// Serve a model over HTTP: its task's POST route (/v1/classify, /v1/entities, /v1/answer,
+    /// /v1/translate), GET /health, GET /metrics.
     Serve(ServeArgs),
     /// Score translations with corpus BLEU exactly as sacrebleu does by default (13a tokens,
     /// exp smoothing): `retort bleu --ref val.de < translations.de`.
@@ -161,6 +162,9 @@ struct ServeArgs {
     /// waiting for the model get 503 and every connection is closed.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     shutdown_grace: Duration,
+    /// A translator's beam size on POST /v1/translate (1: greedy).
+    #[arg(long, default_value_t = 5)]
+    beam: usize,
 }
 
 /// A duration given in seconds (decimals allowed), 0 included.
@@ -664,7 +668,17 @@ fn export(args: ExportArgs) -> Result<()> {
 fn serve(args: ServeArgs) -> Result<()> {
     anyhow::ensure!(args.max_batch_size > 0, "--max-batch-size must be positive");
     anyhow::ensure!(args.max_texts > 0, "--max-texts must be positive");
-    let c = load(&args.model)?;
+    // A translator's route decodes with the beam options; a classifier's runs its task.
+    let model: Box<dyn Predictor> = match is_translator(&args.model.model) {
+        true => Box::new(TranslationService {
+            translator: Translator::load(&args.model.model)?,
+            options: DecodeOptions {
+                beam: args.beam.max(1),
+                ..DecodeOptions::default()
+            },
+        }),
+        false => Box::new(load(&args.model)?),
+    };
     let options = ServeOptions {
         host: args.host,
         port: args.port,
@@ -683,9 +697,9 @@ fn serve(args: ServeArgs) -> Result<()> {
             shutdown_grace: args.shutdown_grace,
         },
     };
-    let int8 = if c.model.is_int8() { ", int8" } else { "" };
+    let int8 = if model.is_int8() { ", int8" } else { "" };
     let dir = args.model.model.display().to_string();
-    retort::serve::serve(c, &options, |addr| {
+    retort::serve::serve(model, &options, |addr| {
         // Tests and scripts wait for this line to know the server is up, and on which port.
         eprintln!("retort serve: {dir}{int8} listening on http://{addr}");
     })?;

@@ -677,28 +677,6 @@ fn export_refuses_a_directory_that_holds_files_unless_forced() {
     assert!(out.path().join("pytorch_model.bin").exists());
 }
 
-/// A tiny random translator with a vocabulary learnt from a few lines, saved as `retort
-/// translate` reads it.
-fn tiny_translator(dir: &std::path::Path, lines: &[String]) {
-    use retort::model::seq2seq::{Seq2Seq, Seq2SeqConfig};
-    let tokenizer = retort::text::subword::SubwordTokenizer::train(lines, 300, 1).unwrap();
-    let config = Seq2SeqConfig {
-        vocab_size: tokenizer.vocab_size(),
-        d_model: 16,
-        encoder_layers: 1,
-        decoder_layers: 1,
-        heads: 2,
-        ffn_dim: 32,
-        max_positions: 24,
-        dropout: 0.0,
-        pad_token_id: 0,
-        decoder_start_token_id: 1,
-        eos_token_id: 2,
-    };
-    Seq2Seq::fresh(config, 3).unwrap().save(dir).unwrap();
-    tokenizer.save(dir).unwrap();
-}
-
 #[test]
 fn translate_writes_one_line_per_input_line_as_the_library_decodes_them() {
     use retort::model::generate::DecodeOptions;
@@ -710,7 +688,7 @@ fn translate_writes_one_line_per_input_line_as_the_library_decodes_them() {
         "Ein Mann fährt Fahrrad.",
     ];
     let lines: Vec<String> = text.iter().map(|t| t.to_string()).collect();
-    tiny_translator(&model, &lines);
+    common::tiny_translator(&model, &lines);
     let translator = retort::translate::Translator::load(&model).unwrap();
     // A blank line stays blank; a long one is cut to the model's 24 positions.
     let long = "a man ".repeat(40);
@@ -752,7 +730,7 @@ fn translate_writes_one_line_per_input_line_as_the_library_decodes_them() {
     );
     assert!(err.contains("config.json"), "{err}");
     let other = dir.path().join("other");
-    tiny_translator(&other, &lines);
+    common::tiny_translator(&other, &lines);
     retort::text::subword::SubwordTokenizer::train(&lines, 280, 1)
         .unwrap()
         .save(&other)

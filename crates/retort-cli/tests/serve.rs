@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use retort::serve::client::{load_test, request, single_text_bodies, Connection, Response};
 use serde_json::{json, Value};
 
@@ -202,6 +204,49 @@ fn a_reader_answers_questions_on_the_answer_route() {
     )
     .unwrap();
     assert_eq!(r.status, 422);
+}
+
+#[test]
+fn a_translator_translates_on_the_translate_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = ["A man rides a bike.", "Zwei Hunde spielen im Schnee."]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    let model = dir.path().join("mt");
+    common::tiny_translator(&model, &lines);
+    let server = Server::start_model(model.to_str().unwrap(), &["--beam", "2"]);
+    let body = json!({"texts": [lines[0], lines[1]]}).to_string();
+    let r = request(server.addr, "POST", "/v1/translate", body.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let got: Vec<String> = r.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["translation"].as_str().unwrap().to_string())
+        .collect();
+    // The same translations as the library's with the same beam.
+    let translator = retort::translate::Translator::load(&model).unwrap();
+    let opts = retort::model::generate::DecodeOptions {
+        beam: 2,
+        ..Default::default()
+    };
+    let want = translator.translate(&lines, &opts, 32, false).unwrap();
+    assert_eq!(got, want.lines);
+    let health = server.get("/health").json();
+    assert_eq!(health["model"]["task"], "translation");
+    assert_eq!(health["model"]["route"], "/v1/translate");
+    // The limits and errors of the other routes.
+    let r = request(server.addr, "POST", "/v1/translate", br#"{"texts": []}"#).unwrap();
+    assert!(r.status >= 400, "{}", r.status);
+    assert!(r.json()["error"].is_string());
+    let r = request(server.addr, "POST", "/v1/classify", body.as_bytes()).unwrap();
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/translate"));
+    server.assert_healthy();
 }
 
 #[test]

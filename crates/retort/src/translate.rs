@@ -26,6 +26,15 @@ pub struct Translated {
     pub target_tokens: usize,
 }
 
+/// Whether `dir` holds a translator (a `config.json` of `model_type` "marian") rather than
+/// an encoder; `false` when there is no readable config (loading then says why).
+pub fn is_translator(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|c| c["model_type"] == "marian")
+}
+
 impl Translator {
     /// Loads `dir/config.json`, `dir/model.safetensors` and `dir/tokenizer.json`.
     pub fn load(dir: &Path) -> Result<Self> {

@@ -4,7 +4,8 @@
 //! pass does not hold up accepting connections, `/health` or `/metrics`. The thread takes
 //! the first waiting request, then keeps collecting until the batch holds `max_batch_size`
 //! texts or `max_wait` has passed since that first request, and runs them all at once
-//! (length-sorted, as `Classifier::predict` does). A request is never split.
+//! (length-sorted, as `Classifier::predict` does). A request is never split. The model is any
+//! [`Predictor`]: a classifier or a translator.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -15,9 +16,8 @@ use axum::http::StatusCode;
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
+use super::predictor::Predictor;
 use super::request::ApiError;
-use crate::infer::Classifier;
-use crate::task::Task;
 
 /// How the batcher groups requests.
 #[derive(Debug, Clone, Copy)]
@@ -54,11 +54,11 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the model thread. It ends when every handle is dropped.
-    pub fn spawn(classifier: Classifier, config: BatchConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn spawn(model: Box<dyn Predictor>, config: BatchConfig, metrics: Arc<Metrics>) -> Self {
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("retort-model".into())
-            .spawn(move || run(queue, &classifier, config, &metrics))
+            .spawn(move || run(queue, model.as_ref(), config, &metrics))
             .expect("the OS can start a thread");
         Self { jobs }
     }
@@ -73,12 +73,7 @@ impl Batcher {
 }
 
 /// The model thread: collect a batch, run it, answer, repeat until the queue closes.
-fn run(
-    queue: mpsc::Receiver<Job>,
-    classifier: &Classifier,
-    config: BatchConfig,
-    metrics: &Metrics,
-) {
+fn run(queue: mpsc::Receiver<Job>, model: &dyn Predictor, config: BatchConfig, metrics: &Metrics) {
     while let Ok(first) = queue.recv() {
         let deadline = Instant::now() + config.max_wait;
         let mut texts = first.texts.len();
@@ -93,11 +88,11 @@ fn run(
                 Err(_) => break, // waited long enough, or the server is shutting down
             }
         }
-        run_batch(jobs, classifier, config.max_batch_size, metrics);
+        run_batch(jobs, model, config.max_batch_size, metrics);
     }
 }
 
-fn run_batch(jobs: Vec<Job>, classifier: &Classifier, batch_size: usize, metrics: &Metrics) {
+fn run_batch(jobs: Vec<Job>, model: &dyn Predictor, batch_size: usize, metrics: &Metrics) {
     // A client that went away needs no answer.
     let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
     let texts: Vec<&str> = jobs
@@ -110,7 +105,7 @@ fn run_batch(jobs: Vec<Job>, classifier: &Classifier, batch_size: usize, metrics
     metrics.record_batch(texts.len());
     // A panic in the model must not take the server down with it: answer 500 and go on.
     let result = catch_unwind(AssertUnwindSafe(|| {
-        Task::of(classifier.model.config()).predict(classifier, &texts, batch_size.max(1))
+        model.predict(&texts, batch_size.max(1))
     }));
     let mut predictions = match result {
         Ok(Ok(p)) => p.into_iter(),

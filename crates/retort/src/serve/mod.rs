@@ -1,6 +1,8 @@
-//! `retort serve`: an HTTP server that classifies texts with a loaded model.
+//! `retort serve`: an HTTP server that answers with a loaded model (a classifier, tagger or
+//! reader, or a translator).
 //!
-//! - [`routes`]: `POST /v1/classify`, `GET /health`, `GET /metrics`, JSON errors;
+//! - [`predictor`]: what runs on each batch, and its route;
+//! - [`routes`]: the model's `POST` route, `GET /health`, `GET /metrics`, JSON errors;
 //! - [`request`]: body → texts, with the limits and the 400 / 413 / 422 answers;
 //! - [`batcher`]: the model thread and dynamic batching;
 //! - [`metrics`]: counters and histograms in Prometheus text format;
@@ -18,6 +20,7 @@ pub mod batcher;
 pub mod client;
 pub mod conn;
 pub mod metrics;
+pub mod predictor;
 pub mod request;
 pub mod routes;
 pub mod soak;
@@ -26,16 +29,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::task::JoinSet;
 
 pub use batcher::BatchConfig;
 pub use conn::Timeouts;
+pub use predictor::{Predictor, TranslationService};
 pub use request::Limits;
 
 use crate::error::{Error, Result};
-use crate::infer::Classifier;
-use crate::task::Task;
 
 /// Where to listen and how to batch and limit requests.
 #[derive(Debug, Clone)]
@@ -52,10 +53,10 @@ pub struct ServeOptions {
 /// before the remaining connections are closed.
 const LAST_WRITES: Duration = Duration::from_secs(1);
 
-/// Serves `classifier` until SIGINT or SIGTERM; `on_ready` gets the bound address once the
+/// Serves `model` until SIGINT or SIGTERM; `on_ready` gets the bound address once the
 /// server accepts connections.
 pub fn serve(
-    classifier: Classifier,
+    model: Box<dyn Predictor>,
     options: &ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
@@ -64,14 +65,14 @@ pub fn serve(
         .thread_name("retort-http")
         .build()
         .map_err(|e| Error::Invalid(format!("cannot start the async runtime: {e}")))?;
-    let result = runtime.block_on(run(classifier, options, on_ready));
+    let result = runtime.block_on(run(model, options, on_ready));
     // Connections still open were aborted: drop them now rather than wait for their tasks.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result
 }
 
 async fn run(
-    classifier: Classifier,
+    model: Box<dyn Predictor>,
     options: &ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
@@ -88,23 +89,11 @@ async fn run(
     let (out_of_time_tx, out_of_time) = conn::Shutdown::channel();
 
     let metrics = Arc::new(metrics::Metrics::default());
-    let model_info = json!({
-        "dir": classifier.dir.display().to_string(),
-        "architecture": classifier.model.config().architecture.class(classifier.model.config().head),
-        "task": Task::of(classifier.model.config()).name(),
-        "route": Task::of(classifier.model.config()).route(),
-        "labels": classifier.model.config().labels,
-        "int8": classifier.model.is_int8(),
-    });
-    let route = Task::of(classifier.model.config()).route();
-    let body = match Task::of(classifier.model.config()).reads_questions() {
-        true => request::BodyKind::Questions,
-        false => request::BodyKind::Texts,
-    };
+    let (model_info, route, body) = (model.info(), model.route(), model.body());
     let state = Arc::new(routes::AppState {
         route,
         body,
-        batcher: batcher::Batcher::spawn(classifier, options.batch, metrics.clone()),
+        batcher: batcher::Batcher::spawn(model, options.batch, metrics.clone()),
         metrics,
         limits: options.limits,
         model_info,

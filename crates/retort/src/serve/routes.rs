@@ -1,5 +1,6 @@
-//! The HTTP routes: the task's prediction route (`POST /v1/classify` for a sequence
-//! classifier, `POST /v1/entities` for a tagger, `POST /v1/answer` for a reader), `GET /health`, `GET /metrics`. Every error is
+//! The HTTP routes: the model's prediction route (`POST /v1/classify` for a sequence
+//! classifier, `POST /v1/entities` for a tagger, `POST /v1/answer` for a reader, `POST
+//! /v1/translate` for a translator), `GET /health`, `GET /metrics`. Every error is
 //! `{"error": "..."}` with its status, unknown routes and methods included.
 
 use std::sync::Arc;
