@@ -24,6 +24,7 @@ use retort::text::DEFAULT_MAX_LEN;
 use retort::train::config::{load_config, DistillConfig, Stage, TrainConfig};
 use retort::train::finetune::fine_tune;
 use retort::train::trainer::RunSummary;
+use retort::translate::cache::{cached_translations, CacheOptions, CHUNK};
 use retort::translate::{is_translator, Translator};
 use retort::Classifier;
 use serde_json::json;
@@ -95,6 +96,11 @@ struct TranslateArgs {
     /// Sentences decoded together (sorted by length, so each batch holds similar ones).
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Keep the translations in this directory as they are made (keyed by the model, the
+    /// decoding options and the input): an interrupted run goes on from where it stopped,
+    /// and a finished one is read back (e.g. a teacher's translations of a training set).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -568,21 +574,50 @@ fn translate(args: TranslateArgs) -> Result<()> {
     };
     let start = std::time::Instant::now();
     let progress = std::io::stderr().is_terminal();
-    let out = translator.translate(&lines, &opts, args.batch_size, progress)?;
+    let Some(dir) = &args.cache_dir else {
+        let out = translator.translate(&lines, &opts, args.batch_size, progress)?;
+        write_lines(&out.lines)?;
+        let seconds = start.elapsed().as_secs_f64();
+        eprintln!(
+            "translated {} lines ({} source tokens, {} target tokens) in {seconds:.1} s: {:.0} target tokens/s, beam {}",
+            lines.len(),
+            out.source_tokens,
+            out.target_tokens,
+            out.target_tokens as f64 / seconds.max(1e-9),
+            opts.beam
+        );
+        return Ok(());
+    };
+    let cache = CacheOptions {
+        decode: opts,
+        batch_size: args.batch_size,
+        chunk: CHUNK,
+        stop_after_chunks: None,
+    };
+    let c = cached_translations(&translator, &lines, &cache, dir, progress)?;
+    write_lines(&c.lines)?;
+    let how = match (c.hit, c.resumed) {
+        (true, _) => "read back from".to_string(),
+        (false, 0) => "written to".to_string(),
+        (false, n) => format!("written to (going on after the {n} lines of an earlier run)"),
+    };
+    eprintln!(
+        "{} translations {how} {} in {:.1} s, beam {}",
+        c.lines.len(),
+        c.path.display(),
+        c.seconds,
+        opts.beam
+    );
+    Ok(())
+}
+
+/// Writes `lines` to stdout, one per line.
+fn write_lines(lines: &[String]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    for line in &out.lines {
+    for line in lines {
         writeln!(stdout, "{line}")?;
     }
     stdout.flush()?;
-    let seconds = start.elapsed().as_secs_f64();
-    eprintln!(
-        "translated {} lines ({} source tokens, {} target tokens) in {seconds:.1} s: {:.0} target tokens/s, beam {}",
-        lines.len(),
-        out.source_tokens,
-        out.target_tokens,
-        out.target_tokens as f64 / seconds.max(1e-9),
-        opts.beam
-    );
     Ok(())
 }
 

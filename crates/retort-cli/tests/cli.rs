@@ -723,6 +723,26 @@ fn translate_writes_one_line_per_input_line_as_the_library_decodes_them() {
         assert!(run.stderr.contains("translated 4 lines"), "{}", run.stderr);
     }
 
+    // With a cache: written, then read back, the same lines both times.
+    let cache = dir.path().join("cache");
+    let cached = |expect: &str| {
+        let args = [
+            "translate",
+            "--model",
+            s(&model),
+            "--beam",
+            "1",
+            "--cache-dir",
+            s(&cache),
+        ];
+        let run = retort(&args, &input);
+        assert!(run.ok && run.stderr.contains(expect), "{}", run.stderr);
+        run.stdout
+    };
+    let first = cached("translations written to");
+    assert_eq!(first, cached("translations read back from"));
+    assert_eq!(first.lines().count(), 4);
+
     // What cannot be translated is an error, not a panic.
     let err = fails(
         &["translate", "--model", s(&dir.path().join("none"))],

@@ -80,19 +80,8 @@ fn main() -> retort::Result<()> {
     for size in sizes.split(',') {
         let (d, layers) = size.split_once('x').expect("sizes like 256x3");
         let (d, layers): (usize, usize) = (d.parse().unwrap(), layers.parse().unwrap());
-        let config = Seq2SeqConfig {
-            vocab_size: tok.vocab_size(),
-            d_model: d,
-            encoder_layers: layers,
-            decoder_layers: layers,
-            heads: if d >= 512 { 8 } else { 4 },
-            ffn_dim: 4 * d,
-            max_positions: 256,
-            dropout: 0.1,
-            pad_token_id: 0,
-            decoder_start_token_id: 1,
-            eos_token_id: 2,
-        };
+        let heads = if d >= 512 { 8 } else { 4 };
+        let config = Seq2SeqConfig::shape(tok.vocab_size(), d, layers, heads, 256);
         let model = Seq2Seq::fresh(config, 42)?;
         let mut opt = AdamW::new(&model.params, 0.0)?;
         let vars = opt.vars();

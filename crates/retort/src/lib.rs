@@ -23,6 +23,7 @@ pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod fingerprint;
 pub mod infer;
 pub mod model;
 pub mod objective;

@@ -130,17 +130,8 @@ pub fn tiny_translator(dir: &std::path::Path, lines: &[String]) {
     use retort::model::seq2seq::{Seq2Seq, Seq2SeqConfig};
     let tokenizer = retort::text::subword::SubwordTokenizer::train(lines, 300, 1).unwrap();
     let config = Seq2SeqConfig {
-        vocab_size: tokenizer.vocab_size(),
-        d_model: 16,
-        encoder_layers: 1,
-        decoder_layers: 1,
-        heads: 2,
-        ffn_dim: 32,
-        max_positions: 24,
         dropout: 0.0,
-        pad_token_id: 0,
-        decoder_start_token_id: 1,
-        eos_token_id: 2,
+        ..Seq2SeqConfig::shape(tokenizer.vocab_size(), 16, 1, 2, 24)
     };
     Seq2Seq::fresh(config, 3).unwrap().save(dir).unwrap();
     tokenizer.save(dir).unwrap();

@@ -14,41 +14,17 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
+use crate::fingerprint::Fnv;
 use crate::infer::row_logits;
 use crate::model::{Model, RowAxis};
 use crate::task::view::MASKED;
 use crate::task::TaskData;
 
-/// 64-bit FNV-1a: a stable hash (std's hasher may change between Rust releases).
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    pub fn bytes(&mut self, data: &[u8]) {
-        for &b in data {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// Where the cache entry for this teacher and these inputs lives.
 pub fn cache_path(cache_dir: &Path, teacher_dir: &Path, inputs: &TaskData) -> Result<PathBuf> {
     let mut h = Fnv::default();
     for name in ["config.json", "model.safetensors"] {
-        let path = teacher_dir.join(name);
-        let data = std::fs::read(&path).map_err(|e| Error::io(&path, e, "teacher checkpoint"))?;
-        h.bytes(&data);
+        h.file(teacher_dir, name, "teacher checkpoint")?;
     }
     for (e, rows) in inputs.examples.iter().zip(&inputs.rows) {
         h.bytes(&(e.ids.len() as u32).to_le_bytes());

@@ -49,6 +49,31 @@ pub struct Seq2SeqConfig {
 }
 
 impl Seq2SeqConfig {
+    /// A translator of `layers` layers each side, `d_model` wide with `heads` heads and a
+    /// feed-forward 4 × as wide, dropout 0.1, over `vocab_size` tokens of a `retort vocab`
+    /// vocabulary (padding, start and end at ids 0, 1 and 2).
+    pub fn shape(
+        vocab_size: usize,
+        d_model: usize,
+        layers: usize,
+        heads: usize,
+        max_positions: usize,
+    ) -> Self {
+        Self {
+            vocab_size,
+            d_model,
+            encoder_layers: layers,
+            decoder_layers: layers,
+            heads,
+            ffn_dim: 4 * d_model,
+            max_positions,
+            dropout: 0.1,
+            pad_token_id: 0,
+            decoder_start_token_id: 1,
+            eos_token_id: 2,
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.d_model / self.heads
     }

@@ -1,5 +1,8 @@
 //! `retort translate`: a trained translator and its sub-word vocabulary, turning lines of
-//! source text into lines of target text, batched and decoded greedily or by beam search.
+//! source text into lines of target text, batched and decoded greedily or by beam search;
+//! [`cache`]: a whole file's translations kept on disk as they are made, resumable.
+
+pub mod cache;
 
 use std::path::{Path, PathBuf};
 
