@@ -62,12 +62,20 @@ for name in $ROWS; do
             echo "== $name seed $seed: $RETORT distill --config configs/sst2-distill.toml ${sets[*]}"
             $RETORT distill --config configs/sst2-distill.toml "${sets[@]}"
         fi
-        for peer in "$dir"/peer[0-9]*; do
-            [[ -d "$peer" ]] || continue
-            $RETORT eval --model "$peer" --data "$SST2/dev.tsv" --json > "$peer-dev.json"
-        done
         $RETORT eval --model "$dir/best" --data "$SST2/dev.tsv" --json > "$dir/dev.json.tmp"
         mv "$dir/dev.json.tmp" "$dir/dev.json"
+    done
+done
+
+# Mutual learning's peers, each at its best, on dev (globbing is off: their directories come
+# from the summaries).
+for name in $ROWS; do
+    for seed in $SEEDS; do
+        summary="runs/methods/$name-s$seed/summary.json"
+        [[ -f "$summary" ]] || continue
+        for peer in $(jq -r '.peers[]?.dir' "$summary"); do
+            [[ -f "$peer-dev.json" ]] || $RETORT eval --model "$peer" --data "$SST2/dev.tsv" --json > "$peer-dev.json"
+        done
     done
 done
 
@@ -87,10 +95,12 @@ done
 echo "(teacher runs/sst2-teacher/best: dev $teacher)"
 for name in mutual mutual-3; do
     for seed in $SEEDS; do
-        for peer in runs/methods/$name-s$seed/peer[0-9]*-dev.json; do
-            [[ -f "$peer" ]] || continue
-            from=$(jq -r ".peers[] | select(.dir | endswith(\"/$(basename "${peer%-dev.json}")\")) | .from" "runs/methods/$name-s$seed/summary.json")
-            echo "($name seed $seed: $(basename "${peer%-dev.json}"), from $from, at its best: dev $(jq .scores.values.accuracy "$peer"))"
+        summary="runs/methods/$name-s$seed/summary.json"
+        [[ -f "$summary" ]] || continue
+        jq -r '.peers[] | "\(.name) \(.from) \(.dir) \(.score_before) \(.best_score) \(.best_step)"' "$summary" |
+        while read -r peer from pdir before best step; do
+            [[ -f "$pdir-dev.json" ]] || continue
+            echo "($name seed $seed: $peer from $from: held-out $before before, best $best at step $step; dev at its best $(jq .scores.values.accuracy "$pdir-dev.json"))"
         done
     done
 done
