@@ -46,12 +46,14 @@ fn settings(lr: f64) -> GroupSettings {
     }
 }
 
-/// Each model's gradient is that of its own loss: hard_ce on the gold labels plus soft_kl
-/// toward the mean of the other models' detached logits (Zhang et al.'s 1/(K−1) Σ). A missing
-/// detach would send one model's soft_kl into the others, and the gradients would differ.
+/// Each model's gradient is that of its own loss: hard_ce on the gold labels (of the labelled
+/// rows only) plus soft_kl toward the mean of the other models' detached logits (Zhang et al.'s
+/// 1/(K−1) Σ). A missing detach would send one model's soft_kl into the others, and the
+/// gradients would differ.
 #[test]
 fn each_of_three_models_gets_the_gradient_of_its_own_loss() {
-    let (teacher, student, batch) = common::tiny_pair(&[0, 2], vec![Some(2), Some(0), Some(1)]);
+    // The second sentence is unlabelled (an augmented one): it adds to the soft terms only.
+    let (teacher, student, batch) = common::tiny_pair(&[0, 2], vec![Some(2), None, Some(1)]);
     let peer = cnn_peer();
     let objective = Objective::distill(
         &terms(),
@@ -116,10 +118,14 @@ fn each_of_three_models_gets_the_gradient_of_its_own_loss() {
                     .logits
             })
             .collect();
-        let gold = Tensor::new(&[2u32, 0, 1], &Device::Cpu).unwrap();
+        let (labelled, gold) = (
+            Tensor::new(&[0u32, 2], &Device::Cpu).unwrap(),
+            Tensor::new(&[2u32, 1], &Device::Cpu).unwrap(),
+        );
         (0..3)
             .map(|k| {
-                let ce = loss::hard_ce(&logits[k], &gold).unwrap();
+                let rows = logits[k].index_select(&labelled, 0).unwrap();
+                let ce = loss::hard_ce(&rows, &gold).unwrap();
                 let mut kl = Tensor::new(0f32, &Device::Cpu).unwrap();
                 for j in (0..3).filter(|&j| j != k) {
                     let term = loss::soft_kl(&logits[k], &logits[j].detach(), T).unwrap();
