@@ -258,8 +258,8 @@ impl Objective {
         mut self,
         peers: impl IntoIterator<Item = (Arc<dyn Model>, GroupSettings)>,
     ) -> Result<Self> {
+        let teacher_learns = self.teacher.as_ref().is_some_and(|t| t.learns.is_some());
         for (model, settings) in peers {
-            let teacher_learns = self.teacher.as_ref().is_some_and(|t| t.learns.is_some());
             if !teacher_learns {
                 return Err(Error::Invalid(
                     "peers learn beside a teacher that learns too (mutual learning)".into(),

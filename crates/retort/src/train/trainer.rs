@@ -131,6 +131,14 @@ struct PeerBest {
     step: usize,
 }
 
+impl PeerBest {
+    /// Before any evaluation: every score beats it.
+    const UNSEEN: PeerBest = PeerBest {
+        score: f64::NEG_INFINITY,
+        step: 0,
+    };
+}
+
 /// Progress saved in `last/state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
@@ -320,13 +328,7 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
         best_step: 0,
         seconds: 0.0,
         best_scores: Vec::new(),
-        peers: vec![
-            PeerBest {
-                score: f64::NEG_INFINITY,
-                step: 0,
-            };
-            peers.len()
-        ],
+        peers: vec![PeerBest::UNSEEN; peers.len()],
     };
     if opts.resume {
         // A save interrupted between its two renames left `last/` (or `best/`) under another name.
@@ -334,11 +336,7 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
             eprintln!("{note}");
         }
         state = restore(&last_dir, &params, &mut opt, tasks.len() > 1)?;
-        let unseen = PeerBest {
-            score: f64::NEG_INFINITY,
-            step: 0,
-        };
-        state.peers.resize(peers.len(), unseen);
+        state.peers.resize(peers.len(), PeerBest::UNSEEN);
         eprintln!(
             "resuming {} at step {} of {total}",
             out.display(),
