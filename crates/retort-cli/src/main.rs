@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use retort::bench::{bench_model, BenchConfig, Repetitions};
 use retort::distill::general::general_distill;
 use retort::distill::run::distill as run_distill;
-use retort::eval::evaluate;
+use retort::eval::{evaluate, evaluate_translator};
 use retort::export::Precision;
 use retort::model::generate::DecodeOptions;
 use retort::report::{self, MeasureOptions, TrainingLog};
@@ -81,6 +81,21 @@ struct TranslateArgs {
     /// Source lines to translate (default: stdin).
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+    #[command(flatten)]
+    decode: DecodeArgs,
+    /// Sentences decoded together (sorted by length, so each batch holds similar ones).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Keep the translations in this directory as they are made (keyed by the model, the
+    /// decoding options and the input): an interrupted run goes on from where it stopped,
+    /// and a finished one is read back (e.g. a teacher's translations of a training set).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+/// How a translator decodes (`retort translate`, and `retort eval` of a translator).
+#[derive(Args)]
+struct DecodeArgs {
     /// Hypotheses kept per sentence; 1 decodes greedily.
     #[arg(long, default_value_t = 5)]
     beam: usize,
@@ -93,14 +108,17 @@ struct TranslateArgs {
     max_len_a: f64,
     #[arg(long, default_value_t = 10)]
     max_len_b: usize,
-    /// Sentences decoded together (sorted by length, so each batch holds similar ones).
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Keep the translations in this directory as they are made (keyed by the model, the
-    /// decoding options and the input): an interrupted run goes on from where it stopped,
-    /// and a finished one is read back (e.g. a teacher's translations of a training set).
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+}
+
+impl DecodeArgs {
+    fn options(&self) -> DecodeOptions {
+        DecodeOptions {
+            beam: self.beam.max(1),
+            length_penalty: self.length_penalty,
+            max_len_a: self.max_len_a,
+            max_len_b: self.max_len_b,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -277,9 +295,14 @@ struct EvalArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Labelled data in the model's task format: .tsv, .csv or .jsonl for a sequence
-    /// classifier; CoNLL columns (word ... tag) for a tagger; SQuAD v1.1 JSON for a reader.
+    /// classifier; CoNLL columns (word ... tag) for a tagger; SQuAD v1.1 JSON for a reader;
+    /// for a translator, the source file of a parallel corpus (test.en, its references the
+    /// file beside it: test.de).
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
+    /// A translator's decoding (ignored for other models).
+    #[command(flatten)]
+    decode: DecodeArgs,
     /// Texts per forward pass.
     #[arg(long, default_value_t = retort::infer::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
@@ -289,7 +312,8 @@ struct EvalArgs {
     /// Also write every example's input, gold and predicted labels as JSON lines here
     /// (`{"words"|"text", "gold", "pred"}`), e.g. for scripts/check_seqeval.py; for a reader,
     /// the answers as the official SQuAD script reads them (`{id: answer}`), e.g. for
-    /// scripts/check_squad_metric.py --predictions.
+    /// scripts/check_squad_metric.py --predictions; for a translator, its translations, one
+    /// per line (e.g. for sacrebleu).
     #[arg(long, value_name = "FILE")]
     predictions: Option<PathBuf>,
 }
@@ -499,6 +523,9 @@ fn predict_answers(
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
+    if is_translator(&args.model.model) {
+        return eval_translator(&args);
+    }
     let c = load(&args.model)?;
     let data = Task::of(c.model.config()).read(&args.data)?;
     let r = evaluate(&c, &data, args.batch_size)?;
@@ -523,6 +550,38 @@ fn eval(args: EvalArgs) -> Result<()> {
     text.push_str(&format!(
         "{:<18} {}\n{:<18} {:.1} examples/s ({:.2} s)",
         "examples", r.count, "speed", r.sequences_per_second, r.seconds
+    ));
+    print_line(&text)
+}
+
+/// `retort eval` of a translator: BLEU of its translations of the corpus, and its speed.
+fn eval_translator(args: &EvalArgs) -> Result<()> {
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    let translator = Translator::load(&args.model.model)?;
+    let data = Task::Translation.read(&args.data)?;
+    let opts = args.decode.options();
+    let (r, translations) = evaluate_translator(&translator, &data, &opts, args.batch_size)?;
+    if let Some(path) = &args.predictions {
+        let mut text = translations.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    if args.json {
+        return print_line(&serde_json::to_string(&r)?);
+    }
+    let mut text = String::new();
+    for (name, v) in &r.scores.values {
+        text.push_str(&format!("{:<18} {v:.4}\n", name.replace('_', " ")));
+    }
+    text.push_str(&format!(
+        "{:<18} {}\n{:<18} {:.1} sentences/s, {:.0} target tokens/s ({:.2} s, beam {})",
+        "sentences",
+        r.count,
+        "speed",
+        r.sequences_per_second,
+        r.target_tokens_per_second.unwrap_or(0.0),
+        r.seconds,
+        opts.beam
     ));
     print_line(&text)
 }
@@ -566,12 +625,7 @@ fn translate(args: TranslateArgs) -> Result<()> {
     }
     let translator = Translator::load(&args.model)?;
     let (_, lines) = lines_of(args.input.as_deref())?;
-    let opts = DecodeOptions {
-        beam: args.beam.max(1),
-        length_penalty: args.length_penalty,
-        max_len_a: args.max_len_a,
-        max_len_b: args.max_len_b,
-    };
+    let opts = args.decode.options();
     let start = std::time::Instant::now();
     let progress = std::io::stderr().is_terminal();
     let Some(dir) = &args.cache_dir else {

@@ -677,6 +677,69 @@ fn export_refuses_a_directory_that_holds_files_unless_forced() {
     assert!(out.path().join("pytorch_model.bin").exists());
 }
 
+/// `retort eval` of a translator: the BLEU of its translations of a parallel corpus (the
+/// references beside the source file), as sacrebleu's line would give, and the translations.
+#[test]
+fn eval_of_a_translator_scores_its_translations_with_bleu() {
+    use retort::model::generate::DecodeOptions;
+    use retort::task::bleu::corpus_bleu;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("mt");
+    let en = ["A man rides a bike.", "Two dogs play in the snow."];
+    let de = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."];
+    let lines: Vec<String> = en.iter().chain(&de).map(|t| t.to_string()).collect();
+    common::tiny_translator(&model, &lines);
+    std::fs::write(dir.path().join("test.en"), en.join("\n") + "\n").unwrap();
+    std::fs::write(dir.path().join("test.de"), de.join("\n") + "\n").unwrap();
+    let translator = retort::translate::Translator::load(&model).unwrap();
+    let opts = DecodeOptions {
+        beam: 2,
+        ..DecodeOptions::default()
+    };
+    let sources: Vec<String> = en.iter().map(|t| t.to_string()).collect();
+    let want = translator
+        .translate(&sources, &opts, 32, false)
+        .unwrap()
+        .lines;
+    let bleu = corpus_bleu(&want, &[de.to_vec()]).unwrap();
+    let out = dir.path().join("hyp.de");
+    let data = dir.path().join("test.en");
+    let args = [
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--beam",
+        "2",
+        "--json",
+        "--predictions",
+        s(&out),
+    ];
+    let run = retort(&args, "");
+    assert!(run.ok, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["task"], "translation");
+    assert_eq!(report["count"], 2);
+    assert_eq!(
+        report["scores"]["values"]["bleu"].as_f64().unwrap(),
+        bleu.score
+    );
+    assert!(report["target_tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        want.join("\n") + "\n"
+    );
+    // Without references beside the source: an error naming the file.
+    std::fs::remove_file(dir.path().join("test.de")).unwrap();
+    let run = retort(&args, "");
+    assert!(
+        !run.ok && run.stderr.contains("no reference file"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn translate_writes_one_line_per_input_line_as_the_library_decodes_them() {
     use retort::model::generate::DecodeOptions;

@@ -97,6 +97,7 @@ pub fn synthetic_input(batch: usize, seq_len: usize, vocab: usize) -> Result<Enc
         token_type_ids: Tensor::zeros((batch, seq_len), DType::U32, device)?,
         attention_mask: Tensor::ones((batch, seq_len), DType::F32, device)?,
         word_noise: None,
+        target_ids: None,
     })
 }
 

@@ -65,6 +65,7 @@ pub fn export_to(
             Architecture::Bert | Architecture::BiLstm | Architecture::Cnn => "BertTokenizer",
             Architecture::DistilBert => "DistilBertTokenizer",
             Architecture::MpNet => "MPNetTokenizer",
+            Architecture::Marian => "PreTrainedTokenizerFast",
         };
         let config = json!({
             "tokenizer_class": class,

@@ -87,6 +87,8 @@ fn minilm_matches_transformers_on_64_dev_sentences() {
         attention_mask: exp["attention_mask"].to_dtype(DType::F32).unwrap(),
 
         word_noise: None,
+
+        target_ids: None,
     };
     let h = c
         .model

@@ -137,6 +137,8 @@ fn padding_never_changes_real_tokens() {
         attention_mask: Tensor::from_vec(mask, (1, n + 7), &Device::Cpu).unwrap(),
 
         word_noise: None,
+
+        target_ids: None,
     };
     let a = c
         .model

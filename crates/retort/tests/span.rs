@@ -62,6 +62,7 @@ fn windows() -> TaskData {
         rows,
         gold,
         spans: None,
+        targets: None,
     }
 }
 
@@ -233,6 +234,8 @@ fn a_transformers_question_answering_checkpoint_gives_its_start_and_end_logits()
             .unwrap(),
 
         word_noise: None,
+
+        target_ids: None,
     };
     let logits = c
         .model

@@ -841,6 +841,7 @@ mod tests {
             attention_mask: Tensor::ones((1, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
             input_ids: ids,
             word_noise: None,
+            target_ids: None,
         };
         let out = s
             .forward(&input, Pass::INFERENCE, Outputs::default())

@@ -188,5 +188,6 @@ fn text_data(tokenizer: &TextTokenizer, path: &Path, limit: usize, key: &str) ->
         rows: vec![Rows::default(); n],
         gold: vec![Vec::new(); n],
         spans: None,
+        targets: None,
     })
 }

@@ -293,6 +293,9 @@ pub fn distill_until(
             "distill.stage = \"general\" is run by distill::general::general_distill".into(),
         ));
     }
+    if crate::translate::is_translator(&config.teacher.dir) {
+        return super::translation::distill(config, resume, progress);
+    }
     check_output_dir(&config.output.dir, resume)?;
     let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
     if teacher.report.fresh_head {

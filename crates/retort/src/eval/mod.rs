@@ -4,7 +4,11 @@ use std::time::Instant;
 
 use crate::error::Result;
 use crate::infer::Classifier;
-use crate::task::{predict_units, Corpus, Scores, Task};
+use crate::model::generate::DecodeOptions;
+use crate::model::Model;
+use crate::task::translation::{self, Targets};
+use crate::task::{predict_units, Corpus, Scores, Task, TaskData};
+use crate::translate::Translator;
 
 /// The result of evaluating a model on a labelled corpus.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -15,6 +19,9 @@ pub struct EvalReport {
     /// Examples per second over the whole run (tokenisation included).
     pub sequences_per_second: f64,
     pub seconds: f64,
+    /// A translator's output tokens per second (end tokens not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_tokens_per_second: Option<f64>,
     /// Each example's predicted unit labels, in input order.
     #[serde(skip)]
     pub predictions: Vec<Vec<usize>>,
@@ -35,6 +42,49 @@ pub fn evaluate(classifier: &Classifier, data: &Corpus, batch_size: usize) -> Re
         count: data.len(),
         sequences_per_second: data.len() as f64 / seconds.max(1e-9),
         seconds,
+        target_tokens_per_second: None,
         predictions,
     })
+}
+
+/// A translator's corpus BLEU on a parallel corpus (read by `Task::Translation`), decoding
+/// as `opts` says in length-sorted batches of `batch_size` sentences; with its translations
+/// in input order. Sentences and tokens per second count the decoding alone.
+pub fn evaluate_translator(
+    translator: &Translator,
+    data: &Corpus,
+    opts: &DecodeOptions,
+    batch_size: usize,
+) -> Result<(EvalReport, Vec<String>)> {
+    let tokenizer = std::sync::Arc::new(translator.tokenizer.clone());
+    let tokenised = translation::data(tokenizer, &translator.model.config, data)?.data;
+    let sources: Vec<Vec<u32>> = tokenised.examples.iter().map(|e| e.ids.clone()).collect();
+    let start = Instant::now();
+    let outputs = translation::decode_all(&translator.model, &sources, opts, batch_size, &|_| {})?;
+    let seconds = start.elapsed().as_secs_f64();
+    let hypotheses = outputs
+        .iter()
+        .map(|ids| translator.tokenizer.decode(ids))
+        .collect::<Result<Vec<_>>>()?;
+    let references = references(&tokenised);
+    let scores = translation::scores(&hypotheses, references)?;
+    let tokens: usize = outputs.iter().map(Vec::len).sum();
+    let report = EvalReport {
+        task: Task::of(translator.model.config()),
+        scores,
+        count: data.len(),
+        sequences_per_second: data.len() as f64 / seconds.max(1e-9),
+        seconds,
+        target_tokens_per_second: Some(tokens as f64 / seconds.max(1e-9)),
+        predictions: Vec::new(),
+    };
+    Ok((report, hypotheses))
+}
+
+/// The reference texts of tokenised translation data.
+fn references(data: &TaskData) -> &[String] {
+    data.targets
+        .as_ref()
+        .map(|t: &Targets| t.references.as_slice())
+        .unwrap_or_default()
 }

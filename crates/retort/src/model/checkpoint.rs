@@ -20,6 +20,14 @@ pub fn load_model(dir: &Path) -> Result<(Arc<dyn Model>, LoadReport)> {
     let config_path = dir.join(CONFIG_FILE);
     if dir.is_dir() && config_path.is_file() {
         let config = ModelConfig::from_file(&config_path)?;
+        if config.architecture == Architecture::Marian {
+            let model = crate::model::seq2seq::Seq2Seq::load(dir)?;
+            let report = LoadReport {
+                fresh_head: false,
+                unused: Vec::new(),
+            };
+            return Ok((Arc::new(model), report));
+        }
         if !config.architecture.is_transformer() {
             let source = TensorSource::load(&dir.join(WEIGHTS_FILE))?;
             let builder = ParamBuilder::from_source(source, 0);

@@ -11,8 +11,14 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 
 /// The checkpoint families Retort implements, by their `model_type`.
-pub const SUPPORTED_MODEL_TYPES: &[&str] =
-    &["bert", "distilbert", "mpnet", "retort-bilstm", "retort-cnn"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "bert",
+    "distilbert",
+    "mpnet",
+    "retort-bilstm",
+    "retort-cnn",
+    "marian",
+];
 
 /// Which weight layout (and head) a checkpoint uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +37,10 @@ pub enum Architecture {
     /// Retort's CNN student (Kim 2014): embeddings, convolutions of several widths,
     /// max-pooling over time, a ReLU layer and the classifier (`model/cnn.rs`).
     Cnn,
+    /// Retort's encoder–decoder translator in transformers' `MarianMTModel` layout
+    /// (`model/seq2seq.rs`): its logits are next-token scores over the vocabulary at every
+    /// target position.
+    Marian,
 }
 
 impl Architecture {
@@ -42,6 +52,7 @@ impl Architecture {
             Architecture::MpNet => "mpnet",
             Architecture::BiLstm => "retort-bilstm",
             Architecture::Cnn => "retort-cnn",
+            Architecture::Marian => "marian",
         }
     }
 
@@ -57,6 +68,9 @@ impl Architecture {
     /// The Hugging Face class name of this family with a `head`
     /// (`BertForTokenClassification`, ...).
     pub fn class(self, head: HeadKind) -> String {
+        if self == Architecture::Marian {
+            return "MarianMTModel".into();
+        }
         format!("{}For{}", self.family(), head.class_suffix())
     }
 
@@ -73,6 +87,7 @@ impl Architecture {
             Architecture::MpNet => "MPNet",
             Architecture::BiLstm => "RetortBiLstm",
             Architecture::Cnn => "RetortCnn",
+            Architecture::Marian => "Marian",
         }
     }
 }
@@ -88,6 +103,9 @@ pub enum HeadKind {
     /// Extractive question answering: a start and an end score per token, `[batch, seq, 2]`
     /// logits (`*ForQuestionAnswering`'s `qa_outputs`).
     QuestionAnswering,
+    /// A translator's next-token scores at every target position: `[batch, tgt_len,
+    /// vocab]` logits, a row per target token (`MarianMTModel`'s `lm_head`).
+    Generation,
 }
 
 /// How the rows a task reads cut a model's logits.
@@ -104,10 +122,11 @@ pub enum RowAxis {
 
 impl HeadKind {
     /// Every head kind, in the order `architectures` names are tried.
-    pub const ALL: [HeadKind; 3] = [
+    pub const ALL: [HeadKind; 4] = [
         HeadKind::SequenceClassification,
         HeadKind::TokenClassification,
         HeadKind::QuestionAnswering,
+        HeadKind::Generation,
     ];
 
     /// The part of the HF class name after `For`.
@@ -116,13 +135,16 @@ impl HeadKind {
             HeadKind::SequenceClassification => "SequenceClassification",
             HeadKind::TokenClassification => "TokenClassification",
             HeadKind::QuestionAnswering => "QuestionAnswering",
+            HeadKind::Generation => "ConditionalGeneration",
         }
     }
 
     /// How this head's logits are read as rows.
     pub fn row_axis(self) -> RowAxis {
         match self {
-            HeadKind::SequenceClassification | HeadKind::TokenClassification => RowAxis::Labels,
+            HeadKind::SequenceClassification
+            | HeadKind::TokenClassification
+            | HeadKind::Generation => RowAxis::Labels,
             HeadKind::QuestionAnswering => RowAxis::Positions,
         }
     }
@@ -324,6 +346,16 @@ impl ModelConfig {
             }
             "retort-bilstm" => fields.compact(Architecture::BiLstm)?,
             "retort-cnn" => fields.compact(Architecture::Cnn)?,
+            "marian" => {
+                let config: crate::model::seq2seq::Seq2SeqConfig =
+                    serde_json::from_value(v.clone()).map_err(|e| {
+                        ConfigError::Field(format!("not a translator's config: {e}"))
+                    })?;
+                config
+                    .check()
+                    .map_err(|e| ConfigError::Field(e.to_string()))?;
+                ModelConfig::translator(&config)
+            }
             other => return Err(ConfigError::Unsupported(other.to_string())),
         };
         cfg.validate().map_err(ConfigError::Field)?;
@@ -508,7 +540,41 @@ impl ModelConfig {
 
     /// Number of classes of the classification head.
     pub fn num_labels(&self) -> usize {
-        self.labels.len()
+        match self.head {
+            // A translator's "labels" are its vocabulary's tokens, which it names nowhere.
+            HeadKind::Generation => self.vocab_size,
+            _ => self.labels.len(),
+        }
+    }
+
+    /// The config the trainer, the objective and the tasks read for a translator: its
+    /// decoder's depth and width (what a layer count or a width means for it), the
+    /// vocabulary as its outputs, no labels of its own.
+    pub fn translator(config: &crate::model::seq2seq::Seq2SeqConfig) -> Self {
+        ModelConfig {
+            architecture: Architecture::Marian,
+            head: HeadKind::Generation,
+            vocab_size: config.vocab_size,
+            hidden_size: config.d_model,
+            num_layers: config.decoder_layers,
+            num_heads: config.heads,
+            intermediate_size: config.ffn_dim,
+            max_position_embeddings: config.max_positions,
+            type_vocab_size: 0,
+            layer_norm_eps: 1e-5,
+            activation: Activation::Gelu,
+            hidden_dropout: config.dropout,
+            attention_dropout: 0.0,
+            classifier_dropout: 0.0,
+            pad_token_id: config.pad_token_id,
+            labels: Vec::new(),
+            pruned_heads: BTreeMap::new(),
+            compact: None,
+            position_offset: 0,
+            relative_attention_buckets: 0,
+            multi_label: false,
+            label_thresholds: Vec::new(),
+        }
     }
 
     /// The `config.json` that transformers reads back as this model, with its head.
@@ -575,6 +641,18 @@ impl ModelConfig {
                 "eos_token_id": 2,
             }),
             Architecture::BiLstm | Architecture::Cnn => self.compact_json(),
+            // The decoder's side only: a translator's own `config.json` is written whole by
+            // `Seq2Seq::save` from its `Seq2SeqConfig`.
+            Architecture::Marian => json!({
+                "model_type": "marian",
+                "vocab_size": self.vocab_size,
+                "d_model": self.hidden_size,
+                "decoder_layers": self.num_layers,
+                "decoder_attention_heads": self.num_heads,
+                "decoder_ffn_dim": self.intermediate_size,
+                "max_position_embeddings": self.max_position_embeddings,
+                "pad_token_id": self.pad_token_id,
+            }),
         };
         if !self.pruned_heads.is_empty() {
             let pruned: BTreeMap<String, &Vec<usize>> = self

@@ -56,6 +56,10 @@ pub struct EncoderInput {
     /// `[batch, seq, width]` f32 added to the looked-up word embeddings: an adversarial
     /// perturbation (the `adversarial_kl` term); `None` for real inputs.
     pub word_noise: Option<Tensor>,
+    /// `[batch, tgt_len]` u32: a translator's decoder inputs under teacher forcing (the start
+    /// token, then the target's tokens; padding after them, which the causal mask keeps from
+    /// every real position). `None` for an encoder.
+    pub target_ids: Option<Tensor>,
 }
 
 impl EncoderInput {
@@ -67,6 +71,7 @@ impl EncoderInput {
             token_type_ids: take(&self.token_type_ids)?,
             attention_mask: take(&self.attention_mask)?,
             word_noise: self.word_noise.as_ref().map(take).transpose()?,
+            target_ids: self.target_ids.as_ref().map(take).transpose()?,
         })
     }
 }
@@ -187,7 +192,7 @@ impl Embeddings {
                 Init::Normal(INIT_STD),
             )?),
             Architecture::DistilBert | Architecture::MpNet => None,
-            Architecture::BiLstm | Architecture::Cnn => {
+            Architecture::BiLstm | Architecture::Cnn | Architecture::Marian => {
                 unreachable!("not a transformer: Transformer::build refuses it")
             }
         };
@@ -236,7 +241,7 @@ pub fn layer_prefix(arch: Architecture, i: usize) -> String {
         Architecture::Bert => format!("bert.encoder.layer.{i}."),
         Architecture::DistilBert => format!("distilbert.transformer.layer.{i}."),
         Architecture::MpNet => format!("mpnet.encoder.layer.{i}."),
-        Architecture::BiLstm | Architecture::Cnn => {
+        Architecture::BiLstm | Architecture::Cnn | Architecture::Marian => {
             unreachable!("not a transformer: Transformer::build refuses it")
         }
     }
@@ -310,7 +315,7 @@ impl LayerNames {
                     ffn_norm: n(&b, "output.LayerNorm"),
                 }
             }
-            Architecture::BiLstm | Architecture::Cnn => {
+            Architecture::BiLstm | Architecture::Cnn | Architecture::Marian => {
                 unreachable!("not a transformer: Transformer::build refuses it")
             }
         }
@@ -511,7 +516,7 @@ impl Encoder {
             Architecture::Bert => "bert.",
             Architecture::DistilBert => "distilbert.",
             Architecture::MpNet => "mpnet.",
-            Architecture::BiLstm | Architecture::Cnn => {
+            Architecture::BiLstm | Architecture::Cnn | Architecture::Marian => {
                 unreachable!("not a transformer: Transformer::build refuses it")
             }
         };
@@ -783,6 +788,7 @@ mod tests {
             attention_mask: Tensor::new(&[[1f32, 1., 1., 1.], [1., 1., 1., 0.]], &Device::Cpu)
                 .unwrap(),
             word_noise: None,
+            target_ids: None,
         };
         let (x, _) = encoder.embeddings.forward(&input, Pass::INFERENCE).unwrap();
         let layer = &encoder.layers[0];

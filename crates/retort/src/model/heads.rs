@@ -32,6 +32,8 @@ pub fn head_prefixes(arch: Architecture, head: HeadKind) -> &'static [&'static s
         }
         (HeadKind::TokenClassification, _) => &["classifier."],
         (HeadKind::QuestionAnswering, _) => &["qa_outputs."],
+        // A translator's output layer is its shared embedding table: no tensor of its own.
+        (HeadKind::Generation, _) | (_, Architecture::Marian) => &[],
     }
 }
 
@@ -50,6 +52,11 @@ impl Head {
             HeadKind::SequenceClassification => Head::Sequence(ClassifierHead::new(b, cfg)?),
             HeadKind::TokenClassification => Head::Token(TokenHead::new(b, cfg)?),
             HeadKind::QuestionAnswering => Head::Span(SpanHead::new(b, cfg)?),
+            HeadKind::Generation => {
+                return Err(crate::error::Error::Invalid(
+                    "an encoder has no generation head: a translator is an encoder–decoder (model/seq2seq.rs)".into(),
+                ))
+            }
         })
     }
 
@@ -88,7 +95,7 @@ impl SpanHead {
             dropout: match cfg.architecture {
                 Architecture::Bert | Architecture::MpNet => 0.0,
                 Architecture::DistilBert => cfg.classifier_dropout,
-                Architecture::BiLstm | Architecture::Cnn => {
+                Architecture::BiLstm | Architecture::Cnn | Architecture::Marian => {
                     unreachable!("not a transformer: Transformer::build refuses it")
                 }
             },
@@ -159,7 +166,7 @@ impl ClassifierHead {
             Architecture::Bert => ("bert.pooler.dense", "classifier"),
             Architecture::DistilBert => ("pre_classifier", "classifier"),
             Architecture::MpNet => ("classifier.dense", "classifier.out_proj"),
-            Architecture::BiLstm | Architecture::Cnn => {
+            Architecture::BiLstm | Architecture::Cnn | Architecture::Marian => {
                 unreachable!("not a transformer: Transformer::build refuses it")
             }
         };
@@ -193,7 +200,7 @@ impl ClassifierHead {
         let pooled = match self.architecture {
             Architecture::Bert | Architecture::MpNet => pre.tanh()?,
             Architecture::DistilBert => pre.relu()?,
-            Architecture::BiLstm | Architecture::Cnn => {
+            Architecture::BiLstm | Architecture::Cnn | Architecture::Marian => {
                 unreachable!("not a transformer: Transformer::build refuses it")
             }
         };

@@ -73,6 +73,11 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     fn as_transformer(&self) -> Option<&Transformer> {
         None
     }
+
+    /// The translator, for what only an encoder–decoder does: decoding.
+    fn as_seq2seq(&self) -> Option<&seq2seq::Seq2Seq> {
+        None
+    }
 }
 
 /// A shared or boxed model is a model: `&Arc<dyn Model>` passes where `&dyn Model` is asked.
@@ -104,6 +109,9 @@ macro_rules! forward_model {
             }
             fn as_transformer(&self) -> Option<&Transformer> {
                 (**self).as_transformer()
+            }
+            fn as_seq2seq(&self) -> Option<&seq2seq::Seq2Seq> {
+                (**self).as_seq2seq()
             }
         }
     };

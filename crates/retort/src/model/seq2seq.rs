@@ -16,10 +16,11 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-use super::config::Activation;
+use super::config::{Activation, ModelConfig};
 use super::encoder::{layer_norm, linear};
 use super::layers::{activate, dropout, softmax_last, LayerNorm, Linear, Pass};
 use super::params::{Init, ParamBuilder, Params, TensorSource};
+use super::{EncoderInput, Model, ModelOutput, Outputs};
 use crate::error::{Error, Result};
 
 /// What masked attention scores are set to: far below any real score, still finite.
@@ -231,6 +232,9 @@ struct DecoderLayer {
 #[derive(Debug, Clone)]
 pub struct Seq2Seq {
     pub config: Seq2SeqConfig,
+    /// `config` as the trainer, the objective and the tasks read a model's (see
+    /// [`ModelConfig::translator`]).
+    model_config: ModelConfig,
     shared: Tensor,
     final_logits_bias: Tensor,
     /// `[max_positions, d_model]`: sines in the first half of each row, cosines in the second
@@ -362,6 +366,7 @@ impl Seq2Seq {
         }
         let positions = sinusoids(config.max_positions, d)?;
         Ok(Self {
+            model_config: ModelConfig::translator(&config),
             config,
             shared,
             final_logits_bias,
@@ -388,6 +393,7 @@ impl Seq2Seq {
         };
         Self {
             config: self.config.clone(),
+            model_config: self.model_config.clone(),
             shared: self.shared.detach(),
             final_logits_bias: self.final_logits_bias.detach(),
             positions: self.positions.clone(),
@@ -478,6 +484,18 @@ impl Seq2Seq {
         if self.records_graph(pass) {
             return self.detached().forward(source, source_mask, target, pass);
         }
+        self.logits(&self.decoder_states(source, source_mask, target, pass)?)
+    }
+
+    /// The decoder's last layer's output `[batch, tgt_len, d]` under teacher forcing (on
+    /// parameters that record a graph only when `pass` takes gradients: see `forward`).
+    fn decoder_states(
+        &self,
+        source: &Tensor,
+        source_mask: &Tensor,
+        target: &Tensor,
+        pass: Pass,
+    ) -> Result<Tensor> {
         let memory = self.encode(source, source_mask, pass)?;
         let source_bias = Self::padding_bias(source_mask)?;
         let len = target.dim(1)?;
@@ -502,7 +520,7 @@ impl Seq2Seq {
                 .final_norm
                 .forward_residual(&dropout(&h, p, pass)?, &y)?;
         }
-        self.logits(&y)
+        Ok(y)
     }
 
     /// The output projection: the shared table, transposed, plus `final_logits_bias`.
@@ -562,6 +580,61 @@ impl Seq2Seq {
         }
         state.position += 1;
         self.logits(&y)?.squeeze(1).map_err(Into::into)
+    }
+}
+
+/// The translator is a [`Model`]: the trainer, the objective (word-level distillation reads its
+/// next-token rows like any logits) and `retort train` run it as they run an encoder. Its
+/// input carries the decoder's inputs (`target_ids`); it has no hidden states or attention
+/// maps to match, and its one table serves as input and output embeddings, so the word rows
+/// of a batch are not split out of it (`Pass::word_rows` is ignored).
+impl Model for Seq2Seq {
+    fn config(&self) -> &ModelConfig {
+        &self.model_config
+    }
+
+    fn params(&self) -> &Params {
+        &self.params
+    }
+
+    fn forward(&self, input: &EncoderInput, pass: Pass, outputs: Outputs) -> Result<ModelOutput> {
+        if outputs.hidden_states || outputs.attentions {
+            return Err(Error::Invalid(
+                "a translator gives no hidden states or attention maps: the intermediate terms (hidden_mse, cosine, attention_mse, attention_kl) do not apply to it".into(),
+            ));
+        }
+        if self.records_graph(pass) {
+            return Model::forward(&self.detached(), input, pass, outputs);
+        }
+        let target = input.target_ids.as_ref().ok_or_else(|| {
+            Error::Invalid("a translator's input needs its decoder inputs (target_ids)".into())
+        })?;
+        let states = self.decoder_states(&input.input_ids, &input.attention_mask, target, pass)?;
+        Ok(ModelOutput {
+            logits: self.logits(&states)?,
+            last_hidden_state: states,
+            hidden_states: Vec::new(),
+            attentions: Vec::new(),
+            word_rows: None,
+        })
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        Seq2Seq::save(self, dir)
+    }
+
+    /// Parameters in total and without the shared embedding table (which is also the output
+    /// projection).
+    fn parameter_counts(&self) -> (usize, usize) {
+        let total = self.params.count();
+        (
+            total,
+            total - self.params.count_where(|n| n == "model.shared.weight"),
+        )
+    }
+
+    fn as_seq2seq(&self) -> Option<&Seq2Seq> {
+        Some(self)
     }
 }
 

@@ -360,6 +360,7 @@ mod tests {
             attention_mask: Tensor::ones((batch, seq), candle_core::DType::F32, &dev).unwrap(),
             input_ids: ids,
             word_noise: None,
+            target_ids: None,
         }
     }
 

@@ -35,6 +35,12 @@ const EPS_NORM: f64 = 1e-8;
 /// small label tensor back to the host), because an out-of-range index would otherwise be
 /// undefined behaviour on some devices.
 pub fn hard_ce(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    hard_ce_smoothed(logits, labels, 0.0)
+}
+
+/// [`hard_ce`] with label smoothing `epsilon`: the target puts 1 − ε on the gold class and
+/// ε / classes on every class (Szegedy et al. 2016; what translators train with).
+pub fn hard_ce_smoothed(logits: &Tensor, labels: &Tensor, epsilon: f64) -> Result<Tensor> {
     const NAME: &str = "hard_ce";
     let (batch, classes) = logits_dims(NAME, logits)?;
     if labels.dims() != [batch] {
@@ -59,7 +65,7 @@ pub fn hard_ce(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     // The fused kernel: no full-size log-probabilities and gathers, what a 10,000-word
     // vocabulary made costly.
     let labels: Vec<u32> = values.iter().map(|&l| l as u32).collect();
-    let per_row = crate::model::kernels::cross_entropy(&promote(logits)?, &labels, 0.0)?;
+    let per_row = crate::model::kernels::cross_entropy(&promote(logits)?, &labels, epsilon as f32)?;
     Ok(per_row.sum_all()?.affine(1.0 / batch as f64, 0.0)?)
 }
 

@@ -119,6 +119,8 @@ pub struct Objective {
     projections: BTreeMap<(usize, usize), Linear>,
     /// Mutual learning: the models that learn beside the student, the teacher first.
     peers: Vec<Peer>,
+    /// hard_ce's label smoothing (0: none).
+    label_smoothing: f64,
     /// Trainable parameters of the objective itself: the projections, and each peer's (under
     /// its [`Peer::prefix`]: its own names could clash with the student's, and `last/` saves
     /// them all).
@@ -154,8 +156,16 @@ impl Objective {
             teacher: None,
             projections: BTreeMap::new(),
             peers: Vec::new(),
+            label_smoothing: 0.0,
             params: Params::default(),
         }
+    }
+
+    /// The same objective with hard_ce's targets smoothed by `epsilon` (see
+    /// [`loss::hard_ce_smoothed`]).
+    pub fn with_label_smoothing(mut self, epsilon: f64) -> Self {
+        self.label_smoothing = epsilon;
+        self
     }
 
     /// Distillation from `teacher` into a student with `student_layers` layers of width
@@ -246,6 +256,7 @@ impl Objective {
             teacher: uses_teacher.then_some(teacher),
             projections,
             peers: Vec::new(),
+            label_smoothing: 0.0,
             params,
         };
         objective.with_peers(learning_teacher)
@@ -563,7 +574,11 @@ impl Objective {
             return Ok(Some(loss::bce_with_logits(&logits, &targets)?));
         }
         let labels = Tensor::new(rows.iter().map(|r| r.1).collect::<Vec<_>>(), device)?;
-        Ok(Some(loss::hard_ce(&logits, &labels)?))
+        Ok(Some(loss::hard_ce_smoothed(
+            &logits,
+            &labels,
+            self.label_smoothing,
+        )?))
     }
 
     /// The teacher's outputs on the batch, when a term needs the model; detached for the

@@ -22,6 +22,7 @@ mod sequence;
 pub mod squad;
 pub mod squad_metric;
 mod token;
+pub mod translation;
 pub mod view;
 
 use std::ops::Range;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{HeadKind, ModelConfig};
+use crate::model::{HeadKind, Model, ModelConfig};
 use crate::text::{Encoded, TextTokenizer};
 pub use entities::EntityScores;
 pub use qa::{answers, parse_question, window_params, SpanIndex};
@@ -52,6 +53,9 @@ pub enum Task {
     /// Any number of labels per text, each a yes or no of its own (a sequence head read
     /// through sigmoids): the `label` column lists them, `PER|LOC`; micro- and macro-F1.
     MultiLabelClassification,
+    /// A target sentence per source sentence (a parallel corpus: `train.en` beside
+    /// `train.de`), a row per target token, scored by corpus BLEU on decoded outputs.
+    Translation,
 }
 
 /// The input of one example, as the data file gives it.
@@ -198,6 +202,8 @@ pub struct TaskData {
     pub gold: Vec<Vec<Option<usize>>>,
     /// Question answering: which question each window reads, and what decoding it needs.
     pub spans: Option<SpanIndex>,
+    /// Translation: the decoder's inputs, the reference texts and the target vocabulary.
+    pub targets: Option<translation::Targets>,
 }
 
 impl TaskData {
@@ -310,6 +316,7 @@ impl Task {
             HeadKind::SequenceClassification => Task::SequenceClassification,
             HeadKind::TokenClassification => Task::TokenClassification,
             HeadKind::QuestionAnswering => Task::QuestionAnswering,
+            HeadKind::Generation => Task::Translation,
         }
     }
 
@@ -321,6 +328,7 @@ impl Task {
             }
             Task::TokenClassification => HeadKind::TokenClassification,
             Task::QuestionAnswering => HeadKind::QuestionAnswering,
+            Task::Translation => HeadKind::Generation,
         }
     }
 
@@ -331,6 +339,7 @@ impl Task {
             Task::TokenClassification => "token-classification",
             Task::QuestionAnswering => "question-answering",
             Task::MultiLabelClassification => "multi-label-classification",
+            Task::Translation => "translation",
         }
     }
 
@@ -346,6 +355,7 @@ impl Task {
             Task::TokenClassification => token::PRIMARY,
             Task::QuestionAnswering => qa::PRIMARY,
             Task::MultiLabelClassification => multilabel::PRIMARY,
+            Task::Translation => translation::PRIMARY,
         }
     }
 
@@ -355,6 +365,7 @@ impl Task {
             Task::SequenceClassification | Task::MultiLabelClassification => "/v1/classify",
             Task::TokenClassification => "/v1/entities",
             Task::QuestionAnswering => "/v1/answer",
+            Task::Translation => "/v1/translate",
         }
     }
 
@@ -371,6 +382,7 @@ impl Task {
             Task::TokenClassification => token::read(path),
             Task::QuestionAnswering => qa::read(path),
             Task::MultiLabelClassification => multilabel::read(path),
+            Task::Translation => translation::read(path),
         }
     }
 
@@ -382,6 +394,8 @@ impl Task {
             Task::TokenClassification => Some(token::labels_in(corpus)),
             Task::QuestionAnswering => Some(vec!["start".into(), "end".into()]),
             Task::MultiLabelClassification => Some(multilabel::labels_in(corpus)),
+            // Its outputs are its vocabulary's tokens.
+            Task::Translation => Some(Vec::new()),
         }
     }
 
@@ -400,6 +414,7 @@ impl Task {
             Task::QuestionAnswering => Err(Error::Invalid(
                 "question answering reads labelled SQuAD data or {\"question\", \"context\"} objects, not unlabelled text".into(),
             )),
+            Task::Translation => Err(translation_needs_subwords()),
         }
     }
 
@@ -410,8 +425,10 @@ impl Task {
         corpus: &Corpus,
         labels: &[String],
     ) -> Result<TaskData> {
-        if self == Task::QuestionAnswering {
-            return qa::data(tokenizer, corpus);
+        match self {
+            Task::QuestionAnswering => return qa::data(tokenizer, corpus),
+            Task::Translation => return Err(translation_needs_subwords()),
+            _ => {}
         }
         let gold = self.gold(corpus, labels)?;
         let (examples, rows) = self
@@ -423,6 +440,7 @@ impl Task {
             rows,
             gold,
             spans: None,
+            targets: None,
         })
     }
 
@@ -431,6 +449,9 @@ impl Task {
         match self {
             Task::QuestionAnswering => Ok(qa::gold(corpus)),
             Task::MultiLabelClassification => multilabel::gold(corpus, labels),
+            Task::Translation => Err(Error::Invalid(
+                "a translation's gold is its reference text, scored by BLEU on decoded outputs, not labels".into(),
+            )),
             _ => corpus.gold_ids(labels),
         }
     }
@@ -448,12 +469,33 @@ impl Task {
             (Task::QuestionAnswering, None) => Err(Error::Invalid(
                 "question-answering data without its windows' index".into(),
             )),
+            (Task::Translation, _) => Err(Error::Invalid(
+                "a translator is scored on decoded outputs (Task::evaluate), not on row logits"
+                    .into(),
+            )),
             _ => {
                 let units: Vec<usize> = data.gold.iter().map(Vec::len).collect();
                 let predicted = self.decode(config, &data.rows, &units, logits);
                 self.score(labels, &[], &predicted, &data.gold)
             }
         }
+    }
+
+    /// `model`'s scores on `data` (tokenised for it): its row logits scored by
+    /// [`Task::score_rows`], or, for a translator, BLEU on its greedy translations. What the
+    /// trainer's evaluations run.
+    pub fn evaluate(self, model: &dyn Model, data: &TaskData, batch_size: usize) -> Result<Scores> {
+        if self == Task::Translation {
+            return translation::evaluate(model, data, &translation::DEV_DECODING, batch_size);
+        }
+        let logits = crate::infer::row_logits(
+            model,
+            &data.examples,
+            &data.positions(),
+            batch_size,
+            &|_| {},
+        )?;
+        self.score_rows(model.config(), data, &logits)
     }
 
     /// Refuses `train.tune_thresholds` for a task without thresholds, before a run starts.
@@ -493,7 +535,7 @@ impl Task {
             // The empty set, for a multi-label classifier.
             Task::SequenceClassification | Task::MultiLabelClassification => 0,
             Task::TokenClassification => token::outside(labels),
-            Task::QuestionAnswering => 0,
+            Task::QuestionAnswering | Task::Translation => 0,
         }
     }
 
@@ -543,6 +585,9 @@ impl Task {
             Task::TokenClassification => token::score(labels, predicted, gold),
             Task::QuestionAnswering => qa::score(inputs, predicted, gold),
             Task::MultiLabelClassification => Ok(multilabel::score(labels, predicted, gold)),
+            Task::Translation => Err(Error::Invalid(
+                "a translator is scored by BLEU on its translations (retort eval), not on unit labels".into(),
+            )),
         }
     }
 
@@ -577,8 +622,18 @@ impl Task {
             Task::TokenClassification => token::predict(classifier, texts, batch_size),
             Task::QuestionAnswering => qa::predict(classifier, texts, batch_size),
             Task::MultiLabelClassification => multilabel::predict(classifier, texts, batch_size),
+            Task::Translation => Err(Error::Invalid(
+                "a translator translates with retort translate (or serve's /v1/translate)".into(),
+            )),
         }
     }
+}
+
+/// What a translator's data needs that the encoders' tokenizer cannot give.
+fn translation_needs_subwords() -> Error {
+    Error::Invalid(
+        "a translator reads its own sub-word vocabulary (task::translation::data), not an encoder's tokenizer".into(),
+    )
 }
 
 /// Predicted unit labels of `classifier` on `inputs` (tokenisation included).

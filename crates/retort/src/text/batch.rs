@@ -41,6 +41,7 @@ pub fn pad_batch(items: &[&Encoded], pad_id: u32) -> Result<EncoderInput> {
         token_type_ids: Tensor::from_vec(types, shape, device)?,
         attention_mask: Tensor::from_vec(mask, shape, device)?,
         word_noise: None,
+        target_ids: None,
     })
 }
 

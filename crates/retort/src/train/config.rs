@@ -86,8 +86,11 @@ pub struct ModelSection {
     /// Class names, in class-id order. Empty: keep the checkpoint's labels. Setting them gives
     /// the checkpoint a fresh head when the number or names differ from its own.
     pub labels: Vec<String>,
-    /// Truncate inputs to this many tokens (special tokens included).
+    /// Truncate inputs to this many tokens (special tokens included). A fresh translator's
+    /// position table has this many rows, for sources and targets alike.
     pub max_len: usize,
+    /// Translation only: the shape of a translator trained from scratch (`init = "fresh"`).
+    pub translator: TranslatorShape,
 }
 
 impl Default for ModelSection {
@@ -97,6 +100,42 @@ impl Default for ModelSection {
             task: Task::default(),
             labels: Vec::new(),
             max_len: 128,
+            translator: TranslatorShape::default(),
+        }
+    }
+}
+
+/// The sizes of a translator trained from scratch, and of the sub-word vocabulary learnt for
+/// it from the training text (both sides together).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranslatorShape {
+    /// Tokens of the byte-level BPE vocabulary (special tokens included).
+    pub vocab_size: usize,
+    /// A pair of symbols is merged only if it occurs at least this often.
+    pub min_frequency: u64,
+    /// Width of every layer.
+    pub d_model: usize,
+    /// Layers of the encoder, and of the decoder.
+    pub layers: usize,
+    /// Attention heads per attention block.
+    pub heads: usize,
+    /// Inner width of the feed-forward blocks.
+    pub ffn_dim: usize,
+    /// Dropout after embeddings, attention and feed-forward blocks.
+    pub dropout: f32,
+}
+
+impl Default for TranslatorShape {
+    fn default() -> Self {
+        Self {
+            vocab_size: 8000,
+            min_frequency: 2,
+            d_model: 256,
+            layers: 3,
+            heads: 4,
+            ffn_dim: 1024,
+            dropout: 0.1,
         }
     }
 }
@@ -467,6 +506,14 @@ pub struct DistillSection {
     /// (`[[distill.peers]]`), each by its own optimiser, schedule and checkpoints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerSection>,
+    /// Translation only: sequence-level distillation (Kim & Rush 2016). The student's targets
+    /// are the teacher's translations of the training sources (beam search of
+    /// `sequence_beam`, cached in `cache_dir` as they are made, resumable) instead of the
+    /// references; the run's logit terms (word-level distillation) then compare next-token
+    /// distributions on those targets. Off: the references, word-level terms only.
+    pub sequence_level: bool,
+    /// The beam of the teacher's translations for `sequence_level`.
+    pub sequence_beam: usize,
 }
 
 impl Default for DistillSection {
@@ -481,6 +528,8 @@ impl Default for DistillSection {
             mutual: false,
             mutual_lr: 0.0,
             peers: Vec::new(),
+            sequence_level: false,
+            sequence_beam: 5,
         }
     }
 }
@@ -540,6 +589,9 @@ pub struct TrainSection {
     /// on the dev split (the best F1 per label) and save them in `best/config.json` instead
     /// of 0.5 for every label.
     pub tune_thresholds: bool,
+    /// Label smoothing of hard_ce (Szegedy et al. 2016): the gold class gets 1 − ε of the
+    /// target and every class ε / classes. 0: plain cross-entropy. Translators train with 0.1.
+    pub label_smoothing: f64,
 }
 
 impl Default for TrainSection {
@@ -557,6 +609,7 @@ impl Default for TrainSection {
             log_every: 20,
             seed: 42,
             tune_thresholds: false,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -608,7 +661,14 @@ impl TrainSection {
                 ),
             ));
         }
-        non_negative("train.grad_clip", self.grad_clip)
+        non_negative("train.grad_clip", self.grad_clip)?;
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(InvalidValue::new(
+                "train.label_smoothing",
+                format!("must be in [0, 1), got {}", self.label_smoothing),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -668,6 +728,7 @@ impl Validate for TrainConfig {
 impl Validate for DistillConfig {
     fn check(&self) -> std::result::Result<(), InvalidValue> {
         at_least_one("teacher.max_len", self.teacher.max_len)?;
+        at_least_one("distill.sequence_beam", self.distill.sequence_beam)?;
         positive("teacher.weight", self.teacher.weight)?;
         for (i, t) in self.teacher.extra.iter().enumerate() {
             positive(&format!("teacher.extra[{i}].weight"), t.weight)?;
@@ -1253,13 +1314,12 @@ mod tests {
         load_config::<TrainConfig>(&teacher, &[]).unwrap();
         let text = std::fs::read_to_string(&teacher).unwrap();
         let table: toml::Table = toml::from_str(&text).unwrap();
-        let mut present = Vec::new();
         for key in keys(&TrainConfig::default()) {
-            let (section, name) = key.split_once('.').unwrap();
-            if table.get(section).and_then(|t| t.get(name)).is_some() {
-                present.push(key);
-            } else {
-                panic!("configs/sst2-teacher.toml does not document {key}");
+            let mut node = &toml::Value::Table(table.clone());
+            for part in key.split('.') {
+                node = node
+                    .get(part)
+                    .unwrap_or_else(|| panic!("configs/sst2-teacher.toml does not document {key}"));
             }
         }
         for file in [
@@ -1271,12 +1331,15 @@ mod tests {
             "sst2-tinybert-mpnet.toml",
             "sst2-cnn-from-mpnet.toml",
             "sst2-conll-multitask.toml",
+            "multi30k-distill.toml",
         ] {
             let path = root.join(file);
             load_config::<DistillConfig>(&path, &[]).unwrap();
         }
         let conll: TrainConfig = load_config(&root.join("conll-teacher.toml"), &[]).unwrap();
         assert_eq!(conll.model.task, Task::TokenClassification);
+        let mt: TrainConfig = load_config(&root.join("multi30k-teacher.toml"), &[]).unwrap();
+        assert_eq!(mt.model.task, Task::Translation);
         let distill: toml::Table =
             toml::from_str(&std::fs::read_to_string(root.join("sst2-distill.toml")).unwrap())
                 .unwrap();

@@ -42,6 +42,9 @@ pub fn task_data(
 
 /// Fine-tunes `config.model.init` and saves the best dev checkpoint in `output.dir/best`.
 pub fn fine_tune(config: &TrainConfig, resume: bool, progress: bool) -> Result<RunSummary> {
+    if config.model.task == Task::Translation {
+        return super::translator::train(config, resume, progress);
+    }
     // Before anything is loaded or written (load_config has checked a config read from a file).
     config.validate()?;
     check_output_dir(&config.output.dir, resume)?;

@@ -8,3 +8,4 @@ pub mod run_dir;
 pub mod step;
 pub mod tasks;
 pub mod trainer;
+pub mod translator;

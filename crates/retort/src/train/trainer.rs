@@ -24,8 +24,8 @@ use super::run_dir::{self, append_record, replace_dir};
 use super::step::forward_backward;
 use super::tasks::{merged_params, Plan, TaskRun, TASKS_PREFIX};
 use crate::error::{Error, Result};
-use crate::infer::row_logits;
 use crate::model::checkpoint::copy_tokenizer_files;
+use crate::model::seq2seq::pad_ids;
 use crate::model::{Model, ModelConfig, Params, Pass};
 use crate::objective::{Objective, TrainBatch};
 use crate::task::{Scores, Task, TaskData};
@@ -176,8 +176,7 @@ fn install_interrupt_handler() {
 
 /// The task's scores of `model` on `dev`.
 pub fn dev_metrics(model: &dyn Model, dev: &TaskData, batch_size: usize) -> Result<Scores> {
-    let logits = row_logits(model, &dev.examples, &dev.positions(), batch_size, &|_| {})?;
-    Task::of(model.config()).score_rows(model.config(), dev, &logits)
+    Task::of(model.config()).evaluate(model, dev, batch_size)
 }
 
 /// The objective's mean loss over `dev` (each batch weighted by its examples), with its
@@ -247,8 +246,17 @@ fn make_batch(
             cache_rows.push(offsets[i] + k as u32);
         }
     }
+    let mut input = pad_batch(&items, config.pad_token_id)?;
+    if let Some(targets) = &data.targets {
+        // A translator's decoder inputs (teacher forcing), padded after their tokens.
+        let decoder: Vec<Vec<u32>> = idx
+            .iter()
+            .map(|&i| targets.decoder_inputs[i].clone())
+            .collect();
+        input.target_ids = Some(pad_ids(&decoder, config.pad_token_id)?.0);
+    }
     Ok(TrainBatch {
-        input: pad_batch(&items, config.pad_token_id)?,
+        input,
         rows,
         axis: config.head.row_axis(),
         labels,

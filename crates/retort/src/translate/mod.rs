@@ -7,9 +7,9 @@ pub mod cache;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::generate::{beam_search, greedy, DecodeOptions};
+use crate::model::generate::DecodeOptions;
 use crate::model::seq2seq::Seq2Seq;
-use crate::text::batch::length_sorted_batches;
+use crate::task::translation::{decode_all, source_ids};
 use crate::text::subword::SubwordTokenizer;
 use crate::train::trainer::progress_bar;
 
@@ -63,10 +63,7 @@ impl Translator {
     /// The model's input for `line`: its tokens and the end token, cut to the model's
     /// longest input (keeping the end token last).
     pub fn source_ids(&self, line: &str) -> Result<Vec<u32>> {
-        let mut ids = self.tokenizer.encode(line)?;
-        ids.truncate(self.model.config.max_positions.saturating_sub(1));
-        ids.push(self.model.config.eos_token_id);
-        Ok(ids)
+        source_ids(&self.tokenizer, &self.model.config, line)
     }
 
     /// Translates `lines` in batches of `batch_size` sources of similar length; greedy when
@@ -95,19 +92,13 @@ impl Translator {
             .iter()
             .map(|&i| self.source_ids(&lines[i]))
             .collect::<Result<Vec<_>>>()?;
-        let lengths: Vec<usize> = sources.iter().map(Vec::len).collect();
-        for batch in length_sorted_batches(&lengths, batch_size.max(1)) {
-            let rows: Vec<Vec<u32>> = batch.iter().map(|&b| sources[b].clone()).collect();
-            let outputs = match opts.beam {
-                0 | 1 => greedy(&self.model, &rows, opts)?,
-                _ => beam_search(&self.model, &rows, opts)?,
-            };
-            for (&b, ids) in batch.iter().zip(&outputs) {
-                out.lines[todo[b]] = self.tokenizer.decode(ids)?;
-                out.source_tokens += sources[b].len();
-                out.target_tokens += ids.len();
-            }
-            bar.inc(batch.len() as u64);
+        let outputs = decode_all(&self.model, &sources, opts, batch_size, &|n| {
+            bar.inc(n as u64)
+        })?;
+        for (b, ids) in outputs.iter().enumerate() {
+            out.lines[todo[b]] = self.tokenizer.decode(ids)?;
+            out.source_tokens += sources[b].len();
+            out.target_tokens += ids.len();
         }
         bar.finish_and_clear();
         Ok(out)
