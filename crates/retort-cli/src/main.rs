@@ -326,9 +326,13 @@ struct CompareArgs {
     /// A student's checkpoint directory (repeatable).
     #[arg(long = "student", value_name = "DIR", required = true)]
     students: Vec<PathBuf>,
-    /// Labelled data: .tsv, .csv or .jsonl (e.g. the dev set).
+    /// Labelled data in the teacher's task format (e.g. the dev set); for translators, the
+    /// source file of a parallel corpus (test.en, its references beside it: test.de).
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
+    /// Translators only: how each model decodes.
+    #[command(flatten)]
+    decode: DecodeArgs,
     /// A training log (`metrics.jsonl` of a run) to plot (repeatable).
     #[arg(long = "logs", value_name = "FILE")]
     logs: Vec<PathBuf>,
@@ -895,6 +899,61 @@ fn write_summary(dir: &Path, summary: serde_json::Value) -> Result<()> {
 }
 
 fn compare(args: CompareArgs) -> Result<()> {
+    anyhow::ensure!(
+        args.batch_size > 0 && args.latency_samples > 0,
+        "--batch-size and --latency-samples must be at least 1"
+    );
+    let opts = MeasureOptions {
+        batch_size: args.batch_size,
+        latency_samples: args.latency_samples,
+        ..MeasureOptions::default()
+    };
+    let logs = args
+        .logs
+        .iter()
+        .map(|p| TrainingLog::read(p))
+        .collect::<retort::Result<Vec<_>>>()?;
+    let report = match is_translator(&args.teacher) {
+        true => compare_translators(&args, logs, &opts)?,
+        false => compare_classifiers(&args, logs, &opts)?,
+    };
+    report::write(&report, &args.out)?;
+    print_line(&report::markdown::render(&report))?;
+    print_line(&format!(
+        "wrote {0}/report.json, {0}/report.md, {0}/report.html",
+        args.out.display()
+    ))
+}
+
+/// A translator teacher and its students on a parallel corpus.
+fn compare_translators(
+    args: &CompareArgs,
+    logs: Vec<TrainingLog>,
+    opts: &MeasureOptions,
+) -> Result<report::Report> {
+    let load_as = |role: &str, dir: &Path| -> Result<Translator> {
+        Translator::load(dir)
+            .with_context(|| format!("cannot load the {role} in {}", dir.display()))
+    };
+    let teacher = load_as("teacher", &args.teacher)?;
+    let students = args
+        .students
+        .iter()
+        .map(|d| load_as("student", d))
+        .collect::<Result<Vec<_>>>()?;
+    let data = Task::Translation.read(&args.data)?;
+    let decode = args.decode.options();
+    Ok(report::compare_translators(
+        &teacher, &students, &data, logs, opts, &decode,
+    )?)
+}
+
+/// A classifier teacher (sentences, words, spans) and its students on labelled data.
+fn compare_classifiers(
+    args: &CompareArgs,
+    logs: Vec<TrainingLog>,
+    opts: &MeasureOptions,
+) -> Result<report::Report> {
     let load_as = |role: &str, dir: &Path| -> Result<Classifier> {
         let c = Classifier::load(dir, args.max_len)
             .with_context(|| format!("cannot load the {role} in {}", dir.display()))?;
@@ -912,27 +971,7 @@ fn compare(args: CompareArgs) -> Result<()> {
         .map(|d| load_as("student", d))
         .collect::<Result<Vec<_>>>()?;
     let data = Task::of(teacher.model.config()).read(&args.data)?;
-    let logs = args
-        .logs
-        .iter()
-        .map(|p| TrainingLog::read(p))
-        .collect::<retort::Result<Vec<_>>>()?;
-    anyhow::ensure!(
-        args.batch_size > 0 && args.latency_samples > 0,
-        "--batch-size and --latency-samples must be at least 1"
-    );
-    let opts = MeasureOptions {
-        batch_size: args.batch_size,
-        latency_samples: args.latency_samples,
-        ..MeasureOptions::default()
-    };
-    let report = report::compare(&teacher, &students, &data, logs, &opts)?;
-    report::write(&report, &args.out)?;
-    print_line(&report::markdown::render(&report))?;
-    print_line(&format!(
-        "wrote {0}/report.json, {0}/report.md, {0}/report.html",
-        args.out.display()
-    ))
+    Ok(report::compare(&teacher, &students, &data, logs, opts)?)
 }
 
 fn bench(args: BenchArgs) -> Result<()> {

@@ -248,3 +248,79 @@ fn bench_prints_latency_and_throughput_with_spread() {
     let err = fails(&["bench", "--model", s(&tiny), "--threads", "0"], "");
     assert!(err.contains("--threads must be at least 1"), "{err}");
 }
+
+/// Translators: BLEU of each model's translations, agreement as the BLEU of a student's
+/// translations against the teacher's, and the report's three files.
+#[test]
+fn compare_of_translators_scores_bleu_and_agreement_with_the_teachers_translations() {
+    use retort::model::generate::DecodeOptions;
+    use retort::task::bleu::corpus_bleu;
+    let dir = tempfile::tempdir().unwrap();
+    let (teacher, student) = (dir.path().join("teacher"), dir.path().join("student"));
+    let en = ["A man rides a bike.", "Two dogs play in the snow."];
+    let de = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."];
+    let lines: Vec<String> = en.iter().chain(&de).map(|t| t.to_string()).collect();
+    common::tiny_translator(&teacher, &lines);
+    common::tiny_translator(&student, &lines);
+    // The student: the same shape and vocabulary, other weights.
+    let config = retort::model::seq2seq::Seq2Seq::load(&student)
+        .unwrap()
+        .config;
+    let other = retort::model::seq2seq::Seq2Seq::fresh(config, 7).unwrap();
+    other.save(&student).unwrap();
+    std::fs::write(dir.path().join("val.en"), en.join("\n") + "\n").unwrap();
+    std::fs::write(dir.path().join("val.de"), de.join("\n") + "\n").unwrap();
+    let out = dir.path().join("report");
+    let data = dir.path().join("val.en");
+    let args = [
+        "compare",
+        "--teacher",
+        s(&teacher),
+        "--student",
+        s(&student),
+        "--data",
+        s(&data),
+        "--beam",
+        "1",
+        "--latency-samples",
+        "2",
+        "--out",
+        s(&out),
+    ];
+    let run = retort(&args, "");
+    assert!(run.ok, "{}", run.stderr);
+    assert!(run.stdout.contains("| bleu |"), "{}", run.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(v["task"], "translation");
+    let sources: Vec<String> = en.iter().map(|t| t.to_string()).collect();
+    let greedy = DecodeOptions {
+        beam: 1,
+        ..DecodeOptions::default()
+    };
+    let translate = |dir: &Path| {
+        retort::translate::Translator::load(dir)
+            .unwrap()
+            .translate(&sources, &greedy, 32, false)
+            .unwrap()
+            .lines
+    };
+    let (t, st) = (translate(&teacher), translate(&student));
+    let models = v["models"].as_array().unwrap();
+    let score = |m: &serde_json::Value| m["score"].as_f64().unwrap();
+    assert_eq!(
+        score(&models[0]),
+        corpus_bleu(&t, &[de.to_vec()]).unwrap().score
+    );
+    assert_eq!(
+        score(&models[1]),
+        corpus_bleu(&st, &[de.to_vec()]).unwrap().score
+    );
+    let agreement = corpus_bleu(&st, std::slice::from_ref(&t)).unwrap().score / 100.0;
+    assert_ne!(t, st, "two different translators");
+    assert_eq!(models[1]["agreement"].as_f64().unwrap(), agreement);
+    assert_eq!(models[0]["agreement"].as_f64().unwrap(), 1.0);
+    for file in ["report.md", "report.html"] {
+        assert!(out.join(file).is_file());
+    }
+}

@@ -67,6 +67,40 @@ impl ModelSummary {
         })
     }
 
+    /// Summarises a translator: its decoder's depth and width stand for its layers (the
+    /// encoder's are in `shape`), its vocabulary for its labels.
+    pub fn of_translator(t: &crate::translate::Translator) -> Result<Self> {
+        let c = &t.model.config;
+        let cfg = crate::model::Model::config(&t.model);
+        let (parameters, parameters_without_embeddings) =
+            crate::model::Model::parameter_counts(&t.model);
+        Ok(Self {
+            model: t.dir.display().to_string(),
+            model_type: cfg.architecture.model_type(),
+            class: cfg.architecture.class(cfg.head),
+            shape: Some(format!(
+                "encoder {} × {}, decoder {} × {}, {} heads, feed-forward {}",
+                c.encoder_layers, c.d_model, c.decoder_layers, c.d_model, c.heads, c.ffn_dim
+            )),
+            short_shape: format!("{}+{} × {}", c.encoder_layers, c.decoder_layers, c.d_model),
+            layers: c.decoder_layers,
+            hidden_size: c.d_model,
+            heads: c.heads,
+            head_size: c.head_dim(),
+            heads_per_layer: vec![c.heads; c.decoder_layers],
+            intermediate_size: c.ffn_dim,
+            max_positions: c.max_positions,
+            vocab_size: c.vocab_size,
+            tokenizer_vocab_size: t.tokenizer.vocab_size(),
+            labels: Vec::new(),
+            fresh_head: false,
+            int8: false,
+            parameters,
+            parameters_without_embeddings,
+            size_on_disk_bytes: size_on_disk(&t.dir)?,
+        })
+    }
+
     /// `"; kept after pruning: 8, 8, 8"` (heads per layer) when some heads are pruned.
     fn pruned_heads_note(&self) -> String {
         if self.heads_per_layer.iter().all(|&h| h == self.heads) {

@@ -57,14 +57,35 @@ pub fn measure(
     gold: &[Vec<Option<usize>>],
     opts: &MeasureOptions,
 ) -> Result<Measured> {
-    let run = |inputs: &[&Input], batch: usize| predict_units(c, inputs, batch);
+    let (predictions, latency_ms, throughput) =
+        timed(inputs, opts, &|inputs: &[&Input], batch| {
+            predict_units(c, inputs, batch)
+        })?;
+    let task = Task::of(c.model.config());
+    Ok(Measured {
+        scores: task.score(&c.model.config().labels, inputs, &predictions, gold)?,
+        predictions,
+        latency_ms,
+        throughput,
+    })
+}
+
+/// Times `run` (a model from its inputs to its outputs) on `inputs`: its output on the whole
+/// data in batches of `opts.batch_size`, the batch-1 latency in milliseconds over the first
+/// `opts.latency_samples` inputs, and the throughput (inputs per second, the median of passes
+/// adding up to a second or more).
+pub fn timed<I, T>(
+    inputs: &[I],
+    opts: &MeasureOptions,
+    run: &dyn Fn(&[I], usize) -> Result<T>,
+) -> Result<(T, Stats, f64)> {
     // Warm-up (one batch is enough): the first batches pay for allocations and thread start-up.
     let warm = &inputs[..inputs.len().min(opts.batch_size)];
     if opts.warmup > 0 {
         run(warm, opts.batch_size)?;
     }
     let start = Instant::now();
-    let predictions = run(inputs, opts.batch_size)?;
+    let output = run(inputs, opts.batch_size)?;
     let mut passes = vec![start.elapsed().as_secs_f64()];
     // A small data set takes milliseconds: pass over it again (up to a second in all) so
     // that the throughput is a median, not one noisy sample.
@@ -77,20 +98,14 @@ pub fn measure(
 
     let sample = &inputs[..inputs.len().min(opts.latency_samples.max(1))];
     for input in sample.iter().cycle().take(opts.warmup) {
-        run(&[input], 1)?;
+        run(std::slice::from_ref(input), 1)?;
     }
     let mut times = Vec::with_capacity(sample.len());
     for input in sample {
         let t = Instant::now();
-        run(&[input], 1)?;
+        run(std::slice::from_ref(input), 1)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let latency_ms = Stats::of(&times).expect("at least one example");
-    let task = Task::of(c.model.config());
-    Ok(Measured {
-        scores: task.score(&c.model.config().labels, inputs, &predictions, gold)?,
-        predictions,
-        latency_ms,
-        throughput: inputs.len() as f64 / seconds,
-    })
+    Ok((output, latency_ms, inputs.len() as f64 / seconds))
 }

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod markdown;
 pub mod measure;
 pub mod svg;
+pub mod translation;
 
 use std::path::Path;
 
@@ -23,6 +24,7 @@ use crate::summary::ModelSummary;
 use crate::task::{Corpus, Scores, Task};
 pub use logs::TrainingLog;
 pub use measure::MeasureOptions;
+pub use translation::compare_translators;
 
 /// One model's row of the report. Ratios are against the teacher (the teacher's are 1).
 #[derive(Debug, Clone, Serialize)]
@@ -153,7 +155,7 @@ pub fn compare(
     })
 }
 
-fn row(
+pub(crate) fn row(
     role: &'static str,
     s: ModelSummary,
     m: &measure::Measured,

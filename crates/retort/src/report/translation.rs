@@ -1,0 +1,104 @@
+//! `retort compare` of translators: a teacher and its students translate the same corpus; each
+//! row gives BLEU, agreement with the teacher (the BLEU of the student's translations against
+//! the teacher's, as a fraction), size, batch-1 latency (one sentence, tokenisation and
+//! decoding included) and throughput (sentences per second), in the report every task uses.
+
+use super::measure::{timed, MeasureOptions, Measured};
+use super::{mark_pareto_front, row, Report, TrainingLog};
+use crate::error::{Error, Result};
+use crate::model::generate::DecodeOptions;
+use crate::summary::ModelSummary;
+use crate::task::bleu::corpus_bleu;
+use crate::task::translation::scores;
+use crate::task::{Corpus, Input, Task};
+use crate::translate::Translator;
+
+/// Measures the teacher and every student on the parallel corpus `data`, decoding as `decode`.
+pub fn compare_translators(
+    teacher: &Translator,
+    students: &[Translator],
+    data: &Corpus,
+    logs: Vec<TrainingLog>,
+    opts: &MeasureOptions,
+    decode: &DecodeOptions,
+) -> Result<Report> {
+    let (sources, references) = sides(data)?;
+    let t = measure(teacher, &sources, &references, opts, decode)?;
+    let teacher_summary = ModelSummary::of_translator(teacher)?;
+    let mut models = vec![row(
+        "teacher",
+        teacher_summary.clone(),
+        &t.0,
+        &t.0,
+        &teacher_summary,
+        1.0,
+    )];
+    for s in students {
+        if s.tokenizer.vocab_size() != teacher.tokenizer.vocab_size() {
+            // Other tokens are fine (texts are compared), but say what is compared.
+            eprintln!(
+                "note: student {} has a vocabulary of its own ({} tokens, the teacher {})",
+                s.dir.display(),
+                s.tokenizer.vocab_size(),
+                teacher.tokenizer.vocab_size()
+            );
+        }
+        let m = measure(s, &sources, &references, opts, decode)?;
+        let agreement = corpus_bleu(&m.1, std::slice::from_ref(&t.1))?.score / 100.0;
+        models.push(row(
+            "student",
+            ModelSummary::of_translator(s)?,
+            &m.0,
+            &t.0,
+            &teacher_summary,
+            agreement,
+        ));
+    }
+    mark_pareto_front(&mut models);
+    Ok(Report {
+        task: Task::Translation,
+        metric: crate::task::translation::PRIMARY,
+        data: data.path.display().to_string(),
+        examples: data.len(),
+        threads: crate::bench::threads(),
+        batch_size: opts.batch_size,
+        latency_samples: opts.latency_samples.min(data.len()),
+        models,
+        logs,
+    })
+}
+
+/// A parallel corpus's sources and references.
+fn sides(data: &Corpus) -> Result<(Vec<String>, Vec<String>)> {
+    data.items
+        .iter()
+        .map(|item| match (&item.input, item.gold.as_slice()) {
+            (Input::Text(s), [Some(r)]) => Ok((s.clone(), r.clone())),
+            _ => Err(Error::Data {
+                path: data.path.clone(),
+                line: item.line,
+                message: "a translation example is a source text and its reference".into(),
+            }),
+        })
+        .collect()
+}
+
+/// One translator's scores and timings on the sources, with its translations.
+fn measure(
+    t: &Translator,
+    sources: &[String],
+    references: &[String],
+    opts: &MeasureOptions,
+    decode: &DecodeOptions,
+) -> Result<(Measured, Vec<String>)> {
+    let (lines, latency_ms, throughput) = timed(sources, opts, &|lines: &[String], batch| {
+        Ok(t.translate(lines, decode, batch, false)?.lines)
+    })?;
+    let measured = Measured {
+        predictions: Vec::new(),
+        scores: scores(&lines, references)?,
+        latency_ms,
+        throughput,
+    };
+    Ok((measured, lines))
+}
