@@ -141,18 +141,31 @@ pub fn compare(
             agreement,
         ));
     }
-    mark_pareto_front(&mut models);
-    Ok(Report {
-        task,
-        metric: task.primary_metric(),
-        data: data.path.display().to_string(),
-        examples: data.len(),
-        threads: crate::bench::threads(),
-        batch_size: opts.batch_size,
-        latency_samples: opts.latency_samples.min(data.len()),
-        models,
-        logs,
-    })
+    Ok(Report::of(task, data, opts, models, logs))
+}
+
+impl Report {
+    /// The report of `models` (the teacher first) measured on `data`, its Pareto front marked.
+    pub(crate) fn of(
+        task: Task,
+        data: &Corpus,
+        opts: &MeasureOptions,
+        mut models: Vec<ModelRow>,
+        logs: Vec<TrainingLog>,
+    ) -> Self {
+        mark_pareto_front(&mut models);
+        Report {
+            task,
+            metric: task.primary_metric(),
+            data: data.path.display().to_string(),
+            examples: data.len(),
+            threads: crate::bench::threads(),
+            batch_size: opts.batch_size,
+            latency_samples: opts.latency_samples.min(data.len()),
+            models,
+            logs,
+        }
+    }
 }
 
 pub(crate) fn row(

@@ -4,7 +4,7 @@
 //! decoding included) and throughput (sentences per second), in the report every task uses.
 
 use super::measure::{timed, MeasureOptions, Measured};
-use super::{mark_pareto_front, row, Report, TrainingLog};
+use super::{row, Report, TrainingLog};
 use crate::error::{Error, Result};
 use crate::model::generate::DecodeOptions;
 use crate::summary::ModelSummary;
@@ -54,18 +54,7 @@ pub fn compare_translators(
             agreement,
         ));
     }
-    mark_pareto_front(&mut models);
-    Ok(Report {
-        task: Task::Translation,
-        metric: crate::task::translation::PRIMARY,
-        data: data.path.display().to_string(),
-        examples: data.len(),
-        threads: crate::bench::threads(),
-        batch_size: opts.batch_size,
-        latency_samples: opts.latency_samples.min(data.len()),
-        models,
-        logs,
-    })
+    Ok(Report::of(Task::Translation, data, opts, models, logs))
 }
 
 /// A parallel corpus's sources and references.
