@@ -825,11 +825,15 @@ fn distill(args: RunArgs) -> Result<()> {
     let s = run_distill(&config, args.resume, progress)?;
     print_run_summary(&s.run)?;
     if s.tasks.is_empty() {
+        // A teacher scoring 0 (an untrained translator's BLEU) has no share to keep.
+        let kept = match s.teacher_score > 0.0 {
+            true => format!("{:.1}%", 100.0 * s.run.best_score / s.teacher_score),
+            false => "none".to_string(),
+        };
         print_line(&format!(
-            "teacher dev {} {:.4}; student keeps {:.1}% of it with {:.1}% of the parameters ({} vs {})",
+            "teacher dev {} {:.4}; student keeps {kept} of it with {:.1}% of the parameters ({} vs {})",
             s.run.metric,
             s.teacher_score,
-            100.0 * s.run.best_score / s.teacher_score,
             100.0 * s.student_parameters as f64 / s.teacher_parameters as f64,
             s.student_parameters,
             s.teacher_parameters
