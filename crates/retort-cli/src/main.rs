@@ -447,7 +447,10 @@ fn load(args: &ModelArgs) -> Result<Classifier> {
 }
 
 fn inspect(args: InspectArgs) -> Result<()> {
-    let summary = ModelSummary::of(&load(&args.model)?)?;
+    let summary = match is_translator(&args.model.model) {
+        true => ModelSummary::of_translator(&Translator::load(&args.model.model)?)?,
+        false => ModelSummary::of(&load(&args.model)?)?,
+    };
     if args.json {
         print_line(&serde_json::to_string(&summary)?)
     } else {

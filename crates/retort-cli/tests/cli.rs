@@ -740,6 +740,38 @@ fn eval_of_a_translator_scores_its_translations_with_bleu() {
     );
 }
 
+/// `inspect` describes a translator; the commands made for classifiers say what to use instead
+/// of failing on its config.
+#[test]
+fn inspect_describes_a_translator_and_classifier_commands_point_to_translate() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("mt");
+    let lines = vec!["A man rides a bike.".to_string(), "Ein Mann.".to_string()];
+    common::tiny_translator(&model, &lines);
+    let run = retort(&["inspect", "--model", s(&model)], "");
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("marian (MarianMTModel)") && run.stdout.contains("encoder 1 × 16"),
+        "{}",
+        run.stdout
+    );
+    let out = dir.path().join("export");
+    for args in [
+        vec!["predict", "--model", s(&model)],
+        vec!["export", "--model", s(&model), "--out", s(&out)],
+        vec!["bench", "--model", s(&model)],
+    ] {
+        let run = retort(&args, "a man\n");
+        assert!(!run.ok, "{args:?}");
+        assert!(
+            run.stderr.contains("holds a translator") && run.stderr.contains("retort translate"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+}
+
 #[test]
 fn translate_writes_one_line_per_input_line_as_the_library_decodes_them() {
     use retort::model::generate::DecodeOptions;

@@ -30,6 +30,12 @@ impl Classifier {
     pub fn load(dir: &Path, max_len: usize) -> Result<Self> {
         let (model, report) = load_model(dir)?;
         let config = model.config();
+        if model.as_seq2seq().is_some() {
+            return Err(Error::Invalid(format!(
+                "{} holds a translator, not a classifier: use retort translate (retort eval, compare, serve and inspect take it too)",
+                dir.display()
+            )));
+        }
         let tokenizer = TextTokenizer::from_dir(dir, max_len.min(config.max_tokens()))?;
         check_vocabulary(&tokenizer, config.vocab_size)?;
         Ok(Self {

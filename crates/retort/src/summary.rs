@@ -150,7 +150,11 @@ impl ModelSummary {
                 "vocabulary       {} (tokenizer: {})",
                 self.vocab_size, self.tokenizer_vocab_size
             ),
-            format!("labels           {}{fresh}", self.labels.join(", ")),
+            match self.labels.is_empty() {
+                // A translator's outputs are its vocabulary's tokens.
+                true => "labels           none (outputs: the vocabulary's tokens)".to_string(),
+                false => format!("labels           {}{fresh}", self.labels.join(", ")),
+            },
             format!(
                 "parameters       {} ({})",
                 group_digits(self.parameters),

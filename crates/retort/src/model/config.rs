@@ -417,7 +417,8 @@ impl ModelConfig {
                 self.hidden_size, self.num_heads
             ));
         }
-        if self.labels.is_empty() {
+        // A translator's outputs are its vocabulary's tokens, named nowhere.
+        if self.labels.is_empty() && self.head != HeadKind::Generation {
             return Err("a classifier needs at least one label".into());
         }
         if self.head == HeadKind::QuestionAnswering && self.labels.len() != 2 {
