@@ -123,10 +123,14 @@ pub fn source_ids(
     config: &Seq2SeqConfig,
     text: &str,
 ) -> Result<Vec<u32>> {
-    let mut ids = tokenizer.encode(text)?;
+    Ok(with_end(tokenizer.encode(text)?, config))
+}
+
+/// A source's tokens cut to the model's positions, then its end token.
+fn with_end(mut ids: Vec<u32>, config: &Seq2SeqConfig) -> Vec<u32> {
     ids.truncate(config.max_positions.saturating_sub(1));
     ids.push(config.eos_token_id);
-    Ok(ids)
+    ids
 }
 
 /// A tokenised parallel corpus and how many of its pairs lost tokens to the position table.
@@ -163,11 +167,12 @@ pub fn data(
                 message: "a translation example is a source text and its reference".into(),
             });
         };
-        let ids = source_ids(&tokenizer, config, source)?;
+        let ids = tokenizer.encode(source)?;
         let mut target = tokenizer.encode(reference)?;
-        if target.len() > longest || tokenizer.encode(source)?.len() > longest {
+        if target.len() > longest || ids.len() > longest {
             cut += 1;
         }
+        let ids = with_end(ids, config);
         target.truncate(longest);
         let n = target.len() + 1;
         rows.push(Rows {
