@@ -46,7 +46,8 @@ enum Command {
     Predict(PredictArgs),
     /// Score a model on labelled data (TSV/CSV with `sentence` and `label` columns, or JSONL).
     Eval(EvalArgs),
-    /// Fine-tune a checkpoint on a classification task (e.g. the teacher).
+    /// Fine-tune a checkpoint for its task (e.g. the teacher), or train a translator from scratch
+    /// (model.task = "translation", model.init = "fresh"; configs/multi30k-teacher.toml).
     #[command(after_long_help = TRAIN_HELP)]
     Train(RunArgs),
     /// Distil a fine-tuned teacher into a smaller student (soft labels, intermediate layers, augmentation).
