@@ -41,11 +41,11 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
     let dev = tokenised(tokenizer.clone(), &tconfig, &dev_corpus)?;
     let teacher_score = dev_metrics(&teacher.model, &dev, 64)?.primary_value();
 
-    let mut summary_cache = (None, 0.0, None);
-    if config.distill.sequence_level {
-        let cached = teacher_targets(config, &teacher, &mut train_corpus, progress)?;
-        summary_cache = cached;
-    }
+    let (teacher_cache_hit, teacher_phase_seconds, teacher_cache_path) =
+        match config.distill.sequence_level {
+            true => teacher_targets(config, &teacher, &mut train_corpus, progress)?,
+            false => (None, 0.0, None),
+        };
     let train = tokenised(tokenizer, &tconfig, &train_corpus)?;
     let student = Seq2Seq::fresh(student_config(&shape, &tconfig), config.train.seed)?;
     let (student_layers, student_width) = (student.config.decoder_layers, student.config.d_model);
@@ -88,7 +88,6 @@ pub fn distill(config: &DistillConfig, resume: bool, progress: bool) -> Result<D
         selection: Selection::TaskMetric,
     };
     let run = trainer::run(&student, &objective, &train, &dev, &options)?;
-    let (teacher_cache_hit, teacher_phase_seconds, teacher_cache_path) = summary_cache;
     Ok(DistillSummary {
         metric: run.metric,
         teacher_score,
@@ -168,14 +167,7 @@ fn teacher_targets(
     corpus: &mut Corpus,
     progress: bool,
 ) -> Result<(Option<bool>, f64, Option<std::path::PathBuf>)> {
-    let sources: Vec<String> = corpus
-        .items
-        .iter()
-        .map(|i| match &i.input {
-            crate::task::Input::Text(t) => t.clone(),
-            _ => unreachable!("a translation corpus holds texts"),
-        })
-        .collect();
+    let (sources, _) = crate::task::translation::sides(corpus)?;
     let options = CacheOptions {
         decode: DecodeOptions {
             beam: config.distill.sequence_beam,

@@ -6,8 +6,8 @@ use crate::error::Result;
 use crate::infer::Classifier;
 use crate::model::generate::DecodeOptions;
 use crate::model::Model;
-use crate::task::translation::{self, Targets};
-use crate::task::{predict_units, Corpus, Scores, Task, TaskData};
+use crate::task::translation;
+use crate::task::{predict_units, Corpus, Scores, Task};
 use crate::translate::Translator;
 
 /// The result of evaluating a model on a labelled corpus.
@@ -58,17 +58,12 @@ pub fn evaluate_translator(
 ) -> Result<(EvalReport, Vec<String>)> {
     let tokenizer = std::sync::Arc::new(translator.tokenizer.clone());
     let tokenised = translation::data(tokenizer, &translator.model.config, data)?.data;
-    let sources: Vec<Vec<u32>> = tokenised.examples.iter().map(|e| e.ids.clone()).collect();
     let start = Instant::now();
-    let outputs = translation::decode_all(&translator.model, &sources, opts, batch_size, &|_| {})?;
+    let (hypotheses, tokens) =
+        translation::translations(&translator.model, &tokenised, opts, batch_size)?;
     let seconds = start.elapsed().as_secs_f64();
-    let hypotheses = outputs
-        .iter()
-        .map(|ids| translator.tokenizer.decode(ids))
-        .collect::<Result<Vec<_>>>()?;
-    let references = references(&tokenised);
-    let scores = translation::scores(&hypotheses, references)?;
-    let tokens: usize = outputs.iter().map(Vec::len).sum();
+    let (_, references) = translation::sides(data)?;
+    let scores = translation::scores(&hypotheses, &references)?;
     let report = EvalReport {
         task: Task::of(translator.model.config()),
         scores,
@@ -79,12 +74,4 @@ pub fn evaluate_translator(
         predictions: Vec::new(),
     };
     Ok((report, hypotheses))
-}
-
-/// The reference texts of tokenised translation data.
-fn references(data: &TaskData) -> &[String] {
-    data.targets
-        .as_ref()
-        .map(|t: &Targets| t.references.as_slice())
-        .unwrap_or_default()
 }

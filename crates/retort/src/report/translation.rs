@@ -5,12 +5,12 @@
 
 use super::measure::{timed, MeasureOptions, Measured};
 use super::{row, Report, TrainingLog};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::generate::DecodeOptions;
 use crate::summary::ModelSummary;
 use crate::task::bleu::corpus_bleu;
-use crate::task::translation::scores;
-use crate::task::{Corpus, Input, Task};
+use crate::task::translation::{scores, sides};
+use crate::task::{Corpus, Task};
 use crate::translate::Translator;
 
 /// Measures the teacher and every student on the parallel corpus `data`, decoding as `decode`.
@@ -55,21 +55,6 @@ pub fn compare_translators(
         ));
     }
     Ok(Report::of(Task::Translation, data, opts, models, logs))
-}
-
-/// A parallel corpus's sources and references.
-fn sides(data: &Corpus) -> Result<(Vec<String>, Vec<String>)> {
-    data.items
-        .iter()
-        .map(|item| match (&item.input, item.gold.as_slice()) {
-            (Input::Text(s), [Some(r)]) => Ok((s.clone(), r.clone())),
-            _ => Err(Error::Data {
-                path: data.path.clone(),
-                line: item.line,
-                message: "a translation example is a source text and its reference".into(),
-            }),
-        })
-        .collect()
 }
 
 /// One translator's scores and timings on the sources, with its translations.

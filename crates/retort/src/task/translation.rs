@@ -255,6 +255,22 @@ pub fn evaluate(
     opts: &DecodeOptions,
     batch_size: usize,
 ) -> Result<Scores> {
+    let (hypotheses, _) = translations(model, data, opts, batch_size)?;
+    let targets = data
+        .targets
+        .as_ref()
+        .expect("translations checked the targets");
+    scores(&hypotheses, &targets.references)
+}
+
+/// `model`'s translations of `data`'s sources (tokenised by [`data`]) as text, in order, and
+/// the tokens it wrote (end tokens not counted).
+pub fn translations(
+    model: &dyn Model,
+    data: &TaskData,
+    opts: &DecodeOptions,
+    batch_size: usize,
+) -> Result<(Vec<String>, usize)> {
     let translator = model.as_seq2seq().ok_or_else(|| {
         Error::Invalid(format!(
             "a {} model does not translate",
@@ -270,7 +286,23 @@ pub fn evaluate(
         .iter()
         .map(|ids| targets.tokenizer.decode(ids))
         .collect::<Result<Vec<_>>>()?;
-    scores(&hypotheses, &targets.references)
+    Ok((hypotheses, outputs.iter().map(Vec::len).sum()))
+}
+
+/// A parallel corpus (read by [`read`]) as its sources and its references, in order.
+pub fn sides(corpus: &Corpus) -> Result<(Vec<String>, Vec<String>)> {
+    corpus
+        .items
+        .iter()
+        .map(|item| match (&item.input, item.gold.as_slice()) {
+            (Input::Text(s), [Some(r)]) => Ok((s.clone(), r.clone())),
+            _ => Err(Error::Data {
+                path: corpus.path.clone(),
+                line: item.line,
+                message: "a translation example is a source text and its reference".into(),
+            }),
+        })
+        .collect()
 }
 
 /// The scores of translations against their references: `bleu` (primary, sacrebleu's),
