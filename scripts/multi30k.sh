@@ -11,7 +11,9 @@
 # Every run is resumable: a run directory holding last/ is continued with --resume, one holding
 # test.json is skipped. The teacher's translations are cached in runs/cache (resumable too).
 # Extra arguments are --set overrides for every run (e.g. train.epochs=1 for a quick look).
-# RETORT (default target/release/retort), MT (default ../shared/data/multi30k), BEAM (default 5).
+# RETORT (default target/release/retort), MT (default ../shared/data/multi30k), BEAM (default 5),
+# STUDENTS (default "word sequence both plain": which students, in that order), STUDENT_SET
+# (space-separated --set overrides for the students only, e.g. "train.epochs=10").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RETORT="${RETORT:-target/release/retort}"
@@ -20,6 +22,8 @@ BEAM="${BEAM:-5}"
 [[ "$RETORT" != target/release/retort ]] || cargo build --release --locked -q
 SETS=(--set "data.train=$MT/train.en" --set "data.dev=$MT/val.en")
 for kv in "$@"; do SETS+=(--set "$kv"); done
+STUDENT_SETS=()
+for kv in ${STUDENT_SET:-}; do STUDENT_SETS+=(--set "$kv"); done
 
 # run COMMAND CONFIG DIR [--set ...]: trains (or resumes) into DIR, then scores DIR/best on test.
 run() {
@@ -41,14 +45,20 @@ run() {
 
 TEACHER=runs/multi30k-teacher
 run train configs/multi30k-teacher.toml "$TEACHER"
-D=(--set "teacher.dir=$TEACHER/best")
-run distill configs/multi30k-distill.toml runs/multi30k-student-word "${D[@]}"
-run distill configs/multi30k-distill.toml runs/multi30k-student-sequence "${D[@]}" \
-    --set distill.sequence_level=true --set 'distill.terms=[{kind="hard_ce",weight=1.0}]'
-run distill configs/multi30k-distill.toml runs/multi30k-student-both "${D[@]}" \
-    --set distill.sequence_level=true
-run distill configs/multi30k-distill.toml runs/multi30k-student-plain "${D[@]}" \
-    --set 'distill.terms=[{kind="hard_ce",weight=1.0}]'
+D=(--set "teacher.dir=$TEACHER/best" "${STUDENT_SETS[@]}")
+HARD_ONLY='distill.terms=[{kind="hard_ce",weight=1.0}]'
+for student in ${STUDENTS:-word sequence both plain}; do
+    case $student in
+        word) run distill configs/multi30k-distill.toml runs/multi30k-student-word "${D[@]}" ;;
+        sequence) run distill configs/multi30k-distill.toml runs/multi30k-student-sequence "${D[@]}" \
+            --set distill.sequence_level=true --set "$HARD_ONLY" ;;
+        both) run distill configs/multi30k-distill.toml runs/multi30k-student-both "${D[@]}" \
+            --set distill.sequence_level=true ;;
+        plain) run distill configs/multi30k-distill.toml runs/multi30k-student-plain "${D[@]}" \
+            --set "$HARD_ONLY" ;;
+        *) echo "unknown student '$student' (word, sequence, both, plain)" >&2; exit 2 ;;
+    esac
+done
 
 echo
 echo "| model | test BLEU (beam $BEAM) | val BLEU (greedy, chose it) | training s |"
