@@ -24,6 +24,14 @@ SETS=(--set "data.train=$MT/train.en" --set "data.dev=$MT/val.en")
 for kv in "$@"; do SETS+=(--set "$kv"); done
 STUDENT_SETS=()
 for kv in ${STUDENT_SET:-}; do STUDENT_SETS+=(--set "$kv"); done
+STUDENTS="${STUDENTS:-word sequence both plain}"
+# A misspelt student is refused now, not after the teacher's hours of training.
+for student in $STUDENTS; do
+    case $student in
+        word | sequence | both | plain) ;;
+        *) echo "unknown student '$student' (word, sequence, both, plain)" >&2; exit 2 ;;
+    esac
+done
 
 # run COMMAND CONFIG DIR [--set ...]: trains (or resumes) into DIR, then scores DIR/best on test.
 run() {
@@ -47,7 +55,7 @@ TEACHER=runs/multi30k-teacher
 run train configs/multi30k-teacher.toml "$TEACHER"
 D=(--set "teacher.dir=$TEACHER/best" "${STUDENT_SETS[@]}")
 HARD_ONLY='distill.terms=[{kind="hard_ce",weight=1.0}]'
-for student in ${STUDENTS:-word sequence both plain}; do
+for student in $STUDENTS; do
     case $student in
         word) run distill configs/multi30k-distill.toml runs/multi30k-student-word "${D[@]}" ;;
         sequence) run distill configs/multi30k-distill.toml runs/multi30k-student-sequence "${D[@]}" \
@@ -56,7 +64,6 @@ for student in ${STUDENTS:-word sequence both plain}; do
             --set distill.sequence_level=true ;;
         plain) run distill configs/multi30k-distill.toml runs/multi30k-student-plain "${D[@]}" \
             --set "$HARD_ONLY" ;;
-        *) echo "unknown student '$student' (word, sequence, both, plain)" >&2; exit 2 ;;
     esac
 done
 
