@@ -13,12 +13,16 @@
 # Extra arguments are --set overrides for every run (e.g. train.epochs=1 for a quick look).
 # RETORT (default target/release/retort), MT (default ../shared/data/multi30k), BEAM (default 5),
 # STUDENTS (default "word sequence both plain": which students, in that order), STUDENT_SET
-# (space-separated --set overrides for the students only, e.g. "train.epochs=10").
+# (space-separated --set overrides for the students only, e.g. "train.epochs=10"), STUDENT_DIR
+# (default runs/multi30k-student: the students go to STUDENT_DIR-word, STUDENT_DIR-plain, ...; give
+# another prefix to train a second student shape beside the first, e.g. with
+# STUDENT_SET="student.hidden_size=64 student.intermediate_size=256").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RETORT="${RETORT:-target/release/retort}"
 MT="${MT:-../shared/data/multi30k}"
 BEAM="${BEAM:-5}"
+STUDENT_DIR="${STUDENT_DIR:-runs/multi30k-student}"
 [[ "$RETORT" != target/release/retort ]] || cargo build --release --locked -q
 SETS=(--set "data.train=$MT/train.en" --set "data.dev=$MT/val.en")
 for kv in "$@"; do SETS+=(--set "$kv"); done
@@ -57,12 +61,12 @@ D=(--set "teacher.dir=$TEACHER/best" "${STUDENT_SETS[@]}")
 HARD_ONLY='distill.terms=[{kind="hard_ce",weight=1.0}]'
 for student in $STUDENTS; do
     case $student in
-        word) run distill configs/multi30k-distill.toml runs/multi30k-student-word "${D[@]}" ;;
-        sequence) run distill configs/multi30k-distill.toml runs/multi30k-student-sequence "${D[@]}" \
+        word) run distill configs/multi30k-distill.toml "$STUDENT_DIR-word" "${D[@]}" ;;
+        sequence) run distill configs/multi30k-distill.toml "$STUDENT_DIR-sequence" "${D[@]}" \
             --set distill.sequence_level=true --set "$HARD_ONLY" ;;
-        both) run distill configs/multi30k-distill.toml runs/multi30k-student-both "${D[@]}" \
+        both) run distill configs/multi30k-distill.toml "$STUDENT_DIR-both" "${D[@]}" \
             --set distill.sequence_level=true ;;
-        plain) run distill configs/multi30k-distill.toml runs/multi30k-student-plain "${D[@]}" \
+        plain) run distill configs/multi30k-distill.toml "$STUDENT_DIR-plain" "${D[@]}" \
             --set "$HARD_ONLY" ;;
     esac
 done
@@ -70,12 +74,16 @@ done
 echo
 echo "| model | test BLEU (beam $BEAM) | val BLEU (greedy, chose it) | training s |"
 echo "|---|---:|---:|---:|"
-for dir in "$TEACHER" runs/multi30k-student-{word,sequence,both,plain}; do
+for dir in "$TEACHER" "$STUDENT_DIR"-{word,sequence,both,plain}; do
     [[ -f "$dir/test.json" ]] || continue
     best=$(jq -s '[.[] | select(.event == "eval") | .dev_bleu] | max' "$dir/metrics.jsonl")
     seconds=$(jq -s '[.[] | select(.event == "train") | .elapsed_s] | max' "$dir/metrics.jsonl")
     printf '| %s | %.2f | %.2f | %.0f |\n' "$(basename "$dir")" \
         "$(jq .scores.values.bleu "$dir/test.json")" "$best" "$seconds"
 done
+students=()
+for dir in "$STUDENT_DIR"-{word,sequence,both,plain}; do
+    if [[ -f "$dir/test.json" ]]; then students+=(--student "$dir/best"); fi
+done
 echo
-echo "Sizes and speeds: $RETORT compare --teacher $TEACHER/best --student runs/multi30k-student-word/best ... --data $MT/test_2016_flickr.en --out runs/multi30k-report"
+echo "Sizes and speeds: $RETORT compare --teacher $TEACHER/best ${students[*]} --data $MT/test_2016_flickr.en --beam $BEAM --out runs/multi30k-report"
