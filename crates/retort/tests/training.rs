@@ -762,6 +762,45 @@ fn logistic_and_confidence_weighted_terms_distil_end_to_end() {
 }
 
 #[test]
+fn class_weights_scale_a_logit_term_and_must_give_one_per_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut c = tiny_distill_config(dir);
+    c.train.log_every = 1;
+    // The logistic term of the first step (same seed, same first batch) under each weighting.
+    let mut first_logistic = |name: &str, weights: Option<Vec<f64>>| {
+        let mut term = Term::new(TermKind::Logistic, 1.0);
+        term.class_weights = weights;
+        c.distill.terms = Some(vec![Term::new(TermKind::HardCe, 1.0), term]);
+        c.output.dir = dir.join(name);
+        distill(&c, false, false).map(|_| {
+            let first = metrics(&c.output.dir)
+                .into_iter()
+                .find(|l| l["event"] == "train")
+                .unwrap();
+            first["terms"]["logistic"].as_f64().unwrap()
+        })
+    };
+    let plain = first_logistic("plain", None).unwrap();
+    let ones = first_logistic("ones", Some(vec![1.0; 3])).unwrap();
+    let doubled = first_logistic("doubled", Some(vec![2.0; 3])).unwrap();
+    let first_only = first_logistic("first", Some(vec![3.0, 0.0, 0.0])).unwrap();
+    assert!(plain > 0.0);
+    assert!((ones - plain).abs() < 1e-6, "{ones} vs {plain}");
+    assert!((doubled - 2.0 * plain).abs() < 1e-5, "{doubled} vs {plain}");
+    assert!((first_only - plain).abs() > 1e-4, "{first_only} vs {plain}");
+    // The tiny teacher has 3 labels: 2 weights are refused before anything is written.
+    let err = first_logistic("refused", Some(vec![1.0, 1.0]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 class_weights for the teacher's 3 labels"),
+        "{err}"
+    );
+    assert!(!dir.join("refused").exists());
+}
+
+#[test]
 fn several_teachers_in_their_own_tokens_label_the_transfer_set_together() {
     use retort::train::config::{Combine, ExtraTeacher};
     let tmp = tempfile::tempdir().unwrap();

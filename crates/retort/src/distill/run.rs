@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::infer::Classifier;
 use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::{Architecture, EncoderInput, Model, Transformer};
-use crate::objective::terms::Needs;
+use crate::objective::terms::{Needs, Term};
 use crate::objective::{Objective, Teacher};
 use crate::task::{read_unlabelled, Corpus, Input, Rows, Task, TaskData};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
@@ -227,6 +227,31 @@ fn pretrained(config: &DistillConfig, teacher: &Classifier, dir: &Path) -> Resul
     })
 }
 
+/// Checks, before the teacher phase, that every term's class weights give one weight per
+/// teacher label, and that the task's rows are over classes at all (a reader's are over the
+/// window's positions).
+fn check_class_weights(terms: &[Term], labels: &[String], task: Task) -> Result<()> {
+    for term in terms {
+        let (Some(weights), name) = (&term.class_weights, term.kind.name()) else {
+            continue;
+        };
+        if task.reads_questions() {
+            return Err(Error::Invalid(format!(
+                "{name}: class_weights weight classes, and a reader's rows score a window's positions: remove them"
+            )));
+        }
+        if weights.len() != labels.len() {
+            return Err(Error::Invalid(format!(
+                "{name} has {} class_weights for the teacher's {} labels ({}): give one per label, in that order",
+                weights.len(),
+                labels.len(),
+                labels.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A BiLSTM or CNN student. It has no layers to match the teacher's, so the run's terms must
 /// compare outputs only.
 fn compact(
@@ -307,6 +332,7 @@ pub fn distill_until(
     let task = Task::of(teacher.model.config());
     task.check_train_options(&config.train)?;
     let labels = teacher.model.config().labels.clone();
+    check_class_weights(&config.distill.terms()?, &labels, task)?;
     let (train_data, dev_data) = read_data(task, &config.data)?;
     check_pair_transfer_set(config, &train_data)?;
     let unlabelled = match &config.augment.unlabelled {

@@ -136,9 +136,14 @@ pub fn logit_mse(student_logits: &Tensor, teacher_logits: &Tensor) -> Result<Ten
 
 /// [`logit_mse`] of each row, `[batch]`: `mean_c (s_ic − t_ic)²`.
 pub fn logit_mse_rows(student_logits: &Tensor, teacher_logits: &Tensor) -> Result<Tensor> {
+    Ok(logit_mse_elements(student_logits, teacher_logits)?.mean(1)?)
+}
+
+/// [`logit_mse`] of each row and class, `[batch, classes]`: `(s_ic − t_ic)²`.
+pub fn logit_mse_elements(student_logits: &Tensor, teacher_logits: &Tensor) -> Result<Tensor> {
     logit_pair("logit_mse", student_logits, teacher_logits)?;
     let (s, t) = operands(student_logits, teacher_logits)?;
-    Ok((s - t)?.sqr()?.mean(1)?)
+    Ok((s - t)?.sqr()?)
 }
 
 /// The logistic logit loss: `T² · mean_{i,c} log(1 + exp(−(s_ic/T)·(t_ic/T)))`.
@@ -163,13 +168,22 @@ pub fn logistic_rows(
     teacher_logits: &Tensor,
     temperature: f64,
 ) -> Result<Tensor> {
+    Ok(logistic_elements(student_logits, teacher_logits, temperature)?.mean(1)?)
+}
+
+/// [`logistic`] of each row and class, `[batch, classes]`: `T² · log(1 + exp(−s_ic·t_ic/T²))`.
+pub fn logistic_elements(
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
     const NAME: &str = "logistic";
     logit_pair(NAME, student_logits, teacher_logits)?;
     check_temperature(NAME, temperature)?;
     let (s, t) = operands(student_logits, teacher_logits)?;
     let x = (s * t)?.affine(-1.0 / (temperature * temperature), 0.0)?;
     let softplus = (x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-    Ok(softplus.mean(1)?.affine(temperature * temperature, 0.0)?)
+    Ok(softplus.affine(temperature * temperature, 0.0)?)
 }
 
 /// Binary cross-entropy of independent per-label decisions: `mean_{i,c} softplus(x_ic) − x_ic·y_ic`
@@ -182,11 +196,16 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 
 /// [`bce_with_logits`] of each row, `[rows]` (the mean over labels).
 fn bce_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    Ok(bce_elements(logits, targets)?.mean(1)?)
+}
+
+/// [`bce_with_logits`] of each row and label, `[rows, labels]`.
+fn bce_elements(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     const NAME: &str = "bce";
     logit_pair(NAME, logits, targets)?;
     let (x, y) = operands(logits, targets)?;
     let softplus = (x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-    Ok((softplus - (x * y)?)?.mean(1)?)
+    Ok((softplus - (x * y)?)?)
 }
 
 /// Sigmoid distillation for multi-label heads, per row: `T² · mean_c BCE(σ(s_c/T); σ(t_c/T))`,
@@ -197,13 +216,40 @@ pub fn soft_bce_rows(
     teacher_logits: &Tensor,
     temperature: f64,
 ) -> Result<Tensor> {
+    Ok(soft_bce_elements(student_logits, teacher_logits, temperature)?.mean(1)?)
+}
+
+/// [`soft_bce_rows`] of each row and label, `[batch, labels]`.
+pub fn soft_bce_elements(
+    student_logits: &Tensor,
+    teacher_logits: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
     const NAME: &str = "soft_bce";
     logit_pair(NAME, student_logits, teacher_logits)?;
     check_temperature(NAME, temperature)?;
     let (s, t) = operands(student_logits, teacher_logits)?;
     let inv = 1.0 / temperature;
     let p = candle_nn::ops::sigmoid(&t.affine(inv, 0.0)?.detach())?;
-    Ok(bce_rows(&s.affine(inv, 0.0)?, &p)?.affine(temperature * temperature, 0.0)?)
+    Ok(bce_elements(&s.affine(inv, 0.0)?, &p)?.affine(temperature * temperature, 0.0)?)
+}
+
+/// Per-class losses `[batch, classes]` reduced to rows, `[batch]`, with a weight λ_c per class:
+/// `mean_c λ_c · l_ic` (the logistic loss's `Σ λ·T²·log(1 + exp(−s·t))` with λ per class, e.g.
+/// to count rare labels more). Weights of 1 give the plain mean over classes.
+pub fn class_weighted_rows(elements: &Tensor, class_weights: &[f64]) -> Result<Tensor> {
+    let name = "class_weights";
+    let (_, classes) = logits_dims(name, elements)?;
+    if class_weights.len() != classes {
+        return Err(invalid(format!(
+            "{name}: {} weights given for {classes} classes (one per class, in the teacher's label order)",
+            class_weights.len()
+        )));
+    }
+    let w = Tensor::new(class_weights, elements.device())?
+        .to_dtype(elements.dtype())?
+        .unsqueeze(0)?;
+    Ok(elements.broadcast_mul(&w)?.mean(1)?)
 }
 
 /// `Σ_i w_i · l_i / Σ_i w_i`: per-row losses `[batch]` averaged with per-row weights
@@ -824,6 +870,50 @@ mod tests {
         let g = check_gradient(&t2(&S_LOGITS), |x| logistic(x, &t, 2.0));
         // Where the teacher's logit is 0 the term has no opinion: no gradient.
         assert_eq!(g[4], 0.0);
+    }
+
+    // ---- a weight per class ------------------------------------------------------------------
+
+    const CLASS_WEIGHTS: [f64; 3] = [2.0, 0.0, 0.5];
+
+    #[test]
+    fn class_weights_scale_each_class_of_the_logistic_loss() {
+        let (s, t, temperature) = (t2(&S_LOGITS), t2(&T_LOGITS), 2.0);
+        let elements = logistic_elements(&s, &t, temperature).unwrap();
+        let rows = class_weighted_rows(&elements, &CLASS_WEIGHTS).unwrap();
+        // By hand: Σ_c λ_c · T² · log(1 + exp(−s·t/T²)) / classes, per row.
+        let got = rows.to_vec1::<f32>().unwrap();
+        for (i, got) in got.iter().enumerate() {
+            let want: f64 = (0..3)
+                .map(|c| {
+                    let x = -(S_LOGITS[i][c] as f64) * (T_LOGITS[i][c] as f64)
+                        / (temperature * temperature);
+                    CLASS_WEIGHTS[c] * (1.0 + x.exp()).ln() * temperature * temperature
+                })
+                .sum::<f64>()
+                / 3.0;
+            assert_close(*got as f64, want, "class-weighted logistic");
+        }
+        // Weights of 1 are the plain per-row mean.
+        let ones = class_weighted_rows(&elements, &[1.0; 3]).unwrap();
+        let plain = logistic_rows(&s, &t, temperature).unwrap();
+        let diff = (ones - plain).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+        assert_invalid(
+            class_weighted_rows(&elements, &[1.0, 1.0]),
+            "2 weights given for 3 classes",
+        );
+    }
+
+    #[test]
+    fn class_weighted_gradients_match_finite_differences() {
+        let t = t2(&T_LOGITS);
+        let weighted = |e: Tensor| Ok(class_weighted_rows(&e, &CLASS_WEIGHTS)?.mean_all()?);
+        let g = check_gradient(&t2(&S_LOGITS), |x| weighted(logistic_elements(x, &t, 2.0)?));
+        // A class of weight 0 gets no gradient.
+        assert_eq!((g[1], g[4]), (0.0, 0.0));
+        check_gradient(&t2(&S_LOGITS), |x| weighted(logit_mse_elements(x, &t)?));
+        check_gradient(&t2(&S_LOGITS), |x| weighted(soft_bce_elements(x, &t, 2.0)?));
     }
 
     // ---- binary cross-entropy (multi-label) --------------------------------------------------

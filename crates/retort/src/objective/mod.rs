@@ -102,6 +102,8 @@ struct ActiveTerm {
     weight: Scheduled,
     /// How a logit term weights the batch's rows.
     weighting: Weighting,
+    /// A logit term's weight per class (none: the plain mean over classes).
+    class_weights: Option<Vec<f64>>,
     /// (student layer, teacher layer) pairs, 0-based: the intermediate kinds' only.
     pairs: Vec<(usize, usize)>,
     /// adversarial_kl's bound per token and its steps of ascent.
@@ -148,6 +150,7 @@ impl Objective {
                 kind: TermKind::HardCe,
                 weight: Scheduled::Constant(1.0),
                 weighting: Weighting::Uniform,
+                class_weights: None,
                 pairs: Vec::new(),
                 perturbation: (0.0, 0),
             }],
@@ -223,6 +226,7 @@ impl Objective {
                     kind: t.kind,
                     weight: t.weight,
                     weighting: t.weighting,
+                    class_weights: t.class_weights.clone(),
                     pairs,
                     perturbation: t.perturbation(),
                 })
@@ -527,13 +531,22 @@ impl Objective {
         batch: &TrainBatch,
     ) -> Result<Tensor> {
         let temp = self.temperature.at(batch.progress);
-        let per_row = match term.kind {
-            TermKind::SoftKl => loss::soft_kl_rows(student, teacher, temp)?,
-            TermKind::SoftCe => loss::soft_ce_rows(student, teacher, temp)?,
-            TermKind::LogitMse => loss::logit_mse_rows(student, teacher)?,
-            TermKind::Logistic => loss::logistic_rows(student, teacher, temp)?,
-            TermKind::SoftBce => loss::soft_bce_rows(student, teacher, temp)?,
-            other => unreachable!("{} is not a logit term", other.name()),
+        let per_row = match (term.kind, &term.class_weights) {
+            (TermKind::SoftKl, None) => loss::soft_kl_rows(student, teacher, temp)?,
+            (TermKind::SoftCe, None) => loss::soft_ce_rows(student, teacher, temp)?,
+            (TermKind::LogitMse, None) => loss::logit_mse_rows(student, teacher)?,
+            (TermKind::Logistic, None) => loss::logistic_rows(student, teacher, temp)?,
+            (TermKind::SoftBce, None) => loss::soft_bce_rows(student, teacher, temp)?,
+            (TermKind::LogitMse, Some(w)) => {
+                loss::class_weighted_rows(&loss::logit_mse_elements(student, teacher)?, w)?
+            }
+            (TermKind::Logistic, Some(w)) => {
+                loss::class_weighted_rows(&loss::logistic_elements(student, teacher, temp)?, w)?
+            }
+            (TermKind::SoftBce, Some(w)) => {
+                loss::class_weighted_rows(&loss::soft_bce_elements(student, teacher, temp)?, w)?
+            }
+            (other, _) => unreachable!("{} is not a per-class logit term", other.name()),
         };
         match term.weighting {
             Weighting::Uniform => Ok(per_row.mean_all()?),

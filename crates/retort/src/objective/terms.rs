@@ -182,6 +182,10 @@ pub struct Term {
     /// Logit kinds: how the rows of a batch are weighted in the term's mean.
     #[serde(default, skip_serializing_if = "Weighting::is_uniform")]
     pub weighting: Weighting,
+    /// logistic, logit_mse and soft_bce: a weight λ per class (in the teacher's label order)
+    /// multiplying that class's part of the term before the mean over classes; absent: 1 each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f64>>,
     /// adversarial_kl: the largest L2 norm of a token's perturbation (default
     /// [`DEFAULT_EPSILON`]; MiniLM's word embeddings have norms of about 0.5 to 1.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,6 +223,7 @@ impl Term {
             weight: Scheduled::Constant(weight),
             layer_map: None,
             weighting: Weighting::Uniform,
+            class_weights: None,
             epsilon: None,
             steps: None,
         }
@@ -253,6 +258,9 @@ impl Term {
                 "{name} does not compare rows of logits with the teacher's: weighting applies to soft_kl, soft_ce, logit_mse and logistic only"
             )));
         }
+        if let Some(weights) = &self.class_weights {
+            self.check_class_weights(weights)?;
+        }
         if self.layer_map.is_some() && !self.kind.is_intermediate() {
             return Err(Error::Invalid(format!(
                 "{name} compares logits, not layers: it takes no layer_map"
@@ -268,6 +276,31 @@ impl Term {
         if !(epsilon > 0.0 && epsilon.is_finite()) || steps == 0 {
             return Err(Error::Invalid(format!(
                 "{name}: epsilon must be a positive number and steps at least 1, got {epsilon} and {steps}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the term is a sum over classes that a weight per class can scale: softmax terms
+    /// couple the classes, so a class's part of them is not its own.
+    pub fn takes_class_weights(kind: TermKind) -> bool {
+        matches!(
+            kind,
+            TermKind::Logistic | TermKind::LogitMse | TermKind::SoftBce
+        )
+    }
+
+    fn check_class_weights(&self, weights: &[f64]) -> Result<()> {
+        let name = self.kind.name();
+        if !Term::takes_class_weights(self.kind) {
+            return Err(Error::Invalid(format!(
+                "{name} takes no class_weights: they apply to logistic, logit_mse and soft_bce, whose classes are separate sums"
+            )));
+        }
+        let valid = weights.iter().all(|w| w.is_finite() && *w >= 0.0);
+        if weights.is_empty() || !valid || weights.iter().all(|w| *w == 0.0) {
+            return Err(Error::Invalid(format!(
+                "{name} has class_weights {weights:?}: one finite weight ≥ 0 per class, not all 0"
             )));
         }
         Ok(())
@@ -321,5 +354,27 @@ mod tests {
             ..Term::new(TermKind::HiddenMse, 1.0)
         };
         mapped.check().unwrap();
+    }
+
+    #[test]
+    fn class_weights_only_on_per_class_terms() {
+        let weighted = |kind, weights: &[f64]| Term {
+            class_weights: Some(weights.to_vec()),
+            ..Term::new(kind, 1.0)
+        };
+        weighted(TermKind::Logistic, &[1.0, 2.0]).check().unwrap();
+        weighted(TermKind::LogitMse, &[0.0, 2.0]).check().unwrap();
+        weighted(TermKind::SoftBce, &[0.5]).check().unwrap();
+        let err = weighted(TermKind::SoftKl, &[1.0, 2.0]).check().unwrap_err();
+        assert!(err.to_string().contains("takes no class_weights"), "{err}");
+        for bad in [&[][..], &[0.0, 0.0], &[1.0, -1.0], &[f64::NAN, 1.0]] {
+            let err = weighted(TermKind::Logistic, bad).check().unwrap_err();
+            assert!(err.to_string().contains("one finite weight"), "{err}");
+        }
+        // Read from a config's TOML.
+        let term: Term =
+            toml::from_str("kind = \"logistic\"\nweight = 0.5\nclass_weights = [1.0, 3.0]")
+                .unwrap();
+        assert_eq!(term.class_weights, Some(vec![1.0, 3.0]));
     }
 }
