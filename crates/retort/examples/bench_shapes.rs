@@ -105,7 +105,15 @@ fn options() -> Options {
             "--lengths" => o.lengths = list(&value()),
             "--batches" => o.batches = list(&value()),
             "--dev" => o.dev = Some(value().into()),
-            _ => o.parts.push(a),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            part if PARTS.contains(&part) => o.parts.push(a),
+            other => {
+                eprintln!("bench_shapes: unknown argument {other:?}\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     if o.parts.is_empty() {
@@ -113,6 +121,21 @@ fn options() -> Options {
     }
     o
 }
+
+/// The parts this example can measure (see the module comment).
+const PARTS: [&str; 7] = [
+    "inference",
+    "train",
+    "distill",
+    "ops",
+    "peak",
+    "int8",
+    "sweep",
+];
+
+const USAGE: &str = "usage: bench_shapes [--json] [--reps N] [--warmup N] [--threads N] \
+[--teacher DIR --student DIR] [--lengths 8,13,...] [--batches 1,8,...] [--dev FILE] [PART...]
+parts: inference, train, distill, ops, peak, int8, sweep (default: inference train)";
 
 /// Prints one measurement as text or as a JSON line.
 fn report(o: &Options, part: &str, model: &str, s: &Stats, extra: serde_json::Value) {
@@ -198,9 +221,7 @@ fn main() {
                     ops(&o, m, name, &input).unwrap();
                 }
             }
-            other => panic!(
-                "unknown part {other:?}: inference, train, distill, ops, peak, int8 or sweep"
-            ),
+            other => unreachable!("{other:?} is not in PARTS"),
         }
     }
 }
