@@ -46,6 +46,14 @@ fn metrics(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The first training step's record in a run's `metrics.jsonl`.
+fn first_train_record(dir: &Path) -> serde_json::Value {
+    metrics(dir)
+        .into_iter()
+        .find(|l| l["event"] == "train")
+        .unwrap()
+}
+
 #[test]
 fn train_saves_best_and_last_logs_metrics_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -707,10 +715,7 @@ fn scheduled_weights_and_temperature_follow_their_ramps_step_by_step() {
     c.distill.terms = Some(vec![Term::new(TermKind::SoftKl, 1.0)]);
     c.output.dir = dir.join("constant");
     distill(&c, false, false).unwrap();
-    let first = metrics(&c.output.dir)
-        .into_iter()
-        .find(|l| l["event"] == "train")
-        .unwrap();
+    let first = first_train_record(&c.output.dir);
     assert!(first.get("schedule").is_none(), "{first}");
     assert!(
         (first["terms"]["soft_kl"].as_f64().unwrap()
@@ -737,10 +742,7 @@ fn logistic_and_confidence_weighted_terms_distil_end_to_end() {
     c.output.dir = dir.join("logistic");
     let s = distill(&c, false, false).unwrap();
     assert_eq!(s.run.steps, 3);
-    let first = metrics(&c.output.dir)
-        .into_iter()
-        .find(|l| l["event"] == "train")
-        .unwrap();
+    let first = first_train_record(&c.output.dir);
     let term = |k: &str| first["terms"][k].as_f64().unwrap();
     assert!(term("logistic") > 0.0 && term("logit_mse") > 0.0, "{first}");
     assert!(
@@ -774,10 +776,7 @@ fn class_weights_scale_a_logit_term_and_must_give_one_per_label() {
         c.distill.terms = Some(vec![Term::new(TermKind::HardCe, 1.0), term]);
         c.output.dir = dir.join(name);
         distill(&c, false, false).map(|_| {
-            let first = metrics(&c.output.dir)
-                .into_iter()
-                .find(|l| l["event"] == "train")
-                .unwrap();
+            let first = first_train_record(&c.output.dir);
             first["terms"]["logistic"].as_f64().unwrap()
         })
     };

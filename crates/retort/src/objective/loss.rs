@@ -234,12 +234,15 @@ pub fn soft_bce_elements(
     Ok(bce_elements(&s.affine(inv, 0.0)?, &p)?.affine(temperature * temperature, 0.0)?)
 }
 
-/// Per-class losses `[batch, classes]` reduced to rows, `[batch]`, with a weight λ_c per class:
-/// `mean_c λ_c · l_ic` (the logistic loss's `Σ λ·T²·log(1 + exp(−s·t))` with λ per class, e.g.
-/// to count rare labels more). Weights of 1 give the plain mean over classes.
-pub fn class_weighted_rows(elements: &Tensor, class_weights: &[f64]) -> Result<Tensor> {
+/// Per-class losses `[batch, classes]` reduced to rows, `[batch]`: the mean over classes, or
+/// with a weight λ_c per class `mean_c λ_c · l_ic` (the logistic loss's `Σ λ·T²·log(1 +
+/// exp(−s·t))` with λ per class, e.g. to count rare labels more). Weights of 1 give the mean.
+pub fn class_mean(elements: &Tensor, class_weights: Option<&[f64]>) -> Result<Tensor> {
     let name = "class_weights";
     let (_, classes) = logits_dims(name, elements)?;
+    let Some(class_weights) = class_weights else {
+        return Ok(elements.mean(1)?);
+    };
     if class_weights.len() != classes {
         return Err(invalid(format!(
             "{name}: {} weights given for {classes} classes (one per class, in the teacher's label order)",
@@ -880,7 +883,7 @@ mod tests {
     fn class_weights_scale_each_class_of_the_logistic_loss() {
         let (s, t, temperature) = (t2(&S_LOGITS), t2(&T_LOGITS), 2.0);
         let elements = logistic_elements(&s, &t, temperature).unwrap();
-        let rows = class_weighted_rows(&elements, &CLASS_WEIGHTS).unwrap();
+        let rows = class_mean(&elements, Some(&CLASS_WEIGHTS)).unwrap();
         // By hand: Σ_c λ_c · T² · log(1 + exp(−s·t/T²)) / classes, per row.
         let got = rows.to_vec1::<f32>().unwrap();
         for (i, got) in got.iter().enumerate() {
@@ -895,12 +898,12 @@ mod tests {
             assert_close(*got as f64, want, "class-weighted logistic");
         }
         // Weights of 1 are the plain per-row mean.
-        let ones = class_weighted_rows(&elements, &[1.0; 3]).unwrap();
+        let ones = class_mean(&elements, Some(&[1.0; 3])).unwrap();
         let plain = logistic_rows(&s, &t, temperature).unwrap();
         let diff = (ones - plain).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
         assert_invalid(
-            class_weighted_rows(&elements, &[1.0, 1.0]),
+            class_mean(&elements, Some(&[1.0, 1.0])),
             "2 weights given for 3 classes",
         );
     }
@@ -908,7 +911,7 @@ mod tests {
     #[test]
     fn class_weighted_gradients_match_finite_differences() {
         let t = t2(&T_LOGITS);
-        let weighted = |e: Tensor| Ok(class_weighted_rows(&e, &CLASS_WEIGHTS)?.mean_all()?);
+        let weighted = |e: Tensor| Ok(class_mean(&e, Some(&CLASS_WEIGHTS))?.mean_all()?);
         let g = check_gradient(&t2(&S_LOGITS), |x| weighted(logistic_elements(x, &t, 2.0)?));
         // A class of weight 0 gets no gradient.
         assert_eq!((g[1], g[4]), (0.0, 0.0));

@@ -531,22 +531,20 @@ impl Objective {
         batch: &TrainBatch,
     ) -> Result<Tensor> {
         let temp = self.temperature.at(batch.progress);
-        let per_row = match (term.kind, &term.class_weights) {
-            (TermKind::SoftKl, None) => loss::soft_kl_rows(student, teacher, temp)?,
-            (TermKind::SoftCe, None) => loss::soft_ce_rows(student, teacher, temp)?,
-            (TermKind::LogitMse, None) => loss::logit_mse_rows(student, teacher)?,
-            (TermKind::Logistic, None) => loss::logistic_rows(student, teacher, temp)?,
-            (TermKind::SoftBce, None) => loss::soft_bce_rows(student, teacher, temp)?,
-            (TermKind::LogitMse, Some(w)) => {
-                loss::class_weighted_rows(&loss::logit_mse_elements(student, teacher)?, w)?
+        let weights = term.class_weights.as_deref();
+        let per_row = match term.kind {
+            TermKind::SoftKl => loss::soft_kl_rows(student, teacher, temp)?,
+            TermKind::SoftCe => loss::soft_ce_rows(student, teacher, temp)?,
+            TermKind::LogitMse => {
+                loss::class_mean(&loss::logit_mse_elements(student, teacher)?, weights)?
             }
-            (TermKind::Logistic, Some(w)) => {
-                loss::class_weighted_rows(&loss::logistic_elements(student, teacher, temp)?, w)?
+            TermKind::Logistic => {
+                loss::class_mean(&loss::logistic_elements(student, teacher, temp)?, weights)?
             }
-            (TermKind::SoftBce, Some(w)) => {
-                loss::class_weighted_rows(&loss::soft_bce_elements(student, teacher, temp)?, w)?
+            TermKind::SoftBce => {
+                loss::class_mean(&loss::soft_bce_elements(student, teacher, temp)?, weights)?
             }
-            (other, _) => unreachable!("{} is not a per-class logit term", other.name()),
+            other => unreachable!("{} is not a logit term", other.name()),
         };
         match term.weighting {
             Weighting::Uniform => Ok(per_row.mean_all()?),

@@ -160,6 +160,15 @@ impl TermKind {
         )
     }
 
+    /// Whether the term is a sum over classes that a weight per class can scale: softmax terms
+    /// couple the classes, so a class's part of them is not its own.
+    pub fn takes_class_weights(self) -> bool {
+        matches!(
+            self,
+            TermKind::Logistic | TermKind::LogitMse | TermKind::SoftBce
+        )
+    }
+
     /// Whether the term compares layers (and so has a layer map).
     pub fn is_intermediate(self) -> bool {
         let n = self.needs();
@@ -281,18 +290,9 @@ impl Term {
         Ok(())
     }
 
-    /// Whether the term is a sum over classes that a weight per class can scale: softmax terms
-    /// couple the classes, so a class's part of them is not its own.
-    pub fn takes_class_weights(kind: TermKind) -> bool {
-        matches!(
-            kind,
-            TermKind::Logistic | TermKind::LogitMse | TermKind::SoftBce
-        )
-    }
-
     fn check_class_weights(&self, weights: &[f64]) -> Result<()> {
         let name = self.kind.name();
-        if !Term::takes_class_weights(self.kind) {
+        if !self.kind.takes_class_weights() {
             return Err(Error::Invalid(format!(
                 "{name} takes no class_weights: they apply to logistic, logit_mse and soft_bce, whose classes are separate sums"
             )));
