@@ -447,6 +447,13 @@ fn load(args: &ModelArgs) -> Result<Classifier> {
     Ok(classifier)
 }
 
+/// [`load`] for a command that only runs the model: its weights packed for inference.
+fn load_for_inference(args: &ModelArgs) -> Result<Classifier> {
+    let mut classifier = load(args)?;
+    classifier.pack_for_inference()?;
+    Ok(classifier)
+}
+
 fn inspect(args: InspectArgs) -> Result<()> {
     let summary = match is_translator(&args.model.model) {
         true => ModelSummary::of_translator(&Translator::load(&args.model.model)?)?,
@@ -460,7 +467,7 @@ fn inspect(args: InspectArgs) -> Result<()> {
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
-    let c = load(&args.model)?;
+    let c = load_for_inference(&args.model)?;
     let texts = read_texts(args.input.as_deref())?;
     anyhow::ensure!(!texts.is_empty(), "no input texts (the input is empty)");
     let task = Task::of(c.model.config());
@@ -534,7 +541,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     if is_translator(&args.model.model) {
         return eval_translator(&args);
     }
-    let c = load(&args.model)?;
+    let c = load_for_inference(&args.model)?;
     let data = Task::of(c.model.config()).read(&args.data)?;
     let r = evaluate(&c, &data, args.batch_size)?;
     if let Some(path) = &args.predictions {
@@ -774,7 +781,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 ..DecodeOptions::default()
             },
         }),
-        false => Box::new(load(&args.model)?),
+        false => Box::new(load_for_inference(&args.model)?),
     };
     let options = ServeOptions {
         host: args.host,
@@ -963,13 +970,14 @@ fn compare_classifiers(
     opts: &MeasureOptions,
 ) -> Result<report::Report> {
     let load_as = |role: &str, dir: &Path| -> Result<Classifier> {
-        let c = Classifier::load(dir, args.max_len)
+        let mut c = Classifier::load(dir, args.max_len)
             .with_context(|| format!("cannot load the {role} in {}", dir.display()))?;
         anyhow::ensure!(
             !c.report.fresh_head,
             "the {role} in {} has no trained head; compare fine-tuned models",
             dir.display()
         );
+        c.pack_for_inference()?;
         Ok(c)
     };
     let teacher = load_as("teacher", &args.teacher)?;
@@ -983,7 +991,7 @@ fn compare_classifiers(
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
-    let c = load(&ModelArgs {
+    let c = load_for_inference(&ModelArgs {
         model: args.model.clone(),
         max_len: DEFAULT_MAX_LEN,
     })?;

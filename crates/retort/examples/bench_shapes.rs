@@ -27,7 +27,10 @@
 //!   step at every length and each batch above 1, and, with `--dev FILE` (a TSV whose first
 //!   column is the text), inference over that file's texts in length-sorted batches of 32
 //!   padded per batch. One JSON line per row (`kind`, `model`, `batch_size`, `seq_len`,
-//!   `median_s`, `p5_s`, `p95_s`), whatever `--json` says.
+//!   `median_s`, `p5_s`, `p95_s`), whatever `--json` says. Inference runs on weights packed
+//!   for inference, as `retort eval` and a frozen teacher do (`--unpacked`: without);
+//! - `linear`: each linear shape of the 6 × 384 models at `--lengths` rows, the linear op on
+//!   the plain weight against the same op on the packed weight, interleaved.
 //!
 //! With `--json` every measurement is one JSON line (what `scripts/bench_vs_pytorch.sh`
 //! reads). Times are medians after warm-up, spread as p5/p95.
@@ -70,6 +73,8 @@ struct Options {
     lengths: Vec<usize>,
     batches: Vec<usize>,
     dev: Option<PathBuf>,
+    /// The sweep without weights packed for inference (what it measured before they were).
+    unpacked: bool,
 }
 
 fn list(text: &str) -> Vec<usize> {
@@ -91,6 +96,7 @@ fn options() -> Options {
         lengths: vec![8, 13, 16, 31, 64, 128],
         batches: vec![1, 8, 32],
         dev: None,
+        unpacked: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -105,6 +111,7 @@ fn options() -> Options {
             "--lengths" => o.lengths = list(&value()),
             "--batches" => o.batches = list(&value()),
             "--dev" => o.dev = Some(value().into()),
+            "--unpacked" => o.unpacked = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -123,7 +130,7 @@ fn options() -> Options {
 }
 
 /// The parts this example can measure (see the module comment).
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "inference",
     "train",
     "distill",
@@ -131,11 +138,12 @@ const PARTS: [&str; 7] = [
     "peak",
     "int8",
     "sweep",
+    "linear",
 ];
 
 const USAGE: &str = "usage: bench_shapes [--json] [--reps N] [--warmup N] [--threads N] \
-[--teacher DIR --student DIR] [--lengths 8,13,...] [--batches 1,8,...] [--dev FILE] [PART...]
-parts: inference, train, distill, ops, peak, int8, sweep (default: inference train)";
+[--teacher DIR --student DIR] [--lengths 8,13,...] [--batches 1,8,...] [--dev FILE] [--unpacked] [PART...]
+parts: inference, train, distill, ops, peak, int8, sweep, linear (default: inference train)";
 
 /// Prints one measurement as text or as a JSON line.
 fn report(o: &Options, part: &str, model: &str, s: &Stats, extra: serde_json::Value) {
@@ -216,6 +224,7 @@ fn main() {
             "peak" => peak(&o, &teacher, &tname, &input),
             "sweep" => sweep(&o, [("student", &student), ("teacher", &teacher)]),
             "int8" => int8(&o, [(&sname, &student), (&tname, &teacher)], &input),
+            "linear" => packed_linears(&o),
             "ops" => {
                 for (name, m) in [(&sname, &student), (&tname, &teacher)] {
                     ops(&o, m, name, &input).unwrap();
@@ -238,8 +247,19 @@ fn sweep_row(kind: &str, model: &str, batch: usize, seq: usize, s: &Stats) {
 
 /// Issue 16's shapes: inference at every length × batch, the distillation step at every
 /// length × batch above 1, and inference over real text in length-sorted batches.
-fn sweep(o: &Options, models: [(&str, &Transformer); 2]) {
-    let [(_, student), (_, teacher)] = models;
+fn sweep(o: &Options, [(sname, student), (tname, teacher)]: [(&str, &Transformer); 2]) {
+    // Inference on packed weights, as `retort eval` and `retort distill`'s frozen teacher
+    // run; the student that trains in the distillation step stays unpacked.
+    let packed = |m: &Transformer| {
+        let mut m = m.clone();
+        if !o.unpacked {
+            m.pack_for_inference().unwrap();
+        }
+        m
+    };
+    let (student_infer, teacher) = (packed(student), packed(teacher));
+    let models = [(sname, &student_infer), (tname, &teacher)];
+    let teacher = &teacher;
     let vocab = teacher.config.vocab_size;
     for &seq in &o.lengths {
         for &batch in &o.batches {
@@ -351,11 +371,10 @@ fn int8_linears(o: &Options, rows: usize) {
     let dev = Device::Cpu;
     for (in_dim, out_dim) in [(384, 384), (384, 1536), (1536, 384)] {
         let x = Tensor::randn(0f32, 1.0, (rows, in_dim), &dev).unwrap();
-        let mut linear = retort::model::layers::Linear {
-            weight: Tensor::randn(0f32, 0.05, (out_dim, in_dim), &dev).unwrap(),
-            bias: Tensor::zeros(out_dim, DType::F32, &dev).unwrap(),
-            int8: None,
-        };
+        let mut linear = retort::model::layers::Linear::new(
+            Tensor::randn(0f32, 0.05, (out_dim, in_dim), &dev).unwrap(),
+            Tensor::zeros(out_dim, DType::F32, &dev).unwrap(),
+        );
         let time = |l: &retort::model::layers::Linear| {
             bench::time(o.reps, || {
                 l.forward(&x)?;
@@ -372,6 +391,60 @@ fn int8_linears(o: &Options, rows: usize) {
             i.median * 1e3,
             f.median / i.median
         );
+    }
+}
+
+/// Each linear shape of the 6 × 384 models at the sweep's row counts (`--lengths`, rows =
+/// tokens): the linear op on the plain weight (the few-row kernel up to 64 rows, gemm above)
+/// against the same op on the weight packed once for inference, interleaved.
+fn packed_linears(o: &Options) {
+    let dev = Device::Cpu;
+    for (in_dim, out_dim) in [(384, 384), (384, 1536), (1536, 384)] {
+        let weight = Tensor::randn(0f32, 0.05, (out_dim, in_dim), &dev).unwrap();
+        let bias = vec![0.01f32; out_dim];
+        let bias_t = Tensor::from_slice(&bias, out_dim, &dev).unwrap();
+        let packed = retort::model::kernels::PackedWeight::pack(
+            &weight.flatten_all().unwrap().to_vec1().unwrap(),
+            out_dim,
+            in_dim,
+        );
+        for &rows in &o.lengths {
+            let x = Tensor::randn(0f32, 1.0, (rows, in_dim), &dev).unwrap();
+            let (mut plain, mut fast) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                plain.push(
+                    bench::time(o.reps, || {
+                        retort::model::kernels::linear(&x, &weight, &bias_t)?;
+                        Ok(())
+                    })
+                    .unwrap()
+                    .median,
+                );
+                fast.push(
+                    bench::time(o.reps, || {
+                        retort::model::kernels::linear_packed(&x, &packed, &bias, false)?;
+                        Ok(())
+                    })
+                    .unwrap()
+                    .median,
+                );
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[1]
+            };
+            let (p, f) = (median(&mut plain), median(&mut fast));
+            let gflops = 2.0 * (rows * in_dim * out_dim) as f64 / 1e9;
+            println!(
+                "linear [{rows:>4}, {in_dim}] -> {out_dim:>4}: plain {:8.3} ms {:6.1} GFLOP/s, \
+                 packed {:8.3} ms {:6.1} GFLOP/s ({:.2}x)",
+                p * 1e3,
+                gflops / p,
+                f * 1e3,
+                gflops / f,
+                p / f
+            );
+        }
     }
 }
 

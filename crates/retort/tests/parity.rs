@@ -25,10 +25,14 @@ fn ids_of(t: &Tensor) -> Vec<Vec<u32>> {
     t.to_dtype(DType::U32).unwrap().to_vec2().unwrap()
 }
 
-/// Tokenises like transformers, then checks logits, every hidden state and attention map.
-fn check_fixture(name: &str, pass: Pass) {
+/// Tokenises like transformers, then checks logits, every hidden state and attention map
+/// (with `packed`, on the weights packed for inference).
+fn check_fixture(name: &str, pass: Pass, packed: bool) {
     let exp = expected(name);
-    let c = Classifier::load(&fixture(name), 128).unwrap();
+    let mut c = Classifier::load(&fixture(name), 128).unwrap();
+    if packed {
+        c.pack_for_inference().unwrap();
+    }
     let layers = c.model.config().num_layers;
     let pad = c.model.config().pad_token_id;
     let texts = sentences(name);
@@ -93,24 +97,31 @@ fn check_fixture(name: &str, pass: Pass) {
 
 #[test]
 fn bert_matches_transformers() {
-    check_fixture("tiny-bert", Pass::INFERENCE);
+    check_fixture("tiny-bert", Pass::INFERENCE, false);
 }
 
 #[test]
 fn distilbert_matches_transformers() {
-    check_fixture("tiny-distilbert", Pass::INFERENCE);
+    check_fixture("tiny-distilbert", Pass::INFERENCE, false);
 }
 
 #[test]
 fn mpnet_matches_transformers() {
-    check_fixture("tiny-mpnet", Pass::INFERENCE);
+    check_fixture("tiny-mpnet", Pass::INFERENCE, false);
+}
+
+#[test]
+fn packed_weights_match_transformers_too() {
+    check_fixture("tiny-bert", Pass::INFERENCE, true);
+    check_fixture("tiny-distilbert", Pass::INFERENCE, true);
+    check_fixture("tiny-mpnet", Pass::INFERENCE, true);
 }
 
 #[test]
 fn differentiable_path_matches_transformers_too() {
-    check_fixture("tiny-bert", Pass::GRAD_NO_DROPOUT);
-    check_fixture("tiny-distilbert", Pass::GRAD_NO_DROPOUT);
-    check_fixture("tiny-mpnet", Pass::GRAD_NO_DROPOUT);
+    check_fixture("tiny-bert", Pass::GRAD_NO_DROPOUT, false);
+    check_fixture("tiny-distilbert", Pass::GRAD_NO_DROPOUT, false);
+    check_fixture("tiny-mpnet", Pass::GRAD_NO_DROPOUT, false);
 }
 
 #[test]

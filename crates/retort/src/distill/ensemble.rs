@@ -87,7 +87,8 @@ pub fn ensemble_logits(
     let mut weights = vec![section.weight];
     let mut members = Vec::new();
     for extra in &section.extra {
-        let teacher = Classifier::load(&extra.dir, section.max_len)?;
+        let mut teacher = Classifier::load(&extra.dir, section.max_len)?;
+        teacher.pack_for_inference()?;
         let c = teacher.model.config();
         if teacher.report.fresh_head || c.head != config.head || c.labels != config.labels {
             return Err(Error::Invalid(format!(

@@ -81,7 +81,8 @@ pub fn general_distill(
     config.validate()?;
     check_general(config)?;
     check_output_dir(&config.output.dir, resume)?;
-    let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
+    let mut teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
+    teacher.pack_for_inference()?;
     let train = text_data(
         &teacher.tokenizer,
         &config.data.train,

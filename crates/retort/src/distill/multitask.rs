@@ -109,7 +109,8 @@ fn other_task(
         0 => config.teacher.max_len,
         n => n,
     };
-    let teacher = Classifier::load(&section.teacher, max_len)?;
+    let mut teacher = Classifier::load(&section.teacher, max_len)?;
+    teacher.pack_for_inference()?;
     let in_task = |message: String| Error::Invalid(format!("task {name}: {message}"));
     if teacher.report.fresh_head {
         return Err(in_task(format!(

@@ -322,7 +322,11 @@ pub fn distill_until(
         return super::translation::distill(config, resume, progress);
     }
     check_output_dir(&config.output.dir, resume)?;
-    let teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
+    let mut teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
+    // A teacher that learns (mutual learning) changes at every step: it cannot be packed.
+    if !config.distill.mutual {
+        teacher.pack_for_inference()?;
+    }
     if teacher.report.fresh_head {
         return Err(Error::Invalid(format!(
             "the teacher {} has no trained head: fine-tune it first (retort train)",

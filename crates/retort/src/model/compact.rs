@@ -64,15 +64,14 @@ fn uniform_linear(
     in_dim: usize,
     out_dim: usize,
 ) -> Result<Linear> {
-    Ok(Linear {
-        weight: b.get(
+    Ok(Linear::new(
+        b.get(
             &format!("{name}.weight"),
             &[out_dim, in_dim],
             Init::Normal(fan_in_std(in_dim)),
         )?,
-        bias: b.get(&format!("{name}.bias"), &[out_dim], Init::Zeros)?,
-        int8: None,
-    })
+        b.get(&format!("{name}.bias"), &[out_dim], Init::Zeros)?,
+    ))
 }
 
 /// The standard deviation of PyTorch's default uniform initialisation, U(−1/√n, 1/√n).

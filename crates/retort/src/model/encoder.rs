@@ -20,15 +20,14 @@ const MASKED: f64 = -1e9;
 
 /// Creates a linear map `in -> out` named `{name}.weight` / `{name}.bias`.
 pub fn linear(b: &mut ParamBuilder, name: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
-    Ok(Linear {
-        weight: b.get(
+    Ok(Linear::new(
+        b.get(
             &format!("{name}.weight"),
             &[out_dim, in_dim],
             Init::Normal(INIT_STD),
         )?,
-        bias: b.get(&format!("{name}.bias"), &[out_dim], Init::Zeros)?,
-        int8: None,
-    })
+        b.get(&format!("{name}.bias"), &[out_dim], Init::Zeros)?,
+    ))
 }
 
 pub(crate) fn layer_norm(

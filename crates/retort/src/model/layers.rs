@@ -6,6 +6,7 @@
 //! and a parameter upstream of them would silently get no gradient.)
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use candle_core::Tensor;
 
@@ -53,29 +54,92 @@ impl Pass {
 }
 
 /// `y = x Wᵀ + b`, weights stored `[out, in]` as in PyTorch.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Tensor,
     /// The int8 form of `weight` in a quantised model: when set, the forward pass uses it
     /// instead (inference only: it records no backward pass).
     pub int8: Option<Int8Linear>,
+    /// `weight` and `bias` packed for inference ([`Linear::pack`]): passes that record no
+    /// backward pass use it up to [`PACKED_MAX_ROWS`] rows. A frozen copy: a model whose
+    /// weights will change (one being trained) must not be packed.
+    pub packed: Option<Arc<PackedLinear>>,
+}
+
+/// Up to this many rows (tokens on one thread), a packed weight's product is faster than
+/// the gemm crate's (`bench_shapes linear`: 1.4–2.5× up to 64 rows, 1.05–1.4× at 128–256,
+/// level at 512, gemm ahead from 768 on, where its cache blocking pays).
+pub const PACKED_MAX_ROWS: usize = 512;
+
+/// A linear map's weight and bias as packed for inference.
+#[derive(Debug)]
+pub struct PackedLinear {
+    weight: kernels::PackedWeight,
+    bias: Vec<f32>,
+}
+
+/// A copy is not packed: a copy may be trained (a student made of a teacher's layers), and
+/// its packed weights would then be stale. [`Linear::detached`] keeps them.
+impl Clone for Linear {
+    fn clone(&self) -> Self {
+        Self {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+            int8: self.int8.clone(),
+            packed: None,
+        }
+    }
 }
 
 impl Linear {
+    /// A map of these weights, in f32 and not packed.
+    pub fn new(weight: Tensor, bias: Tensor) -> Self {
+        Self {
+            weight,
+            bias,
+            int8: None,
+            packed: None,
+        }
+    }
+
     /// The same map on detached weights (see [`Pass::grad`]).
     pub fn detached(&self) -> Self {
         Self {
             weight: self.weight.detach(),
             bias: self.bias.detach(),
             int8: self.int8.clone(),
+            packed: self.packed.clone(),
         }
+    }
+
+    /// Packs the weights for inference (see [`PackedLinear`]); an int8 map stays int8.
+    pub fn pack(&mut self) -> Result<()> {
+        if self.int8.is_some() {
+            return Ok(());
+        }
+        let (out_dim, in_dim) = self.weight.dims2()?;
+        let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        self.packed = Some(Arc::new(PackedLinear {
+            weight: kernels::PackedWeight::pack(&w, out_dim, in_dim),
+            bias: self.bias.to_vec1::<f32>()?,
+        }));
+        Ok(())
+    }
+
+    /// The packed weights, when this product may use them: no backward pass recorded, and
+    /// few enough rows.
+    fn packed_for(&self, x: &Tensor) -> Option<&PackedLinear> {
+        let rows = x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1);
+        let usable = !x.track_op() && !self.weight.track_op() && rows <= PACKED_MAX_ROWS;
+        self.packed.as_deref().filter(|_| usable)
     }
 
     /// Maps the last dimension of `x`, whatever the leading ones.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.int8 {
-            Some(q) if int8::kernel_available() => q.forward(x),
+        match (&self.int8, self.packed_for(x)) {
+            (Some(q), _) if int8::kernel_available() => q.forward(x),
+            (_, Some(p)) => Ok(kernels::linear_packed(x, &p.weight, &p.bias, false)?),
             // Without the VNNI kernel, integer products are slower than f32: the dequantised
             // weights (in `weight`) run on the f32 kernel instead.
             _ => Ok(kernels::linear(x, &self.weight, &self.bias)?),
@@ -85,8 +149,13 @@ impl Linear {
     /// `act(x Wᵀ + b)`. GELU runs inside the map's op where it can (f32 weights; in place
     /// when nothing records a backward pass, see [`kernels::linear_gelu`]).
     pub fn forward_activated(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
-        match (act, &self.int8) {
-            (Activation::Gelu, None) => Ok(kernels::linear_gelu(x, &self.weight, &self.bias)?),
+        match (act, &self.int8, self.packed_for(x)) {
+            (Activation::Gelu, None, Some(p)) => {
+                Ok(kernels::linear_packed(x, &p.weight, &p.bias, true)?)
+            }
+            (Activation::Gelu, None, None) => {
+                Ok(kernels::linear_gelu(x, &self.weight, &self.bias)?)
+            }
             _ => activate(&self.forward(x)?, act),
         }
     }

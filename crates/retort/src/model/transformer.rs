@@ -250,7 +250,7 @@ impl Transformer {
             };
             let parts = split_batch(input, threads)?;
             if parts.len() == 1 {
-                return Self::run(&encoder, &head, input, pass, outputs);
+                return kernels::on_pool(|| Self::run(&encoder, &head, input, pass, outputs));
             }
             // Sequences are independent: each thread runs its share of the batch start to
             // end, instead of both threads meeting at every op of one shared pass (the
@@ -286,6 +286,16 @@ impl Transformer {
     pub fn quantize_int8(&mut self) -> Result<()> {
         for (_, linear) in self.encoder_linears_mut() {
             linear.quantize_int8()?;
+        }
+        Ok(())
+    }
+
+    /// Packs every linear map of the encoder layers for inference ([`Linear::pack`]): for a
+    /// model that only runs inference from now on (eval, predict, serve, a frozen teacher).
+    /// A clone of the model is not packed.
+    pub fn pack_for_inference(&mut self) -> Result<()> {
+        for (_, linear) in self.encoder_linears_mut() {
+            linear.pack()?;
         }
         Ok(())
     }
@@ -349,6 +359,7 @@ impl super::Model for Transformer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::test_util::max_diff;
     use candle_core::Device;
 
     fn input(batch: usize, seq: usize) -> EncoderInput {
@@ -395,5 +406,72 @@ mod tests {
         assert_eq!(sizes(1, 128, 2), vec![1]);
         assert_eq!(sizes(4, 16, 2), vec![4]);
         assert_eq!(sizes(32, 64, 1), vec![32]);
+    }
+
+    fn tiny() -> Transformer {
+        let cfg = ModelConfig::from_json(&serde_json::json!({
+            "model_type": "bert", "vocab_size": 300, "hidden_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 96,
+            "max_position_embeddings": 64, "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0
+        }))
+        .unwrap();
+        Transformer::fresh(cfg, 3).unwrap()
+    }
+
+    #[test]
+    fn packed_weights_give_the_same_outputs_and_never_reach_a_copy_or_a_gradient_pass() {
+        let plain = tiny();
+        let mut packed = plain.clone();
+        packed.pack_for_inference().unwrap();
+        assert!(packed
+            .encoder_linears()
+            .iter()
+            .all(|(_, l)| l.packed.is_some()));
+        let all = Outputs {
+            hidden_states: true,
+            attentions: true,
+        };
+        // One sentence (a whole pass on the pool), and several with padding (one part per
+        // thread); the feed-forward width 96 leaves a narrow last panel.
+        for (batch, seq) in [(1, 7), (1, 40), (5, 30)] {
+            let mut inp = input(batch, seq);
+            let mut mask = vec![1f32; batch * seq];
+            mask[seq - 3..seq].fill(0.0);
+            inp.attention_mask = Tensor::from_vec(mask, (batch, seq), &Device::Cpu).unwrap();
+            let a = plain.forward(&inp, Pass::INFERENCE, all).unwrap();
+            let b = packed.forward(&inp, Pass::INFERENCE, all).unwrap();
+            assert!(max_diff(&a.logits, &b.logits) < 1e-5, "{batch} x {seq}");
+            for (x, y) in a.hidden_states.iter().zip(&b.hidden_states) {
+                assert!(max_diff(x, y) < 1e-5, "{batch} x {seq}: hidden states");
+            }
+        }
+        // The packed weights are what inference reads: changing the model's own weights
+        // afterwards does not reach them (why a model that trains must not be packed).
+        let inp = input(1, 9);
+        let before = packed.forward(&inp, Pass::INFERENCE, all).unwrap().logits;
+        for (name, var) in packed.params.iter() {
+            if name.contains("layer.0.") && name.ends_with("query.weight") {
+                var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            }
+        }
+        let stale = packed.forward(&inp, Pass::INFERENCE, all).unwrap().logits;
+        assert_eq!(max_diff(&before, &stale), 0.0);
+        // A copy is not packed: it sees the change.
+        let copy = packed.clone();
+        assert!(copy
+            .encoder_linears()
+            .iter()
+            .all(|(_, l)| l.packed.is_none()));
+        let fresh = copy.forward(&inp, Pass::INFERENCE, all).unwrap().logits;
+        assert!(max_diff(&before, &fresh) > 1e-6);
+        // A pass that takes gradients runs on the weights themselves: each gets a gradient.
+        let out = packed
+            .forward(&input(2, 6), Pass::GRAD_NO_DROPOUT, Outputs::default())
+            .unwrap();
+        let grads = out.logits.sum_all().unwrap().backward().unwrap();
+        for (name, linear) in packed.encoder_linears() {
+            assert!(grads.get(&linear.weight).is_some(), "{name}");
+        }
     }
 }

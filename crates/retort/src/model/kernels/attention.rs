@@ -2,7 +2,7 @@
 
 use super::gemm::gemm;
 use super::softmax::{softmax_bwd_row, softmax_in_place};
-use super::storage::{tensor, values, with_values, Mat};
+use super::storage::{task_len, tensor, values, with_values, Mat};
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -56,6 +56,11 @@ impl Heads {
     /// Values of one batch element of a projection.
     fn proj(&self) -> usize {
         self.seq * self.hidden
+    }
+
+    /// Batch element `b` of a projection.
+    fn element<'a>(&self, proj: &'a [f32], b: usize) -> &'a [f32] {
+        &proj[b * self.proj()..(b + 1) * self.proj()]
     }
 
     /// Values of one batch element's probabilities (all heads).
@@ -127,34 +132,35 @@ impl CustomOp3 for AttnProbsOp {
         let (s, n) = (hs.seq, hs.seq * hs.seq);
         let bias_len = bias_len.expect("checked above");
         let mut probs = vec![0f32; hs.batch * hs.probs()];
+        // One task per head of each batch element (grouped when they are small): a single
+        // sentence's heads run on both threads too.
         probs
-            .par_chunks_mut(hs.probs())
-            .zip(q.par_chunks(hs.proj()))
-            .zip(k.par_chunks(hs.proj()))
-            .zip(mask.par_chunks(bias_len))
-            .for_each(|(((probs, q), k), bias)| {
-                for hd in 0..hs.heads {
-                    let block = &mut probs[hd * n..(hd + 1) * n];
-                    gemm(
-                        block,
-                        s,
-                        hs.head(q, hd),
-                        hs.head(k, hd).t(),
-                        hs.scale(),
-                        false,
-                        false,
-                    );
-                    for (i, row) in block.chunks_exact_mut(s).enumerate() {
-                        // The key mask, or this head's and query's row of a whole bias.
-                        let bias = match bias_len == s {
-                            true => bias,
-                            false => &bias[hd * n + i * s..hd * n + (i + 1) * s],
-                        };
-                        for (v, b) in row.iter_mut().zip(bias) {
-                            *v += b;
-                        }
-                        softmax_in_place(row);
+            .par_chunks_mut(n)
+            .enumerate()
+            .with_min_len(task_len(n) / n)
+            .for_each(|(j, block)| {
+                let (b, hd) = (j / hs.heads, j % hs.heads);
+                let (q, k) = (hs.element(q, b), hs.element(k, b));
+                let bias = &mask[b * bias_len..(b + 1) * bias_len];
+                gemm(
+                    block,
+                    s,
+                    hs.head(q, hd),
+                    hs.head(k, hd).t(),
+                    hs.scale(),
+                    false,
+                    false,
+                );
+                for (i, row) in block.chunks_exact_mut(s).enumerate() {
+                    // The key mask, or this head's and query's row of a whole bias.
+                    let bias = match bias_len == s {
+                        true => bias,
+                        false => &bias[hd * n + i * s..hd * n + (i + 1) * s],
+                    };
+                    for (v, b) in row.iter_mut().zip(bias) {
+                        *v += b;
                     }
+                    softmax_in_place(row);
                 }
             });
         Ok((CpuStorage::F32(probs), hs.probs_shape()))
@@ -260,22 +266,29 @@ impl CustomOp2 for AttnContextOp {
         if pl.shape() != &hs.probs_shape() {
             bail!("attention: probs {:?}, v {:?}", pl.shape(), vl.shape())
         }
+        // One task per head of each batch element, each writing its own `seq × dim` block;
+        // the blocks are then put side by side per token.
+        let block = hs.seq * hs.dim;
+        let mut per_head = vec![0f32; v.len()];
+        per_head
+            .par_chunks_mut(block)
+            .enumerate()
+            .with_min_len(task_len(block) / block)
+            .for_each(|(j, out)| {
+                let (b, hd) = (j / hs.heads, j % hs.heads);
+                let p = &p[b * hs.probs()..(b + 1) * hs.probs()];
+                let v = hs.head(hs.element(v, b), hd);
+                gemm(out, hs.dim, hs.block(p, hd), v, 1.0, false, false);
+            });
         let mut ctx = vec![0f32; v.len()];
         ctx.par_chunks_mut(hs.proj())
-            .zip(p.par_chunks(hs.probs()))
-            .zip(v.par_chunks(hs.proj()))
-            .for_each(|((ctx, p), v)| {
-                for hd in 0..hs.heads {
-                    let off = hd * hs.dim;
-                    gemm(
-                        &mut ctx[off..],
-                        hs.hidden,
-                        hs.block(p, hd),
-                        hs.head(v, hd),
-                        1.0,
-                        false,
-                        false,
-                    );
+            .zip(per_head.par_chunks(hs.proj()))
+            .for_each(|(ctx, heads)| {
+                for (hd, head) in heads.chunks_exact(block).enumerate() {
+                    for (t, row) in head.chunks_exact(hs.dim).enumerate() {
+                        let at = t * hs.hidden + hd * hs.dim;
+                        ctx[at..at + hs.dim].copy_from_slice(row);
+                    }
                 }
             });
         Ok((CpuStorage::F32(ctx), vl.shape().clone()))

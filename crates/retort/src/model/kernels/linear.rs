@@ -3,8 +3,9 @@
 use super::gelu::{bias_gelu_in_place, gelu_erf};
 use super::gemm::{gemm, gemm_new, repeat_rows, small_m_linear, SMALL_M_ROWS};
 use super::math::column_sums;
+use super::packed::PackedWeight;
 use super::storage::{rows_cols, tensor, values, with_values, Mat};
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// `x Wᵀ + b` over the last dimension of `x`, weights `[out, in]` as in PyTorch. One gemm
 /// with the bias folded in; the backward pass is two gemms and a column sum.
@@ -29,6 +30,60 @@ pub fn linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor>
         &bias.contiguous()?,
         &LinearOp { gelu: true },
     )
+}
+
+/// `x Wᵀ + b`, or `gelu(x Wᵀ + b)` with `gelu`, on a weight packed for inference (see
+/// [`PackedWeight`]). It records no backward pass: a packed weight is a frozen copy.
+pub fn linear_packed(
+    x: &Tensor,
+    weight: &PackedWeight,
+    bias: &[f32],
+    gelu: bool,
+) -> Result<Tensor> {
+    if bias.len() != weight.dims().0 {
+        bail!(
+            "linear: packed weight {:?}, bias of {}",
+            weight.dims(),
+            bias.len()
+        )
+    }
+    x.contiguous()?
+        .apply_op1_no_bwd(&PackedLinearOp { weight, bias, gelu })
+}
+
+struct PackedLinearOp<'a> {
+    weight: &'a PackedWeight,
+    bias: &'a [f32],
+    gelu: bool,
+}
+
+impl CustomOp1 for PackedLinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "retort-linear-packed"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = values(xs, xl)?;
+        let (rows, inp) = rows_cols(xl.shape())?;
+        let (out, w_in) = self.weight.dims();
+        if w_in != inp {
+            bail!(
+                "linear: x {:?}, packed weight {:?}",
+                xl.shape(),
+                (out, w_in)
+            )
+        }
+        let y = if self.gelu {
+            let mut y = self.weight.matmul_new(x, rows, None);
+            bias_gelu_in_place(&mut y, self.bias);
+            y
+        } else {
+            self.weight.matmul_new(x, rows, Some(self.bias))
+        };
+        let mut dims = xl.shape().dims().to_vec();
+        *dims.last_mut().unwrap() = out;
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
 }
 
 struct LinearOp {

@@ -23,6 +23,7 @@ pub(super) fn sum_zip(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 
     acc.iter().sum::<f32>() + tail
 }
 
+#[inline(always)]
 pub(super) fn sum(x: &[f32]) -> f32 {
     sum_zip(x, x, |a, _| a)
 }
@@ -54,6 +55,7 @@ pub(super) fn column_sums(x: &[f32], cols: usize) -> Vec<f32> {
         .reduce(|| vec![0f32; cols], add_into)
 }
 
+#[inline(always)]
 pub(super) fn max(x: &[f32]) -> f32 {
     x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }

@@ -12,8 +12,27 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 
 struct SoftmaxOp;
 
-/// Softmax of one row, in place.
+/// Softmax of one row, in place. Compiled again with AVX-512 and picked at run time, as
+/// `elementwise::map2_chunk` is (the crate's baseline is SSE2: 4 lanes).
 pub(super) fn softmax_in_place(row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { softmax_in_place_avx512(row) };
+        }
+    }
+    softmax_in_place_loop(row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_in_place_avx512(row: &mut [f32]) {
+    softmax_in_place_loop(row)
+}
+
+#[inline(always)]
+fn softmax_in_place_loop(row: &mut [f32]) {
     let m = max(row);
     for v in row.iter_mut() {
         *v = exp(*v - m);
