@@ -86,6 +86,40 @@ pub(super) fn exp(x: f32) -> f32 {
     }
 }
 
+/// [`exp`] on 16 lanes: the same operations in the same order (no fused multiply-add),
+/// so each lane gives exactly the scalar's result.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn exp16(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let c = _mm512_set1_ps;
+    let (add, mul, sub) = (_mm512_add_ps, _mm512_mul_ps, _mm512_sub_ps);
+    let xc = _mm512_min_ps(_mm512_max_ps(x, c(-87.0)), c(88.0));
+    let n = sub(
+        add(mul(xc, c(std::f32::consts::LOG2_E)), c(12_582_912.0)),
+        c(12_582_912.0),
+    );
+    let r = sub(sub(xc, mul(n, c(0.693_359_4))), mul(n, c(-2.121_944_4e-4)));
+    let mut p = c(1.987_569_1e-4);
+    for k in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ] {
+        p = add(mul(p, r), c(k));
+    }
+    let e_r = add(add(mul(mul(p, r), r), r), c(1.0));
+    let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+        _mm512_cvtps_epi32(n),
+        _mm512_set1_epi32(127),
+    ));
+    let below = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, c(-87.0));
+    _mm512_maskz_mul_ps(!below, e_r, _mm512_castsi512_ps(bits))
+}
+
 /// `erf(x)` within ~1e-7 (Eigen's rational approximation on [-4, 4]; beyond, erf is ±1
 /// in f32), branch-free so loops over it vectorise.
 #[inline(always)]
