@@ -113,9 +113,10 @@ impl Linear {
         }
     }
 
-    /// Packs the weights for inference (see [`PackedLinear`]); an int8 map stays int8.
+    /// Packs the weights for inference (see [`PackedLinear`]); an int8 map stays int8, and
+    /// on a CPU without AVX-512 nothing changes ([`kernels::packing_pays`]).
     pub fn pack(&mut self) -> Result<()> {
-        if self.int8.is_some() {
+        if self.int8.is_some() || !kernels::packing_pays() {
             return Ok(());
         }
         let (out_dim, in_dim) = self.weight.dims2()?;

@@ -421,6 +421,9 @@ mod tests {
 
     #[test]
     fn packed_weights_give_the_same_outputs_and_never_reach_a_copy_or_a_gradient_pass() {
+        if !kernels::packing_pays() {
+            return; // nothing is packed on this CPU
+        }
         let plain = tiny();
         let mut packed = plain.clone();
         packed.pack_for_inference().unwrap();

@@ -41,7 +41,7 @@ pub use gelu::gelu_erf;
 pub(crate) use gemm::SMALL_M_ROWS;
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::{linear, linear_gelu, linear_packed};
-pub use packed::PackedWeight;
+pub use packed::{packing_pays, PackedWeight};
 pub use softmax::softmax_last;
 
 use std::cell::Cell;

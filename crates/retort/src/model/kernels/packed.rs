@@ -40,6 +40,19 @@ impl std::fmt::Debug for PackedWeight {
     }
 }
 
+/// Whether packing pays on this CPU: the tiles are AVX-512; elsewhere only the portable
+/// loop reads packed weights, slower than the gemm crate's own kernels for the CPU.
+pub fn packing_pays() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 impl PackedWeight {
     /// Packs the row-major weight `w` (`out × inp`).
     pub fn pack(w: &[f32], out: usize, inp: usize) -> Self {
