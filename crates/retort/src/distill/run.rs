@@ -323,15 +323,15 @@ pub fn distill_until(
     }
     check_output_dir(&config.output.dir, resume)?;
     let mut teacher = Classifier::load(&config.teacher.dir, config.teacher.max_len)?;
-    // A teacher that learns (mutual learning) changes at every step: it cannot be packed.
-    if !config.distill.mutual {
-        teacher.pack_for_inference()?;
-    }
     if teacher.report.fresh_head {
         return Err(Error::Invalid(format!(
             "the teacher {} has no trained head: fine-tune it first (retort train)",
             config.teacher.dir.display()
         )));
+    }
+    // A teacher that learns (mutual learning) changes at every step: it cannot be packed.
+    if !config.distill.mutual {
+        teacher.pack_for_inference()?;
     }
     let task = Task::of(teacher.model.config());
     task.check_train_options(&config.train)?;

@@ -252,6 +252,7 @@ unsafe fn gemm_raw(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::test_util::linear_f64;
 
     #[test]
     fn small_m_linear_matches_a_plain_product_on_every_block_shape() {
@@ -274,18 +275,12 @@ mod tests {
                 .collect();
             let mut y = vec![0.5f32; rows * out];
             small_m_linear(&mut y, &x, &w, rows, inp, out);
-            for r in 0..rows {
-                for o in 0..out {
-                    let want: f64 = 0.5
-                        + (0..inp)
-                            .map(|i| x[r * inp + i] as f64 * w[o * inp + i] as f64)
-                            .sum::<f64>();
-                    let got = y[r * out + o] as f64;
-                    assert!(
-                        (got - want).abs() < 1e-4,
-                        "{rows}x{inp}x{out} [{r},{o}]: {got} vs {want}"
-                    );
-                }
+            let want = linear_f64(&x, &w, &vec![0.5; out], inp);
+            for (k, (got, want)) in y.iter().zip(want).enumerate() {
+                assert!(
+                    (*got as f64 - want).abs() < 1e-4,
+                    "{rows}x{inp}x{out} [{k}]: {got} vs {want}"
+                );
             }
         }
     }

@@ -27,7 +27,6 @@ struct Line([f32; 16]);
 
 /// The weight `[out, inp]` of `x Wᵀ + b` in panels: panel `p` holds, for each input column
 /// `i`, the values `W[p·NR + j, i]` for `j < NR` (zero past `out`), one after the other.
-#[derive(Clone)]
 pub struct PackedWeight {
     lines: Vec<Line>,
     inp: usize,
@@ -88,16 +87,8 @@ impl PackedWeight {
         &self.values()[p * NR * self.inp..(p + 1) * NR * self.inp]
     }
 
-    /// `y = x Wᵀ (+ bias)` for `rows` rows of `x` (`rows × inp`, row-major); `y` is
-    /// `rows × out`, overwritten.
-    pub fn matmul(&self, y: &mut [f32], x: &[f32], rows: usize, bias: Option<&[f32]>) {
-        assert_eq!(y.len(), rows * self.out, "packed linear: output size");
-        // SAFETY: y holds rows × out values.
-        unsafe { self.matmul_raw(y.as_mut_ptr(), x, rows, bias) }
-    }
-
-    /// [`PackedWeight::matmul`] into a new buffer (not zero-filled first: every value is
-    /// written before it is exposed).
+    /// `x Wᵀ (+ bias)` for `rows` rows of `x` (`rows × inp`, row-major), as a new `rows × out`
+    /// buffer (not zero-filled first: every value is written before it is exposed).
     pub fn matmul_new(&self, x: &[f32], rows: usize, bias: Option<&[f32]>) -> Vec<f32> {
         let len = rows * self.out;
         let mut y = Vec::with_capacity(len);
@@ -307,25 +298,12 @@ impl Tile<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernels::test_util::linear_f64;
 
     fn values(n: usize, seed: usize) -> Vec<f32> {
         (0..n)
             .map(|i| (((i + seed) * 7 % 13) as f32 - 6.0) / 7.0)
             .collect()
-    }
-
-    /// `x Wᵀ + b` in f64.
-    fn reference(x: &[f32], w: &[f32], b: &[f32], rows: usize, inp: usize, out: usize) -> Vec<f64> {
-        let mut y = vec![0f64; rows * out];
-        for r in 0..rows {
-            for o in 0..out {
-                y[r * out + o] = b[o] as f64
-                    + (0..inp)
-                        .map(|i| x[r * inp + i] as f64 * w[o * inp + i] as f64)
-                        .sum::<f64>();
-            }
-        }
-        y
     }
 
     fn assert_close(got: &[f32], want: &[f64], what: &str) {
@@ -349,14 +327,13 @@ mod tests {
         ] {
             let (x, w, b) = (values(rows * inp, 1), values(out * inp, 2), values(out, 3));
             let packed = PackedWeight::pack(&w, out, inp);
-            let want = reference(&x, &w, &b, rows, inp, out);
-            let mut y = vec![f32::NAN; rows * out];
-            packed.matmul(&mut y, &x, rows, Some(&b));
+            let want = linear_f64(&x, &w, &b, inp);
+            let y = packed.matmul_new(&x, rows, Some(&b));
             assert_close(&y, &want, &format!("{rows}x{inp}x{out}"));
             // Without a bias, the product alone.
             let zero = vec![0f32; out];
-            let want = reference(&x, &w, &zero, rows, inp, out);
-            packed.matmul(&mut y, &x, rows, None);
+            let want = linear_f64(&x, &w, &zero, inp);
+            let y = packed.matmul_new(&x, rows, None);
             assert_close(&y, &want, &format!("{rows}x{inp}x{out}, no bias"));
         }
     }
@@ -383,6 +360,6 @@ mod tests {
             // SAFETY: y holds rows × out values; this panel's columns are p·NR .. + cols.
             unsafe { tile.run_portable(&x, rows) };
         }
-        assert_close(&y, &reference(&x, &w, &b, rows, inp, out), "portable");
+        assert_close(&y, &linear_f64(&x, &w, &b, inp), "portable");
     }
 }

@@ -25,6 +25,22 @@ pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// `x Wᵀ + b` in f64 for row-major `x` (`rows × inp`) and `w` (`out × inp`): the reference
+/// of the linear products.
+pub(super) fn linear_f64(x: &[f32], w: &[f32], b: &[f32], inp: usize) -> Vec<f64> {
+    x.chunks_exact(inp)
+        .flat_map(|xr| {
+            w.chunks_exact(inp).zip(b).map(move |(wr, &bo)| {
+                bo as f64
+                    + xr.iter()
+                        .zip(wr)
+                        .map(|(a, c)| *a as f64 * *c as f64)
+                        .sum::<f64>()
+            })
+        })
+        .collect()
+}
+
 pub(super) fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
