@@ -46,15 +46,13 @@ impl Classifier {
         })
     }
 
-    /// Packs a transformer's weights for inference ([`Transformer::pack_for_inference`]):
-    /// faster passes of up to a few hundred tokens per thread, at the cost of a second copy
-    /// of the encoder's weights. Only for a model that will not be trained (its packed
+    /// Packs the model's weights for inference ([`Model::packed_for_inference`]: a
+    /// transformer's encoder, a BiLSTM's recurrent layer): faster passes, at the cost of a
+    /// second copy of those weights. Only for a model that will not be trained (its packed
     /// weights would be stale); other kinds of model are left as they are.
     pub fn pack_for_inference(&mut self) -> Result<()> {
-        if let Some(t) = self.model.as_transformer() {
-            let mut packed = t.clone();
-            packed.pack_for_inference()?;
-            self.model = Arc::new(packed);
+        if let Some(packed) = self.model.packed_for_inference()? {
+            self.model = packed;
         }
         Ok(())
     }

@@ -6,19 +6,21 @@
 //! vectors; `weight_ih_l0`, `weight_hh_l0`, ... and `_reverse` for the backward direction),
 //! written with differentiable candle ops, one time step after another.
 
-use candle_core::{DType, Device, Tensor};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, D};
 
 use super::compact::{self, mask3, PooledHead};
 use super::config::ModelConfig;
 use super::encoder::{look_up_words, EncoderInput, Outputs};
 use super::kernels;
-use super::layers::{dropout, Pass};
+use super::layers::{dropout, Pass, PACKED_MAX_ROWS};
 use super::params::{Init, ParamBuilder, Params};
 use super::transformer::{LoadReport, ModelOutput};
 use crate::error::Result;
 
 /// One direction of the LSTM.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LstmDirection {
     /// `[4 × units, embedding]`: input → gates.
     pub weight_ih: Tensor,
@@ -28,6 +30,43 @@ pub struct LstmDirection {
     pub bias_hh: Tensor,
     /// Reads the sequence from its last real token back to the first.
     pub reverse: bool,
+    /// The weights packed for inference ([`BiLstm::pack_for_inference`]): a frozen copy,
+    /// read only by passes without gradients.
+    packed: Option<Arc<PackedDirection>>,
+}
+
+/// One direction's weights as packed for inference ([`kernels::PackedWeight`]): the
+/// recurrent product multiplies the same `W_hh` at every step, which the gemm crate would
+/// pack again each time.
+#[derive(Debug)]
+struct PackedDirection {
+    input: kernels::PackedWeight,
+    /// `b_ih + b_hh`, added to the input's share.
+    bias: Vec<f32>,
+    recurrent: kernels::PackedWeight,
+}
+
+/// A copy is not packed: it may be trained, and its packed weights would then be stale
+/// (as [`crate::model::layers::Linear`]'s clone). [`LstmDirection::detached`] keeps them.
+impl Clone for LstmDirection {
+    fn clone(&self) -> Self {
+        Self {
+            weight_ih: self.weight_ih.clone(),
+            weight_hh: self.weight_hh.clone(),
+            bias_ih: self.bias_ih.clone(),
+            bias_hh: self.bias_hh.clone(),
+            reverse: self.reverse,
+            packed: None,
+        }
+    }
+}
+
+/// One direction's inference result.
+struct DirectionStates {
+    /// `[batch, seq, units]`: the state after every token.
+    states: Vec<f32>,
+    /// `[batch, units]`: the states' maximum over each row's real tokens.
+    pooled: Vec<f32>,
 }
 
 impl LstmDirection {
@@ -43,6 +82,7 @@ impl LstmDirection {
             bias_ih: get("bias_ih", &[4 * units])?,
             bias_hh: get("bias_hh", &[4 * units])?,
             reverse,
+            packed: None,
         })
     }
 
@@ -53,7 +93,30 @@ impl LstmDirection {
             bias_ih: self.bias_ih.detach(),
             bias_hh: self.bias_hh.detach(),
             reverse: self.reverse,
+            packed: self.packed.clone(),
         }
+    }
+
+    /// Packs both weight matrices for inference (see [`PackedDirection`]); nothing changes
+    /// on a CPU where packing does not pay ([`kernels::packing_pays`]).
+    fn pack(&mut self) -> Result<()> {
+        if !kernels::packing_pays() {
+            return Ok(());
+        }
+        let pack = |w: &Tensor| -> Result<kernels::PackedWeight> {
+            let (out, inp) = w.dims2()?;
+            Ok(kernels::PackedWeight::pack(
+                &w.flatten_all()?.to_vec1::<f32>()?,
+                out,
+                inp,
+            ))
+        };
+        self.packed = Some(Arc::new(PackedDirection {
+            input: pack(&self.weight_ih)?,
+            bias: (&self.bias_ih + &self.bias_hh)?.to_vec1::<f32>()?,
+            recurrent: pack(&self.weight_hh)?,
+        }));
+        Ok(())
     }
 
     /// The state after every token: `x` `[batch, seq, embedding]`, `mask` `[batch, seq]` →
@@ -97,69 +160,101 @@ impl LstmDirection {
         }
     }
 
-    /// [`Self::run`] for inference (detached weights, nothing recorded): one product per step
-    /// for the recurrent share of the gates, then the cell update in one loop, where the
-    /// autograd form takes some twenty small ops per step.
-    fn run_inference(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// [`Self::run`] for inference (detached weights, nothing recorded), on plain buffers:
+    /// one product per step for the recurrent share of the gates (on the packed weights
+    /// when there are), then the cell update ([`kernels::lstm_cell`]), where the autograd
+    /// form takes some twenty small ops per step. `real[b][t]` is the mask. The max-pooling
+    /// over real tokens is taken on the way.
+    fn run_inference(&self, x: &Tensor, real: &[Vec<f32>]) -> Result<DirectionStates> {
         let (batch, seq, _) = x.dims3()?;
         let units = self.weight_hh.dim(1)?;
-        let bias = (&self.bias_ih + &self.bias_hh)?;
-        let from_input = kernels::linear(x, &self.weight_ih, &bias)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let real = mask.to_vec2::<f32>()?;
-        // The recurrent products have no bias: the input's share already holds both.
-        let no_bias = Tensor::zeros(4 * units, DType::F32, &Device::Cpu)?;
-        // The transposed copy only the matrix-product path reads, made once per pass.
-        let recurrent = match batch <= SMALL_BATCH {
-            true => None,
-            false => Some(self.weight_hh.t()?.contiguous()?),
-        };
+        let from_input = self.input_share(x)?.flatten_all()?.to_vec1::<f32>()?;
+        let recurrent = Recurrent::new(self, batch)?;
         let mut h = vec![0f32; batch * units];
         let mut c = vec![0f32; batch * units];
         let mut states = vec![0f32; batch * seq * units];
+        // States lie in (−1, 1): a row's maximum starts below any of them (a row with no real
+        // token keeps −2, what the training pass's masked maximum gives it).
+        let mut pooled = vec![-2f32; batch * units];
         for t in self.steps(seq) {
-            let h_tensor = Tensor::from_slice(&h, (batch, units), &Device::Cpu)?;
-            let gates = match &recurrent {
-                None => kernels::linear(&h_tensor, &self.weight_hh, &no_bias)?,
-                Some(recurrent) => h_tensor.matmul(recurrent)?,
-            };
-            let gates = gates.flatten_all()?.to_vec1::<f32>()?;
+            let gates = recurrent.gates(&h, batch)?;
             for b in 0..batch {
-                let g = &gates[b * 4 * units..(b + 1) * 4 * units];
-                let xg = &from_input[(b * seq + t) * 4 * units..(b * seq + t + 1) * 4 * units];
                 let (hb, cb) = (
                     &mut h[b * units..(b + 1) * units],
                     &mut c[b * units..(b + 1) * units],
                 );
                 if real[b][t] > 0.0 {
-                    for j in 0..units {
-                        let pre = |k: usize| g[k * units + j] + xg[k * units + j];
-                        let (i, f, cell, o) = (
-                            logistic(pre(0)),
-                            logistic(pre(1)),
-                            pre(2).tanh(),
-                            logistic(pre(3)),
-                        );
-                        cb[j] = f * cb[j] + i * cell;
-                        hb[j] = o * cb[j].tanh();
+                    let at = (b * seq + t) * 4 * units;
+                    kernels::lstm_cell(
+                        &gates[b * 4 * units..(b + 1) * 4 * units],
+                        &from_input[at..at + 4 * units],
+                        cb,
+                        hb,
+                    );
+                    for (m, &v) in pooled[b * units..(b + 1) * units].iter_mut().zip(&*hb) {
+                        *m = m.max(v);
                     }
                 }
                 let at = (b * seq + t) * units;
                 states[at..at + units].copy_from_slice(hb);
             }
         }
-        Ok(Tensor::from_vec(states, (batch, seq, units), &Device::Cpu)?)
+        Ok(DirectionStates { states, pooled })
+    }
+
+    /// `x W_ihᵀ + b_ih + b_hh` for every token: the input's share of the gates.
+    fn input_share(&self, x: &Tensor) -> Result<Tensor> {
+        let rows = x.elem_count() / x.dim(D::Minus1)?;
+        match &self.packed {
+            Some(p) if rows <= PACKED_MAX_ROWS => {
+                Ok(kernels::linear_packed(x, &p.input, &p.bias, false)?)
+            }
+            _ => {
+                let bias = (&self.bias_ih + &self.bias_hh)?;
+                Ok(kernels::linear(x, &self.weight_ih, &bias)?)
+            }
+        }
     }
 }
 
-/// Up to this many rows the recurrent product runs on the linear kernel; above, on candle's
-/// matrix product (gemm), which packs the weights and wins on taller inputs.
-const SMALL_BATCH: usize = 4;
-
-fn logistic(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// How an inference pass multiplies the previous states by `W_hh`.
+enum Recurrent<'a> {
+    /// The packed weights.
+    Packed(&'a kernels::PackedWeight),
+    /// The linear kernel on the weights as they are (few rows: no packing at all).
+    Linear(&'a Tensor, Tensor),
+    /// candle's matrix product (gemm) on a transposed copy made once per pass.
+    Gemm(Tensor),
 }
+
+impl<'a> Recurrent<'a> {
+    fn new(direction: &'a LstmDirection, batch: usize) -> Result<Self> {
+        let w = &direction.weight_hh;
+        Ok(match &direction.packed {
+            Some(p) if batch <= PACKED_MAX_ROWS => Self::Packed(&p.recurrent),
+            // No bias: the input's share already holds both.
+            _ if batch <= SMALL_BATCH => {
+                Self::Linear(w, Tensor::zeros(w.dim(0)?, DType::F32, &Device::Cpu)?)
+            }
+            _ => Self::Gemm(w.t()?.contiguous()?),
+        })
+    }
+
+    /// `h W_hhᵀ` for `batch` rows of `h`.
+    fn gates(&self, h: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let tensor = || Tensor::from_slice(h, (batch, h.len() / batch), &Device::Cpu);
+        let gates = match self {
+            Self::Packed(p) => return Ok(p.matmul_new(h, batch, None)),
+            Self::Linear(w, no_bias) => kernels::linear(&tensor()?, w, no_bias)?,
+            Self::Gemm(w_t) => tensor()?.matmul(w_t)?,
+        };
+        Ok(gates.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// Up to this many rows the unpacked recurrent product runs on the linear kernel; above, on
+/// candle's matrix product (gemm), which packs the weights and wins on taller inputs.
+const SMALL_BATCH: usize = 4;
 
 /// The logistic function through `tanh`, which records a backward pass
 /// (σ(x) = (1 + tanh(x/2)) / 2).
@@ -225,35 +320,72 @@ impl BiLstm {
         }
     }
 
+    /// Packs both directions' weights for inference: for a model that only runs inference
+    /// from now on (eval, predict, serve). A clone of the model is not packed.
+    pub fn pack_for_inference(&mut self) -> Result<()> {
+        self.forward_lstm.pack()?;
+        self.backward_lstm.pack()
+    }
+
     fn run(&self, input: &EncoderInput, pass: Pass) -> Result<ModelOutput> {
         let mask = &input.attention_mask;
         let (words, word_rows) = look_up_words(&self.embeddings, input, pass)?;
         let x = dropout(&words, self.config.hidden_dropout, pass)?;
-        let (forward, backward) = match pass.grad {
-            true => (
-                self.forward_lstm.run(&x, mask)?,
-                self.backward_lstm.run(&x, mask)?,
-            ),
+        let (states, pooled) = match pass.grad {
+            true => {
+                let states = Tensor::cat(
+                    &[
+                        self.forward_lstm.run(&x, mask)?,
+                        self.backward_lstm.run(&x, mask)?,
+                    ],
+                    2,
+                )?;
+                // States lie in (−1, 1): padding pushed to below −1 never wins the max.
+                let padding = mask3(mask)?.affine(2.0, -2.0)?;
+                let pooled = states.broadcast_add(&padding)?.max(1)?;
+                (states, pooled)
+            }
+            false => self.run_inference(&x, mask)?,
+        };
+        let logits = self.head.forward(&pooled, pass)?;
+        Ok(compact::output(logits, states, word_rows))
+    }
+
+    /// The states (`[batch, seq, 2 × units]`) and their max-pooling (`[batch, 2 × units]`)
+    /// without gradients.
+    fn run_inference(&self, x: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+        let real = mask.to_vec2::<f32>()?;
+        let (forward, backward) = match kernels::may_fork() {
             // The directions are independent: side by side on two threads where a pass may
             // fork (batch-1 latency); otherwise one after the other.
-            false if kernels::may_fork() => {
+            true => {
                 let (f, b) = rayon::join(
-                    || self.forward_lstm.run_inference(&x, mask),
-                    || self.backward_lstm.run_inference(&x, mask),
+                    || self.forward_lstm.run_inference(x, &real),
+                    || self.backward_lstm.run_inference(x, &real),
                 );
                 (f?, b?)
             }
             false => (
-                self.forward_lstm.run_inference(&x, mask)?,
-                self.backward_lstm.run_inference(&x, mask)?,
+                self.forward_lstm.run_inference(x, &real)?,
+                self.backward_lstm.run_inference(x, &real)?,
             ),
         };
-        let states = Tensor::cat(&[forward, backward], 2)?;
-        // States lie in (−1, 1): padding pushed to below −1 never wins the max.
-        let padding = mask3(mask)?.affine(2.0, -2.0)?;
-        let pooled = states.broadcast_add(&padding)?.max(1)?;
-        let logits = self.head.forward(&pooled, pass)?;
-        Ok(compact::output(logits, states, word_rows))
+        let (batch, seq, _) = x.dims3()?;
+        let units = forward.pooled.len() / batch;
+        // Each row (a token's states, a sequence's pooled features) is the forward
+        // direction's values, then the backward direction's.
+        let side_by_side = |f: &[f32], b: &[f32]| -> Vec<f32> {
+            f.chunks_exact(units)
+                .zip(b.chunks_exact(units))
+                .flat_map(|(f, b)| f.iter().chain(b).copied())
+                .collect()
+        };
+        let states = side_by_side(&forward.states, &backward.states);
+        let pooled = side_by_side(&forward.pooled, &backward.pooled);
+        Ok((
+            Tensor::from_vec(states, (batch, seq, 2 * units), &Device::Cpu)?,
+            Tensor::from_vec(pooled, (batch, 2 * units), &Device::Cpu)?,
+        ))
     }
 }
 
@@ -272,5 +404,11 @@ impl super::Model for BiLstm {
 
     fn save(&self, dir: &std::path::Path) -> Result<()> {
         compact::save(&self.config, &self.params, dir)
+    }
+
+    fn packed_for_inference(&self) -> Result<Option<Arc<dyn super::Model>>> {
+        let mut packed = self.clone();
+        packed.pack_for_inference()?;
+        Ok(Some(Arc::new(packed)))
     }
 }

@@ -78,6 +78,14 @@ pub trait Model: Send + Sync + std::fmt::Debug {
     fn as_seq2seq(&self) -> Option<&seq2seq::Seq2Seq> {
         None
     }
+
+    /// A copy of the model prepared for inference only, its weights packed for Retort's
+    /// product kernels (`kernels::PackedWeight`: faster passes, a second copy of those
+    /// weights), or `None` for a model that has no such form. The copy must never be
+    /// trained: its packed weights would go stale.
+    fn packed_for_inference(&self) -> crate::error::Result<Option<Arc<dyn Model>>> {
+        Ok(None)
+    }
 }
 
 /// A shared or boxed model is a model: `&Arc<dyn Model>` passes where `&dyn Model` is asked.
@@ -112,6 +120,9 @@ macro_rules! forward_model {
             }
             fn as_seq2seq(&self) -> Option<&seq2seq::Seq2Seq> {
                 (**self).as_seq2seq()
+            }
+            fn packed_for_inference(&self) -> crate::error::Result<Option<Arc<dyn Model>>> {
+                (**self).packed_for_inference()
             }
         }
     };

@@ -354,6 +354,12 @@ impl super::Model for Transformer {
     fn as_transformer(&self) -> Option<&Transformer> {
         Some(self)
     }
+
+    fn packed_for_inference(&self) -> Result<Option<std::sync::Arc<dyn super::Model>>> {
+        let mut packed = self.clone();
+        packed.pack_for_inference()?;
+        Ok(Some(std::sync::Arc::new(packed)))
+    }
 }
 
 #[cfg(test)]

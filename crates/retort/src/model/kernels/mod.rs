@@ -26,6 +26,7 @@ mod gelu;
 mod gemm;
 mod layer_norm;
 mod linear;
+mod lstm;
 mod math;
 mod packed;
 mod softmax;
@@ -41,6 +42,7 @@ pub use gelu::gelu_erf;
 pub(crate) use gemm::SMALL_M_ROWS;
 pub use layer_norm::{add_layer_norm, layer_norm};
 pub use linear::{linear, linear_gelu, linear_packed};
+pub use lstm::lstm_cell;
 pub use packed::{packing_pays, PackedWeight};
 pub use softmax::softmax_last;
 
