@@ -371,7 +371,7 @@ impl BiLstm {
             ),
         };
         let (batch, seq, _) = x.dims3()?;
-        let units = forward.pooled.len() / batch;
+        let units = self.forward_lstm.weight_hh.dim(1)?;
         // Each row (a token's states, a sequence's pooled features) is the forward
         // direction's values, then the backward direction's.
         let side_by_side = |f: &[f32], b: &[f32]| -> Vec<f32> {
