@@ -1,6 +1,6 @@
 //! `retort`: the command line. Each subcommand parses its arguments and calls the library.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -642,7 +642,8 @@ fn translate(args: TranslateArgs) -> Result<()> {
     let (_, lines) = lines_of(args.input.as_deref())?;
     let opts = args.decode.options();
     let start = std::time::Instant::now();
-    let progress = std::io::stderr().is_terminal();
+    // A bar on a terminal, plain lines when stderr goes to a file (`retort::progress`).
+    let progress = true;
     let Some(dir) = &args.cache_dir else {
         let out = translator.translate(&lines, &opts, args.batch_size, progress)?;
         write_lines(&out.lines)?;
@@ -813,13 +814,13 @@ fn serve(args: ServeArgs) -> Result<()> {
 
 fn train(args: RunArgs) -> Result<()> {
     let config: TrainConfig = load_config(&args.config, &args.set)?;
-    let summary = fine_tune(&config, args.resume, std::io::stderr().is_terminal())?;
+    let summary = fine_tune(&config, args.resume, true)?;
     print_run_summary(&summary)
 }
 
 fn distill(args: RunArgs) -> Result<()> {
     let config: DistillConfig = load_config(&args.config, &args.set)?;
-    let progress = std::io::stderr().is_terminal();
+    let progress = true;
     if config.distill.stage == Stage::General {
         let s = general_distill(&config, args.resume, progress)?;
         print_run_summary(&s.run)?;

@@ -1,8 +1,9 @@
 //! `retort train` and `retort distill` as a user meets them when things go wrong: a run
 //! killed at any point resumes from a complete checkpoint (even one caught between the two
-//! renames of a save) and ends with the metrics log of an uninterrupted run; a new run never
-//! deletes a checkpoint it finds; a bad config value is refused before anything is loaded or
-//! written, naming the file or `--set` it came from.
+//! renames of a save) and ends with the metrics log of an uninterrupted run; its stderr in a
+//! file still shows every dev score; a new run never deletes a checkpoint it finds; a bad
+//! config value is refused before anything is loaded or written, naming the file or `--set`
+//! it came from.
 
 mod common;
 
@@ -111,6 +112,15 @@ fn a_run_killed_mid_save_resumes_with_the_log_of_an_uninterrupted_run() {
     assert!(run.ok, "{}", run.stderr);
     let expected = records(&dir.join("whole/metrics.jsonl"));
     assert_eq!(expected.last().unwrap()["step"], 48);
+    // stderr is a pipe here, as in a run logged to a file: no bar, but every dev score.
+    for step in [4, 24, 48] {
+        let note = format!("step {step}/48: dev accuracy ");
+        assert!(
+            run.stderr.contains(&note),
+            "{note:?} missing in\n{}",
+            run.stderr
+        );
+    }
 
     // The same run, killed (SIGKILL) once it has logged past its first checkpoint (step 4).
     let config = train_config(dir, "killed", 4);

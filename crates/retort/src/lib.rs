@@ -8,6 +8,7 @@
 //! - [`train`]: run configs, the optimiser and the training loop (fine-tuning);
 //! - [`compress`]: students made from a teacher (layers, pruning, fresh shapes);
 //! - [`distill`]: `retort distill` and the teacher's cached logits;
+//! - [`progress`]: a bar on a terminal, plain lines in a log, for long phases;
 //! - [`infer`]: a loaded model + tokenizer that turns texts into probabilities;
 //! - [`translate`]: a loaded translator + vocabulary that turns source lines into target lines;
 //! - [`eval`]: metrics and evaluation on labelled data;
@@ -27,6 +28,7 @@ pub mod fingerprint;
 pub mod infer;
 pub mod model;
 pub mod objective;
+pub mod progress;
 pub mod report;
 pub mod serve;
 pub mod summary;

@@ -18,6 +18,7 @@ use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::{Architecture, EncoderInput, Model, Transformer};
 use crate::objective::terms::{Needs, Term};
 use crate::objective::{Objective, Teacher};
+use crate::progress::Progress;
 use crate::task::{read_unlabelled, Corpus, Input, Rows, Task, TaskData};
 use crate::text::augment::{augment, mask_token, WordNeighbours};
 use crate::text::batch::pad_batch;
@@ -28,7 +29,7 @@ use crate::train::config::{
 use crate::train::finetune::{read_data, task_data};
 use crate::train::tasks::TaskRun;
 use crate::train::trainer::{
-    self, check_output_dir, dev_metrics, progress_bar, RunOptions, RunSummary, Selection,
+    self, check_output_dir, dev_metrics, RunOptions, RunSummary, Selection,
 };
 
 /// What a distillation run did.
@@ -552,14 +553,13 @@ pub(crate) fn label_transfer_set(
     cache_dir: &Path,
     progress: bool,
 ) -> Result<CachedLogits> {
-    let bar = progress_bar(
+    let bar = Progress::new(
         train.examples.len(),
         progress,
         "[{elapsed_precise}] {wide_bar} {pos}/{len} teacher logits · {per_sec} · ETA {eta}",
+        "teacher logits",
     );
-    let c = teacher_logits(teacher, teacher_dir, train, cache_dir, 64, &|n| {
-        bar.inc(n as u64)
-    })?;
+    let c = teacher_logits(teacher, teacher_dir, train, cache_dir, 64, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     let how = match c.hit {
         true => "reused cached",

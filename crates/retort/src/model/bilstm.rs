@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 use super::compact::{self, mask3, PooledHead};
 use super::config::ModelConfig;
 use super::encoder::{look_up_words, EncoderInput, Outputs};
 use super::kernels;
-use super::layers::{dropout, Pass, PACKED_MAX_ROWS};
+use super::layers::{dropout, packed_weight, Linear, Pass, PACKED_MAX_ROWS};
 use super::params::{Init, ParamBuilder, Params};
 use super::transformer::{LoadReport, ModelOutput};
 use crate::error::Result;
@@ -40,9 +40,8 @@ pub struct LstmDirection {
 /// pack again each time.
 #[derive(Debug)]
 struct PackedDirection {
-    input: kernels::PackedWeight,
-    /// `b_ih + b_hh`, added to the input's share.
-    bias: Vec<f32>,
+    /// `x W_ihᵀ + (b_ih + b_hh)`, packed ([`Linear::pack`]).
+    input: Linear,
     recurrent: kernels::PackedWeight,
 }
 
@@ -103,18 +102,11 @@ impl LstmDirection {
         if !kernels::packing_pays() {
             return Ok(());
         }
-        let pack = |w: &Tensor| -> Result<kernels::PackedWeight> {
-            let (out, inp) = w.dims2()?;
-            Ok(kernels::PackedWeight::pack(
-                &w.flatten_all()?.to_vec1::<f32>()?,
-                out,
-                inp,
-            ))
-        };
+        let mut input = Linear::new(self.weight_ih.clone(), self.input_bias()?);
+        input.pack()?;
         self.packed = Some(Arc::new(PackedDirection {
-            input: pack(&self.weight_ih)?,
-            bias: (&self.bias_ih + &self.bias_hh)?.to_vec1::<f32>()?,
-            recurrent: pack(&self.weight_hh)?,
+            input,
+            recurrent: packed_weight(&self.weight_hh)?,
         }));
         Ok(())
     }
@@ -126,8 +118,7 @@ impl LstmDirection {
         let (batch, seq, _) = x.dims3()?;
         let units = self.weight_hh.dim(1)?;
         // The input's share of every gate at every step, in one product.
-        let bias = (&self.bias_ih + &self.bias_hh)?;
-        let from_input = kernels::linear(x, &self.weight_ih, &bias)?;
+        let from_input = kernels::linear(x, &self.weight_ih, &self.input_bias()?)?;
         let recurrent = self.weight_hh.t()?;
         let mut h = Tensor::zeros((batch, units), DType::F32, &Device::Cpu)?;
         let mut c = h.clone();
@@ -202,18 +193,18 @@ impl LstmDirection {
         Ok(DirectionStates { states, pooled })
     }
 
-    /// `x W_ihᵀ + b_ih + b_hh` for every token: the input's share of the gates.
+    /// `x W_ihᵀ + b_ih + b_hh` for every token: the input's share of the gates (on the
+    /// packed weights where [`Linear::forward`] takes them).
     fn input_share(&self, x: &Tensor) -> Result<Tensor> {
-        let rows = x.elem_count() / x.dim(D::Minus1)?;
         match &self.packed {
-            Some(p) if rows <= PACKED_MAX_ROWS => {
-                Ok(kernels::linear_packed(x, &p.input, &p.bias, false)?)
-            }
-            _ => {
-                let bias = (&self.bias_ih + &self.bias_hh)?;
-                Ok(kernels::linear(x, &self.weight_ih, &bias)?)
-            }
+            Some(p) => p.input.forward(x),
+            None => Ok(kernels::linear(x, &self.weight_ih, &self.input_bias()?)?),
         }
+    }
+
+    /// `b_ih + b_hh`: both biases add to the input's share of the gates.
+    fn input_bias(&self) -> Result<Tensor> {
+        Ok((&self.bias_ih + &self.bias_hh)?)
     }
 }
 

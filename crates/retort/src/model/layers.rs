@@ -72,6 +72,13 @@ pub struct Linear {
 /// level at 512, gemm ahead from 768 on, where its cache blocking pays).
 pub const PACKED_MAX_ROWS: usize = 512;
 
+/// The matrix `w` (`[out, in]`) packed for inference ([`kernels::PackedWeight`]).
+pub(super) fn packed_weight(w: &Tensor) -> Result<kernels::PackedWeight> {
+    let (out_dim, in_dim) = w.dims2()?;
+    let values = w.flatten_all()?.to_vec1::<f32>()?;
+    Ok(kernels::PackedWeight::pack(&values, out_dim, in_dim))
+}
+
 /// A linear map's weight and bias as packed for inference.
 #[derive(Debug)]
 pub struct PackedLinear {
@@ -119,10 +126,8 @@ impl Linear {
         if self.int8.is_some() || !kernels::packing_pays() {
             return Ok(());
         }
-        let (out_dim, in_dim) = self.weight.dims2()?;
-        let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
         self.packed = Some(Arc::new(PackedLinear {
-            weight: kernels::PackedWeight::pack(&w, out_dim, in_dim),
+            weight: packed_weight(&self.weight)?,
             bias: self.bias.to_vec1::<f32>()?,
         }));
         Ok(())

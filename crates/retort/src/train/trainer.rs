@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -28,6 +27,7 @@ use crate::model::checkpoint::copy_tokenizer_files;
 use crate::model::seq2seq::pad_ids;
 use crate::model::{Model, ModelConfig, Params, Pass};
 use crate::objective::{Objective, TrainBatch};
+use crate::progress::Progress;
 use crate::task::{Scores, Task, TaskData};
 use crate::text::batch::{length_sorted_batches, pad_batch};
 use crate::text::Encoded;
@@ -43,7 +43,8 @@ pub struct RunOptions<'a> {
     pub resume: bool,
     /// The resolved run configuration, saved as `config.toml`.
     pub config_toml: &'a str,
-    /// Show a progress bar (when stderr is a terminal).
+    /// Show progress: a bar on a terminal, plain lines when stderr goes to a file
+    /// ([`crate::progress`]); false for none at all.
     pub progress: bool,
     /// Pause after this step as Ctrl-C does (saving `last/`), e.g. to time-box a session.
     pub stop_after: Option<usize>,
@@ -359,12 +360,13 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
 
     install_interrupt_handler();
     INTERRUPTED.store(false, Ordering::SeqCst);
-    let bar = progress_bar(
+    let bar = Progress::new(
         total,
         opts.progress,
         "[{elapsed_precise}] {wide_bar} {pos}/{len} steps · {msg} · ETA {eta}",
+        "steps",
     );
-    bar.set_position(state.step as u64);
+    bar.resume_at(state.step);
     let offsets: Vec<Vec<u32>> = tasks.iter().map(|t| row_offsets(t.train)).collect();
     let metric = match opts.selection {
         Selection::TaskMetric if tasks.len() > 1 => TASK_MEAN,
@@ -437,7 +439,7 @@ pub fn run_tasks(tasks: &[TaskRun], opts: &RunOptions) -> Result<RunSummary> {
             let (lr, grad_norm) = (groups[0].lr, groups[0].grad_norm);
             step += 1;
             state.step = step;
-            bar.set_position(step as u64);
+            bar.set_position(step);
 
             if step.is_multiple_of(cfg.log_every) || step == total {
                 let speed = window_examples as f64 / window_start.elapsed().as_secs_f64().max(1e-9);
@@ -612,17 +614,6 @@ fn nan_error(
         "the loss became {value} at step {step} (terms: {terms:?}); training stopped, {kept}. \
          Try a lower train.lr or a grad_clip"
     ))
-}
-
-/// A progress bar with `template` (indicatif syntax) over `total` items, hidden when `show`
-/// is false (not a terminal, or quiet). Shared by every long phase of a run.
-pub(crate) fn progress_bar(total: usize, show: bool, template: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
-    bar
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

@@ -16,7 +16,7 @@ use super::Translator;
 use crate::error::{Error, Result};
 use crate::fingerprint::Fnv;
 use crate::model::generate::DecodeOptions;
-use crate::train::trainer::progress_bar;
+use crate::progress::Progress;
 
 /// Source lines translated per chunk (each chunk is one call of [`Translator::translate`]).
 pub const CHUNK: usize = 512;
@@ -116,12 +116,13 @@ pub fn cached_translations(
         .append(true)
         .open(&partial_path)
         .map_err(|e| Error::create(&partial_path, e, "translations"))?;
-    let bar = progress_bar(
+    let bar = Progress::new(
         sources.len(),
         progress,
         "[{elapsed_precise}] {wide_bar} {pos}/{len} lines translated · ETA {eta}",
+        "lines translated",
     );
-    bar.set_position(resumed as u64);
+    bar.resume_at(resumed);
     for (done, chunk) in sources[resumed..].chunks(opts.chunk.max(1)).enumerate() {
         if opts.stop_after_chunks == Some(done) {
             bar.abandon();
@@ -143,7 +144,7 @@ pub fn cached_translations(
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::create(&partial_path, e, "translations"))?;
         lines.extend(out.lines);
-        bar.inc(chunk.len() as u64);
+        bar.inc(chunk.len());
     }
     bar.finish_and_clear();
     drop(file);

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::model::generate::DecodeOptions;
 use crate::model::seq2seq::Seq2Seq;
+use crate::progress::Progress;
 use crate::task::translation::{decode_all, source_ids};
 use crate::text::subword::SubwordTokenizer;
-use crate::train::trainer::progress_bar;
 
 /// A translator and the vocabulary it reads and writes.
 pub struct Translator {
@@ -76,10 +76,11 @@ impl Translator {
         batch_size: usize,
         progress: bool,
     ) -> Result<Translated> {
-        let bar = progress_bar(
+        let bar = Progress::new(
             lines.len(),
             progress,
             "[{elapsed_precise}] {wide_bar} {pos}/{len} lines · ETA {eta}",
+            "lines",
         );
         let mut out = Translated {
             lines: vec![String::new(); lines.len()],
@@ -92,9 +93,7 @@ impl Translator {
             .iter()
             .map(|&i| self.source_ids(&lines[i]))
             .collect::<Result<Vec<_>>>()?;
-        let outputs = decode_all(&self.model, &sources, opts, batch_size, &|n| {
-            bar.inc(n as u64)
-        })?;
+        let outputs = decode_all(&self.model, &sources, opts, batch_size, &|n| bar.inc(n))?;
         for (b, ids) in outputs.iter().enumerate() {
             out.lines[todo[b]] = self.tokenizer.decode(ids)?;
             out.source_tokens += sources[b].len();
