@@ -210,10 +210,23 @@ fn sum_of_squares(t: &Tensor) -> Result<f64> {
         return Err(Error::Invalid("gradient is not contiguous".into()));
     };
     let values = &cpu.as_slice::<f32>()?[start..end];
-    Ok(values
-        .par_chunks(1 << 14)
-        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
-        .sum())
+    Ok(values.par_chunks(1 << 14).map(squares_summed).sum())
+}
+
+/// `Σ x²` of a slice in f64 over sixteen running sums: one running sum waits on each add's
+/// latency (`perf`: 5% of a distillation step, for a sum over all 17M gradients), sixteen
+/// independent ones vectorise.
+fn squares_summed(x: &[f32]) -> f64 {
+    let mut sums = [0f64; 16];
+    let blocks = x.chunks_exact(16);
+    let rest = blocks.remainder();
+    for block in blocks {
+        for (s, &v) in sums.iter_mut().zip(block) {
+            *s += f64::from(v) * f64::from(v);
+        }
+    }
+    let rest: f64 = rest.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    sums.iter().sum::<f64>() + rest
 }
 
 struct Slot {
@@ -470,6 +483,27 @@ mod tests {
         let bias = vars[1].as_tensor().to_vec1::<f32>().unwrap();
         assert!((w[0] - (1.0 * (1.0 - 0.05) - 0.1)).abs() < 1e-5, "{w:?}");
         assert!((bias[0] - 1.1).abs() < 1e-5, "{bias:?}");
+    }
+
+    #[test]
+    fn squares_are_summed_like_one_running_sum() {
+        for n in [0, 1, 15, 16, 17, 1000, 1 << 15] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let one: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let got = squares_summed(&x);
+            assert!(
+                (got - one).abs() <= 1e-12 * one.max(1.0),
+                "{n}: {got} vs {one}"
+            );
+            let t = Tensor::from_vec(x, n, &Device::Cpu).unwrap();
+            let whole = sum_of_squares(&t).unwrap();
+            assert!(
+                (whole - one).abs() <= 1e-12 * one.max(1.0),
+                "{n}: {whole} vs {one}"
+            );
+        }
     }
 
     #[test]
