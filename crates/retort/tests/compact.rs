@@ -91,10 +91,12 @@ fn a_packed_bilstm_gives_the_same_logits_and_states_and_reads_its_packed_weights
     if !retort::model::kernels::packing_pays() {
         return; // nothing was packed on this CPU
     }
-    // Change the recurrent weights under the packed copy: a gradient pass sees the change,
-    // inference keeps reading the packed (now stale) weights, which proves it reads them.
-    let var = c.model.params().get("lstm.weight_hh_l0").unwrap();
-    var.set(&var.zeros_like().unwrap()).unwrap();
+    // Change the input and recurrent weights under the packed copy: a gradient pass sees the
+    // change, inference keeps reading the packed (now stale) weights, which proves it reads them.
+    for name in ["lstm.weight_ih_l0", "lstm.weight_hh_l0"] {
+        let var = c.model.params().get(name).unwrap();
+        var.set(&var.zeros_like().unwrap()).unwrap();
+    }
     let changed = run(&c, Pass::GRAD_NO_DROPOUT).logits;
     assert!(common::max_abs_diff(&changed, &packed.logits) > 1e-4);
     let stale = run(&c, Pass::INFERENCE).logits;

@@ -102,7 +102,9 @@ impl LstmDirection {
         if !kernels::packing_pays() {
             return Ok(());
         }
-        let mut input = Linear::new(self.weight_ih.clone(), self.input_bias()?);
+        // Detached: `Linear::forward` takes the packed weights only for a weight that records
+        // no backward pass (the live parameter does), and a frozen copy must not follow it.
+        let mut input = Linear::new(self.weight_ih.detach(), self.input_bias()?.detach());
         input.pack()?;
         self.packed = Some(Arc::new(PackedDirection {
             input,
