@@ -329,8 +329,8 @@ fn word_rows_give_the_word_table_the_gradient_of_the_whole_pass() {
         .model
         .params()
         .iter()
-        .zip(dense.tensors())
-        .zip(rows.tensors())
+        .zip(dense.tensors().unwrap())
+        .zip(rows.tensors().unwrap())
     {
         let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
         let diff = common::max_abs_diff(a, b);
@@ -595,8 +595,9 @@ fn a_micro_batch_split_over_threads_gives_the_gradients_of_one_pass() {
         }
         let sums: Vec<Tensor> = grads
             .tensors()
-            .iter()
-            .map(|g| g.clone().expect("every tensor has a gradient"))
+            .unwrap()
+            .into_iter()
+            .map(|g| g.expect("every tensor has a gradient"))
             .collect();
         (parts.len(), sums)
     };

@@ -11,7 +11,7 @@ use std::path::Path;
 use candle_core::backprop::GradStore;
 use std::cell::RefCell;
 
-use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Storage, Tensor, Var};
+use candle_core::{bail, CpuStorage, InplaceOp1, InplaceOp2, Layout, Storage, Tensor, Var};
 
 use crate::error::{Error, Result};
 use crate::model::kernels;
@@ -41,9 +41,95 @@ impl Schedule {
 #[derive(Debug, Clone)]
 pub struct Grads {
     grads: Vec<Option<Tensor>>,
+    /// The word table's gradient as the rows a step looked up (see [`RowGrads`]), while no
+    /// dense gradient of the table exists.
+    rows: Option<RowGrads>,
     /// Multiplier the optimiser applies to every gradient as it reads it. Clipping sets it
     /// rather than rewriting each gradient (a pass over millions of embedding gradients).
     scale: f64,
+}
+
+/// The gradient of a word table held as its non-zero rows. A step looks up a few hundred
+/// of its 30,522 rows; a dense gradient is a zeroed 47 MB table per step (fresh pages from
+/// the kernel, above the mmap threshold) that the norm and AdamW then read in full.
+#[derive(Debug, Clone)]
+struct RowGrads {
+    /// The table's index among the variables.
+    var: usize,
+    /// The table's shape, `[rows, width]`.
+    dims: (usize, usize),
+    /// Each table row's row in `values`, or [`RowGrads::NONE`].
+    slot: Vec<u32>,
+    /// The gradient rows, `width` values each, in the order they were first seen.
+    values: Vec<f32>,
+}
+
+impl RowGrads {
+    const NONE: u32 = u32::MAX;
+
+    fn new(var: usize, dims: (usize, usize)) -> Self {
+        Self {
+            var,
+            dims,
+            slot: vec![Self::NONE; dims.0],
+            values: Vec::new(),
+        }
+    }
+
+    /// `row(id) += scale · g` for each id and row of `g` (`ids.len()` rows of `width`),
+    /// in the order given: the sums a dense zeroed table would hold, bit for bit.
+    fn add(&mut self, ids: &[u32], g: &[f32], scale: f32) -> Result<()> {
+        let width = self.dims.1;
+        if width == 0 || g.len() != ids.len() * width {
+            return Err(Error::Invalid(format!(
+                "word rows: {} gradient values do not fit {} ids of width {width}",
+                g.len(),
+                ids.len()
+            )));
+        }
+        for (&id, row) in ids.iter().zip(g.chunks_exact(width)) {
+            let Some(slot) = self.slot.get_mut(id as usize) else {
+                return Err(Error::Invalid(format!(
+                    "word rows: id {id} is outside a table of {} rows",
+                    self.dims.0
+                )));
+            };
+            if *slot == Self::NONE {
+                *slot = (self.values.len() / width) as u32;
+                self.values.resize(self.values.len() + width, 0.0);
+            }
+            let at = *slot as usize * width;
+            self.values[at..at + width]
+                .iter_mut()
+                .zip(row)
+                .for_each(|(d, r)| *d += scale * r);
+        }
+        Ok(())
+    }
+
+    /// The gradient row of table row `r`, if it has one.
+    fn row(&self, r: usize) -> Option<&[f32]> {
+        let width = self.dims.1;
+        match self.slot[r] {
+            Self::NONE => None,
+            s => Some(&self.values[s as usize * width..(s as usize + 1) * width]),
+        }
+    }
+
+    /// The dense gradient (`acc` plus these rows, or these rows on zeros).
+    fn dense(&self, acc: Option<&Tensor>, device: &candle_core::Device) -> Result<Tensor> {
+        let (n, width) = self.dims;
+        let mut out = match acc {
+            Some(t) => t.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0f32; n * width],
+        };
+        for (r, dst) in out.chunks_exact_mut(width).enumerate() {
+            if let Some(row) = self.row(r) {
+                dst.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+            }
+        }
+        Ok(Tensor::from_vec(out, self.dims, device)?)
+    }
 }
 
 impl Grads {
@@ -51,12 +137,20 @@ impl Grads {
     pub fn empty(n: usize) -> Self {
         Self {
             grads: vec![None; n],
+            rows: None,
             scale: 1.0,
         }
     }
 
     /// Adds `scale` × the gradients of `vars` found in `store`.
     pub fn accumulate(&mut self, store: &GradStore, vars: &[Var], scale: f64) -> Result<()> {
+        // A table used elsewhere too (tied output weights) gets a dense gradient: the rows so
+        // far join it, so that every later sum sees one gradient per variable.
+        if let Some(rows) = &self.rows {
+            if store.get(vars[rows.var].as_tensor()).is_some() {
+                self.densify(vars)?;
+            }
+        }
         for (slot, var) in self.grads.iter_mut().zip(vars) {
             if let Some(g) = store.get(var.as_tensor()) {
                 *slot = Some(match slot.take() {
@@ -69,9 +163,24 @@ impl Grads {
         Ok(())
     }
 
-    /// Each variable's gradient so far (`None`: none yet), in the order of the variables.
-    pub fn tensors(&self) -> &[Option<Tensor>] {
-        &self.grads
+    /// Each variable's gradient so far (`None`: none yet), in the order of the variables,
+    /// the word table's as a dense tensor (built here: for checks, not for the step).
+    pub fn tensors(&self) -> Result<Vec<Option<Tensor>>> {
+        let mut out = self.grads.clone();
+        if let Some(rows) = &self.rows {
+            let device = candle_core::Device::Cpu;
+            out[rows.var] = Some(rows.dense(out[rows.var].as_ref(), &device)?);
+        }
+        Ok(out)
+    }
+
+    /// Turns the word rows, if any, into a dense gradient of their table.
+    fn densify(&mut self, vars: &[Var]) -> Result<()> {
+        if let Some(rows) = self.rows.take() {
+            let device = vars[rows.var].device();
+            self.grads[rows.var] = Some(rows.dense(self.grads[rows.var].as_ref(), device)?);
+        }
+        Ok(())
     }
 
     /// Adds `scale` × the gradient of the looked-up word rows (found in `store`) into the
@@ -92,18 +201,21 @@ impl Grads {
                 "the word rows' table is not among the trained variables".into(),
             ));
         };
-        let table = vars[i].as_tensor();
-        let slot = match self.grads[i].take() {
-            Some(acc) => acc,
-            None => table.zeros_like()?,
-        };
-        let add = AddRows {
-            ids: &rows.ids,
-            scale: scale as f32,
-        };
-        slot.inplace_op2(&g.contiguous()?, &add)?;
-        self.grads[i] = Some(slot);
-        Ok(())
+        if let Some(dense) = &self.grads[i] {
+            // The table also has a dense gradient (tied weights): add the rows into it.
+            let add = AddRows {
+                ids: &rows.ids,
+                scale: scale as f32,
+            };
+            return Ok(dense.inplace_op2(&g.contiguous()?, &add)?);
+        }
+        if self.rows.as_ref().is_some_and(|r| r.var != i) {
+            self.densify(vars)?;
+        }
+        let dims = vars[i].as_tensor().dims2()?;
+        let acc = self.rows.get_or_insert_with(|| RowGrads::new(i, dims));
+        let g = g.flatten_all()?.to_vec1::<f32>()?;
+        acc.add(&rows.ids, &g, scale as f32)
     }
 
     /// The L2 norm of all gradients together (clipping included).
@@ -111,6 +223,9 @@ impl Grads {
         let mut sum = 0f64;
         for g in self.grads.iter().flatten() {
             sum += sum_of_squares(g)?;
+        }
+        if let Some(rows) = &self.rows {
+            sum += squares_summed(&rows.values);
         }
         Ok(sum.sqrt() * self.scale.abs())
     }
@@ -132,10 +247,27 @@ impl Grads {
     pub fn split(self, lens: &[usize]) -> Vec<Grads> {
         debug_assert_eq!(lens.iter().sum::<usize>(), self.grads.len());
         let mut rest = self.grads.into_iter();
+        let mut rows = self.rows;
+        let mut start = 0;
         lens.iter()
-            .map(|&n| Grads {
-                grads: rest.by_ref().take(n).collect(),
-                scale: self.scale,
+            .map(|&n| {
+                // The word rows go to the group holding their table, renumbered.
+                let own = match rows.take() {
+                    Some(mut r) if r.var < start + n => {
+                        r.var -= start;
+                        Some(r)
+                    }
+                    other => {
+                        rows = other;
+                        None
+                    }
+                };
+                start += n;
+                Grads {
+                    grads: rest.by_ref().take(n).collect(),
+                    rows: own,
+                    scale: self.scale,
+                }
             })
             .collect()
     }
@@ -344,6 +476,58 @@ impl InplaceOp2 for AdamStep<'_> {
     }
 }
 
+/// One AdamW update of a word table whose gradient is held as rows ([`RowGrads`]): every
+/// row is updated (its moments decay, as with a zero gradient), but only the rows with a
+/// gradient read one; the others read a row of zeros, so the result is the dense update's.
+struct AdamRowStep<'a> {
+    update: Update,
+    moments: RefCell<(&'a mut [f32], &'a mut [f32])>,
+    rows: &'a RowGrads,
+}
+
+impl InplaceOp1 for AdamRowStep<'_> {
+    fn name(&self) -> &'static str {
+        "retort-adamw-rows"
+    }
+
+    fn cpu_fwd(&self, theta: &mut CpuStorage, theta_l: &Layout) -> candle_core::Result<()> {
+        use rayon::prelude::*;
+        /// Table rows per parallel task.
+        const ROWS: usize = 64;
+        let Some((start, end)) = theta_l.contiguous_offsets() else {
+            bail!("AdamW: the table must be contiguous")
+        };
+        let CpuStorage::F32(theta) = theta else {
+            bail!("AdamW: the values must be f32")
+        };
+        let theta = &mut theta[start..end];
+        let mut moments = self.moments.borrow_mut();
+        let (m, v) = &mut *moments;
+        let (n, width) = self.rows.dims;
+        if theta.len() != n * width || m.len() != theta.len() || v.len() != theta.len() {
+            bail!("AdamW: the table, its gradient rows or its moments differ in size")
+        }
+        let (u, zeros) = (self.update, vec![0f32; width]);
+        let chunk = ROWS * width;
+        theta
+            .par_chunks_mut(chunk)
+            .zip(m.par_chunks_mut(chunk))
+            .zip(v.par_chunks_mut(chunk))
+            .enumerate()
+            .for_each(|(c, ((theta, m), v))| {
+                let rows = theta
+                    .chunks_exact_mut(width)
+                    .zip(m.chunks_exact_mut(width))
+                    .zip(v.chunks_exact_mut(width));
+                for (k, ((theta, m), v)) in rows.enumerate() {
+                    let g = self.rows.row(c * ROWS + k).unwrap_or(&zeros);
+                    u.apply(theta, m, v, g);
+                }
+            });
+        Ok(())
+    }
+}
+
 impl AdamW {
     /// An optimiser for every variable of `params`.
     pub fn new(params: &Params, weight_decay: f64) -> Result<Self> {
@@ -376,8 +560,11 @@ impl AdamW {
     pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<()> {
         self.steps += 1;
         let t = self.steps as i32;
-        for (slot, g) in self.slots.iter_mut().zip(&grads.grads) {
-            let Some(g) = g else { continue };
+        for (i, (slot, g)) in self.slots.iter_mut().zip(&grads.grads).enumerate() {
+            let rows = grads.rows.as_ref().filter(|r| r.var == i && g.is_none());
+            if g.is_none() && rows.is_none() {
+                continue;
+            }
             let decay = slot.decay && self.weight_decay > 0.0;
             let update = Update {
                 lr: lr as f32,
@@ -393,11 +580,22 @@ impl AdamW {
                 },
                 grad_scale: grads.scale as f32,
             };
-            let step = AdamStep {
-                update,
-                moments: RefCell::new((&mut slot.m, &mut slot.v)),
-            };
-            slot.var.as_tensor().inplace_op2(&g.contiguous()?, &step)?;
+            let moments = RefCell::new((&mut slot.m[..], &mut slot.v[..]));
+            match (g, rows) {
+                (Some(g), _) => {
+                    let step = AdamStep { update, moments };
+                    slot.var.as_tensor().inplace_op2(&g.contiguous()?, &step)?;
+                }
+                (None, Some(rows)) => {
+                    let step = AdamRowStep {
+                        update,
+                        moments,
+                        rows,
+                    };
+                    slot.var.as_tensor().inplace_op1(&step)?;
+                }
+                (None, None) => unreachable!("skipped above"),
+            }
         }
         Ok(())
     }
@@ -446,7 +644,7 @@ impl AdamW {
 mod tests {
     use super::*;
     use crate::model::params::{Init, ParamBuilder};
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {
@@ -504,6 +702,104 @@ mod tests {
                 "{n}: {whole} vs {one}"
             );
         }
+    }
+
+    /// A 6 × 4 table's gradient as rows: ids 1, 3, 1 at scale 1, then 3, 5 at scale 0.5.
+    fn table_rows() -> (RowGrads, Vec<f32>) {
+        let g1: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) / 3.0).collect();
+        let g2: Vec<f32> = (0..8).map(|i| (i as f32 * 7.0 % 5.0 - 2.0) / 9.0).collect();
+        let mut rows = RowGrads::new(0, (6, 4));
+        rows.add(&[1, 3, 1], &g1, 1.0).unwrap();
+        rows.add(&[3, 5], &g2, 0.5).unwrap();
+        // The same sums in a zeroed dense table, in the same order.
+        let mut dense = vec![0f32; 24];
+        for (ids, g, scale) in [(&[1u32, 3, 1][..], &g1, 1.0f32), (&[3, 5], &g2, 0.5)] {
+            for (&id, row) in ids.iter().zip(g.chunks_exact(4)) {
+                for (d, r) in dense[id as usize * 4..][..4].iter_mut().zip(row) {
+                    *d += scale * r;
+                }
+            }
+        }
+        (rows, dense)
+    }
+
+    #[test]
+    fn a_table_step_on_gradient_rows_equals_the_dense_step() {
+        let dev = Device::Cpu;
+        let (rows, dense) = table_rows();
+        let run = |sparse: bool| {
+            let mut b = ParamBuilder::fresh(3);
+            b.get("word_embeddings.weight", &[6, 4], Init::Normal(0.5))
+                .unwrap();
+            let params = b.take_params();
+            let mut opt = AdamW::new(&params, 0.01).unwrap();
+            let mut norms = Vec::new();
+            for _ in 0..3 {
+                let mut grads = Grads::empty(1);
+                if sparse {
+                    grads.rows = Some(rows.clone());
+                } else {
+                    grads.grads[0] = Some(Tensor::from_vec(dense.clone(), (6, 4), &dev).unwrap());
+                }
+                norms.push(grads.clip(0.5).unwrap());
+                opt.step(&grads, 0.1).unwrap();
+            }
+            let table = opt.vars()[0].as_tensor().flatten_all().unwrap();
+            (table.to_vec1::<f32>().unwrap(), norms)
+        };
+        let ((sparse, n1), (full, n2)) = (run(true), run(false));
+        assert_eq!(sparse, full, "the same table after three steps");
+        for (a, b) in n1.iter().zip(&n2) {
+            assert!((a - b).abs() < 1e-12 * b, "{n1:?} vs {n2:?}");
+        }
+        // Rows without a gradient still decay and keep moving on their moments.
+        let mut b = ParamBuilder::fresh(3);
+        b.get("word_embeddings.weight", &[6, 4], Init::Normal(0.5))
+            .unwrap();
+        let start = b.take_params().vars()[0].as_tensor().flatten_all().unwrap();
+        assert_ne!(start.to_vec1::<f32>().unwrap()[..4], sparse[..4]);
+    }
+
+    #[test]
+    fn gradient_rows_become_dense_when_asked_or_tied() {
+        let dev = Device::Cpu;
+        let (rows, dense) = table_rows();
+        let table = Var::from_tensor(&Tensor::zeros((6, 4), DType::F32, &dev).unwrap()).unwrap();
+        let mut grads = Grads::empty(1);
+        grads.rows = Some(rows);
+        let got = grads.tensors().unwrap()[0].clone().unwrap();
+        assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), dense);
+        // A dense gradient of the same table (tied weights) takes the rows in.
+        let loss = (table.as_tensor() * 2.0).unwrap().sum_all().unwrap();
+        let store = loss.backward().unwrap();
+        grads
+            .accumulate(&store, std::slice::from_ref(&table), 1.0)
+            .unwrap();
+        assert!(grads.rows.is_none());
+        let got = grads.grads[0].as_ref().unwrap().flatten_all().unwrap();
+        let want: Vec<f32> = dense.iter().map(|d| d + 2.0).collect();
+        assert_eq!(got.to_vec1::<f32>().unwrap(), want);
+    }
+
+    #[test]
+    fn split_hands_the_gradient_rows_to_their_tables_group() {
+        let (mut rows, _) = table_rows();
+        rows.var = 2;
+        let mut grads = Grads::empty(4);
+        grads.rows = Some(rows);
+        let parts = grads.split(&[1, 2, 1]);
+        let vars: Vec<Option<usize>> = parts
+            .iter()
+            .map(|g| g.rows.as_ref().map(|r| r.var))
+            .collect();
+        assert_eq!(vars, [None, Some(1), None]);
+    }
+
+    #[test]
+    fn gradient_rows_refuse_ids_outside_the_table() {
+        let mut rows = RowGrads::new(0, (6, 4));
+        assert!(rows.add(&[6], &[0.0; 4], 1.0).is_err());
+        assert!(rows.add(&[1, 2], &[0.0; 4], 1.0).is_err());
     }
 
     #[test]
