@@ -61,6 +61,45 @@ fn inference_passes_record_no_backward_pass() {
 }
 
 #[test]
+fn the_last_layer_at_the_first_token_gives_the_whole_layers_logits_and_gradients() {
+    // A sequence head reads the [CLS] row only, so the last layer runs for that row alone
+    // unless the whole last hidden state is asked for: the same logits, and the same
+    // gradient in every tensor (a padded batch; MPNet with its relative-position bias).
+    for name in ["tiny-bert", "tiny-distilbert", "tiny-mpnet"] {
+        let (c, input, labels) = setup(name);
+        let run = |outputs: Outputs| {
+            let out = c
+                .model
+                .forward(&input, Pass::GRAD_NO_DROPOUT, outputs)
+                .unwrap();
+            let loss = candle_nn::loss::cross_entropy(&out.logits, &labels).unwrap();
+            (out, loss.backward().unwrap())
+        };
+        let (first, first_grads) = run(Outputs::default());
+        let (whole, whole_grads) = run(Outputs {
+            last_hidden_state: true,
+            ..Outputs::default()
+        });
+        let seq = input.input_ids.dim(1).unwrap();
+        assert_eq!(first.last_hidden_state.dims()[1], 1, "{name}: one row");
+        assert_eq!(whole.last_hidden_state.dims()[1], seq, "{name}: every row");
+        let d = common::max_abs_diff(&first.logits, &whole.logits);
+        assert!(d < 1e-5, "{name}: logits differ by {d}");
+        for (tensor, var) in c.model.params().iter() {
+            let (a, b) = (
+                first_grads.get(var.as_tensor()),
+                whole_grads.get(var.as_tensor()),
+            );
+            let (Some(a), Some(b)) = (a, b) else {
+                panic!("{name}: {tensor} has a gradient in one pass only")
+            };
+            let d = common::max_abs_diff(a, b);
+            assert!(d < 1e-5, "{name}: {tensor}'s gradients differ by {d}");
+        }
+    }
+}
+
+#[test]
 fn a_batch_split_over_threads_gives_the_outputs_of_one_pass() {
     // 16 sentences: enough tokens that inference runs the batch as one part per thread.
     let c = Classifier::load(&fixture("tiny-bert"), 64).unwrap();
@@ -71,6 +110,7 @@ fn a_batch_split_over_threads_gives_the_outputs_of_one_pass() {
     let all = Outputs {
         hidden_states: true,
         attentions: true,
+        last_hidden_state: true,
     };
     let whole = c.model.forward(&input, Pass::GRAD_NO_DROPOUT, all).unwrap();
     let pool = rayon::ThreadPoolBuilder::new()

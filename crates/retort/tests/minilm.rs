@@ -14,6 +14,13 @@ use retort::model::{Outputs, Pass};
 use retort::text::batch::pad_batch;
 use retort::Classifier;
 
+/// Every position of the last layer (a sequence head alone would need the first only).
+const WHOLE: Outputs = Outputs {
+    hidden_states: false,
+    attentions: false,
+    last_hidden_state: true,
+};
+
 fn model_dir() -> PathBuf {
     common::minilm_dir()
 }
@@ -52,7 +59,7 @@ fn minilm_matches_transformers_on_sst2_sentences() {
         let input = pad_batch(&[&e], 0).unwrap();
         let h = c
             .model
-            .forward(&input, Pass::INFERENCE, Outputs::default())
+            .forward(&input, Pass::INFERENCE, WHOLE)
             .unwrap()
             .last_hidden_state;
         let cls = h.narrow(1, 0, 1).unwrap().flatten_all().unwrap();
@@ -108,7 +115,7 @@ fn minilm_matches_transformers_on_64_dev_sentences() {
                     target_ids: None,
                 };
                 c.model
-                    .forward(&part, Pass::INFERENCE, Outputs::default())
+                    .forward(&part, Pass::INFERENCE, WHOLE)
                     .unwrap()
                     .last_hidden_state
             })

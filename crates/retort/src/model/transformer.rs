@@ -270,7 +270,10 @@ impl Transformer {
         pass: Pass,
         outputs: Outputs,
     ) -> Result<ModelOutput> {
-        let enc = encoder.forward(input, pass, outputs)?;
+        // A sequence head reads the first token only: unless more is asked for, the last
+        // layer computes that row alone.
+        let first_only = matches!(head, Head::Sequence(_)) && !outputs.last_hidden_state;
+        let enc = encoder.forward(input, pass, outputs, first_only)?;
         let logits = head.forward(&enc.last_hidden_state, pass)?;
         Ok(ModelOutput {
             logits,
@@ -440,6 +443,7 @@ mod tests {
         let all = Outputs {
             hidden_states: true,
             attentions: true,
+            last_hidden_state: true,
         };
         // One sentence (a whole pass on the pool), and several with padding (one part per
         // thread); the feed-forward width 96 leaves a narrow last panel.

@@ -316,6 +316,7 @@ impl Objective {
         Outputs {
             hidden_states: self.needs.hidden_states,
             attentions: self.needs.attentions,
+            last_hidden_state: false,
         }
     }
 
