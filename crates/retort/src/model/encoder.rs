@@ -162,6 +162,13 @@ pub struct Outputs {
     pub last_hidden_state: bool,
 }
 
+impl Outputs {
+    /// Whether anything asked for needs the last layer at every position.
+    pub fn whole_last_layer(self) -> bool {
+        self.hidden_states || self.attentions || self.last_hidden_state
+    }
+}
+
 /// Token, position and (BERT) token-type embeddings, then LayerNorm and dropout.
 #[derive(Debug, Clone)]
 pub struct Embeddings {
@@ -586,9 +593,9 @@ impl Encoder {
     }
 
     /// Runs the encoder. Padding (mask 0) never changes the outputs at real tokens. With
-    /// `first_only` (and no intermediate outputs asked for), the last layer runs for the
-    /// first position only ([`Layer::forward_first`]): `last_hidden_state` is then
-    /// `[batch, 1, hidden]`.
+    /// `first_only` (which `outputs` must allow: see [`Outputs::whole_last_layer`]), the last
+    /// layer runs for the first position only ([`Layer::forward_first`]): `last_hidden_state`
+    /// is then `[batch, 1, hidden]`.
     pub fn forward(
         &self,
         input: &EncoderInput,
@@ -600,7 +607,6 @@ impl Encoder {
         let (mut x, word_rows) = self.embeddings.forward(input, pass)?;
         let mut hidden_states = Vec::new();
         let mut attentions = Vec::new();
-        let first_only = first_only && !outputs.hidden_states && !outputs.attentions;
         for (i, layer) in self.layers.iter().enumerate() {
             if first_only && i + 1 == self.layers.len() {
                 x = layer.forward_first(&x, &mask_bias, pass)?;

@@ -272,7 +272,7 @@ impl Transformer {
     ) -> Result<ModelOutput> {
         // A sequence head reads the first token only: unless more is asked for, the last
         // layer computes that row alone.
-        let first_only = matches!(head, Head::Sequence(_)) && !outputs.last_hidden_state;
+        let first_only = matches!(head, Head::Sequence(_)) && !outputs.whole_last_layer();
         let enc = encoder.forward(input, pass, outputs, first_only)?;
         let logits = head.forward(&enc.last_hidden_state, pass)?;
         Ok(ModelOutput {

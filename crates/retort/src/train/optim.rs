@@ -476,6 +476,12 @@ impl InplaceOp2 for AdamStep<'_> {
     }
 }
 
+/// A variable's gradient as one step reads it.
+enum Gradient<'a> {
+    Dense(&'a Tensor),
+    Rows(&'a RowGrads),
+}
+
 /// One AdamW update of a word table whose gradient is held as rows ([`RowGrads`]): every
 /// row is updated (its moments decay, as with a zero gradient), but only the rows with a
 /// gradient read one; the others read a row of zeros, so the result is the dense update's.
@@ -561,10 +567,13 @@ impl AdamW {
         self.steps += 1;
         let t = self.steps as i32;
         for (i, (slot, g)) in self.slots.iter_mut().zip(&grads.grads).enumerate() {
-            let rows = grads.rows.as_ref().filter(|r| r.var == i && g.is_none());
-            if g.is_none() && rows.is_none() {
-                continue;
-            }
+            // A dense gradient, else the word table's rows, else nothing to do.
+            let rows = grads.rows.as_ref().filter(|r| r.var == i);
+            let gradient = match (g, rows) {
+                (Some(g), _) => Gradient::Dense(g),
+                (None, Some(rows)) => Gradient::Rows(rows),
+                (None, None) => continue,
+            };
             let decay = slot.decay && self.weight_decay > 0.0;
             let update = Update {
                 lr: lr as f32,
@@ -581,12 +590,12 @@ impl AdamW {
                 grad_scale: grads.scale as f32,
             };
             let moments = RefCell::new((&mut slot.m[..], &mut slot.v[..]));
-            match (g, rows) {
-                (Some(g), _) => {
+            match gradient {
+                Gradient::Dense(g) => {
                     let step = AdamStep { update, moments };
                     slot.var.as_tensor().inplace_op2(&g.contiguous()?, &step)?;
                 }
-                (None, Some(rows)) => {
+                Gradient::Rows(rows) => {
                     let step = AdamRowStep {
                         update,
                         moments,
@@ -594,7 +603,6 @@ impl AdamW {
                     };
                     slot.var.as_tensor().inplace_op1(&step)?;
                 }
-                (None, None) => unreachable!("skipped above"),
             }
         }
         Ok(())
